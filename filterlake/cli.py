@@ -1,0 +1,165 @@
+"""`filterlake` command line: a thin face over the plain functions of the package."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from filterlake.errors import FilterlakeError
+
+EPILOG = "The lake folder is --lake, else $FILTERLAKE_LAKE, else ./lake. Docs: README.md."
+
+
+def _lake_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+
+
+def _format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from filterlake.ingest import ingest
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.writer import repair
+
+    lake = resolve_lake(args.lake)
+    err = Console(stderr=True)
+    if lake.is_dir():
+        repair(lake)
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=err, transient=True,
+                  disable=args.quiet) as progress:
+        task = progress.add_task("discovering", total=None)
+        outcomes = ingest(
+            args.sources, lake, [Path(c) for c in args.catalog],
+            on_start=lambda sources: progress.update(task, total=len(sources), description=""),
+            on_result=lambda o: (progress.advance(task),
+                                 progress.update(task, description=o.name or o.source),
+                                 _report(err, o, args.quiet)),
+        )
+    _summary(err, outcomes, time.perf_counter() - start)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _report(console, outcome, quiet: bool) -> None:
+    if outcome.status == "failed":
+        console.print(f"[red]failed[/red] {outcome.message}", highlight=False)
+    elif not quiet:
+        console.print(f"{outcome.status:>8}  {outcome.name}  ({outcome.n_layers} layers, {outcome.n_filters:,} "
+                      f"filters){'  ' + outcome.message if outcome.message else ''}", highlight=False)
+
+
+def _summary(console, outcomes, seconds: float) -> None:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("ingested", "present", "updated", "failed")}
+    new = [o for o in outcomes if o.status == "ingested"]
+    skipped = sum(sum(o.skipped.values()) for o in new)
+    console.print(
+        f"{len(outcomes)} sources: {counts['ingested']} ingested, {counts['present']} already present, "
+        f"{counts['updated']} metadata updated, {counts['failed']} failed; new: "
+        f"{sum(o.n_layers for o in new)} layers, {sum(o.n_filters for o in new):,} filters, "
+        f"{skipped} layers skipped (not 2-D 3x3); {seconds:.1f} s", highlight=False)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    return _query(args, "SELECT name, domain, task, architecture, format, n_layers_3x3, n_filters_3x3, "
+                        "left(model_id, 12) AS model_id FROM models ORDER BY name, model_id")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    return _query(args, args.query)
+
+
+def _query(args: argparse.Namespace, sql: str) -> int:
+    import duckdb
+
+    from filterlake.lake.duck import connect
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.output import emit
+
+    con = connect(resolve_lake(args.lake))
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        raise FilterlakeError(f"SQL error: {exc}") from exc
+    if result.description is None:
+        return 0
+    emit([d[0] for d in result.description], result.fetchall(), args.format)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from filterlake.lake.check import check_lake
+    from filterlake.lake.layout import resolve_lake
+
+    report = check_lake(resolve_lake(args.lake), repair_leftovers=not args.no_repair)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filterlake",
+        description="A columnar data lake of trained 3x3 convolution filters: ingest PyTorch, ONNX and "
+                    "safetensors checkpoints into hive-partitioned Parquet, query them with DuckDB, analyse "
+                    "filter distributions across models.",
+        epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="ingest checkpoints from files, folders, catalogs or URLs",
+                       description="Ingest checkpoints. SOURCE is a checkpoint file, a folder (searched "
+                       "recursively), a catalog (.csv/.toml/.json) or an http(s) URL. Metadata comes from a "
+                       "catalog entry or a <checkpoint>.meta.json sidecar. Ingesting the same bytes twice adds "
+                       "nothing. Exit 0 when every source was ingested or already present, 1 when any failed "
+                       "(the others are still ingested).", epilog=EPILOG)
+    p.add_argument("sources", nargs="*", metavar="SOURCE")
+    p.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    _lake_arg(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("models", help="list the models of the lake", epilog=EPILOG)
+    _lake_arg(p)
+    _format_arg(p)
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("sql", help="run DuckDB SQL over the lake with the views of sql/ loaded",
+                       description="Run DuckDB SQL over the lake. Views: models, layers, filters, "
+                       "filters_scaled, filter_arrays, filters_meta, skipped_layers (see sql/).", epilog=EPILOG)
+    p.add_argument("query", metavar="QUERY")
+    _lake_arg(p)
+    _format_arg(p)
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
+                       description="Verify that every model's filter partition holds exactly its filters, that "
+                       "no orphan partitions exist and that every file has the schema of schemas/. Leftovers of "
+                       "interrupted writes are removed unless --no-repair. Exit 0 when consistent.", epilog=EPILOG)
+    p.add_argument("--no-repair", action="store_true", help="only report, change nothing")
+    _lake_arg(p)
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "ingest" and not args.sources and not args.catalog:
+        build_parser().error("ingest needs a SOURCE or --catalog FILE")
+    try:
+        return args.func(args)
+    except FilterlakeError as exc:
+        print(f"filterlake: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("filterlake: interrupted; the lake keeps only whole models", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""DuckDB connections over a lake with the views of `sql/` loaded (empty tables get empty typed views)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from filterlake.lake.schema import TABLES, arrow_schema
+from filterlake.resources import resource_dir
+
+_DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
+               pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
+_GLOBS = {"models": "models/*.parquet", "layers": "layers/*.parquet", "filters": "filters/*/*.parquet"}
+
+
+def statements(sql_file: str) -> list[str]:
+    """The statements of one file of `sql/` (comments dropped, split on ';' at line ends)."""
+    text = (resource_dir("sql") / sql_file).read_text()
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip()]
+
+
+def _empty_view(table: str) -> str:
+    cols = ", ".join(f"NULL::{_DUCK_TYPES[f.type]} AS {f.name}" for f in arrow_schema(table))
+    return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM (SELECT {cols}) WHERE false"
+
+
+def connect(lake: Path, extra_sql: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection whose views read the lake at `lake`."""
+    con = duckdb.connect()
+    con.execute("SET VARIABLE lake = ?", [str(lake)])
+    base = dict(zip(TABLES, statements("tables.sql")))
+    for table in TABLES:
+        has_files = next(iter(lake.glob(_GLOBS[table])), None) is not None
+        con.execute(base[table] if has_files else _empty_view(table))
+    for sql_file in ("views.sql", *extra_sql):
+        for statement in statements(sql_file):
+            con.execute(statement)
+    return con

@@ -1,0 +1,189 @@
+"""Write one model into the lake atomically: stage every file, then move them into place under a lock.
+
+Commit order is filters partition, layers file, models row; the models row is the commit mark, so the
+views of `sql/` (which join on `models`) never see a partly written model, and anything a crash leaves
+behind without its models row is an orphan that `repair` removes.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterlake.lake.layout import STAGING, committed_ids, filters_dir, layers_file, model_file
+from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
+
+ROW_GROUP_ROWS = 1 << 20  # ~40 MB of filters per row group: bounded memory, efficient scans
+
+
+@contextlib.contextmanager
+def lake_lock(lake: Path) -> Iterator[None]:
+    """Exclusive lock over commits and repairs of one lake (an advisory flock on `LAKE/.lock`)."""
+    lake.mkdir(parents=True, exist_ok=True)
+    with open(lake / ".lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Write a small table and flush it to disk before it is renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as out:
+        pq.write_table(table, out, compression="zstd")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _filters_table(model_id: str, layer_idx: int, filters: np.ndarray) -> pa.Table:
+    n = len(filters)
+    columns = {
+        "model_id": pa.array([model_id] * n, pa.string()) if n else pa.array([], pa.string()),
+        "layer_idx": pa.array(np.full(n, layer_idx, np.int32)),
+        "filter_idx": pa.array(np.arange(n, dtype=np.int32)),
+    }
+    for j, name in enumerate(WEIGHT_COLUMNS):
+        columns[name] = pa.array(np.ascontiguousarray(filters[:, j]))
+    return pa.table(columns, schema=arrow_schema("filters"))
+
+
+class ModelWriter:
+    """Stages one model's tables; `commit()` moves them into the lake, `discard()` drops them."""
+
+    def __init__(self, lake: Path, model_id: str):
+        self.lake = lake
+        self.model_id = model_id
+        self.stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.stage.mkdir(parents=True)
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows_written = 0
+
+    @property
+    def _filters_file(self) -> Path:
+        return self.stage / "filters" / "part-0.parquet"
+
+    def add_layer(self, layer_idx: int, filters: np.ndarray) -> None:
+        """Queue one layer's (n, 9) float32 filters; rows are flushed in row groups of ~1M filters."""
+        if not len(filters):
+            return
+        self._pending.append(_filters_table(self.model_id, layer_idx, filters))
+        self._pending_rows += len(filters)
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._filters_file.parent.mkdir(parents=True)
+            self._writer = pq.ParquetWriter(
+                self._filters_file, arrow_schema("filters"), compression="zstd",
+                use_dictionary=["model_id"], write_statistics=["model_id", "layer_idx", "filter_idx"],
+            )
+        table = pa.concat_tables(self._pending)
+        self._writer.write_table(table, row_group_size=max(len(table), 1))
+        self.rows_written += len(table)
+        self._pending, self._pending_rows = [], 0
+
+    def commit(self, layer_rows: list[dict], model_row: dict) -> bool:
+        """Move the staged model into the lake; False when another writer committed the same model first."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            with open(self._filters_file, "rb+") as handle:
+                os.fsync(handle.fileno())
+        _write_parquet(pa.Table.from_pylist(layer_rows, schema=arrow_schema("layers")), self.stage / "layers.parquet")
+        _write_parquet(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet")
+        with lake_lock(self.lake):
+            if model_file(self.lake, self.model_id).exists():
+                self.discard()
+                return False
+            target = filters_dir(self.lake, self.model_id)
+            if target.exists():  # an orphan partition of an interrupted earlier write
+                shutil.rmtree(target)
+            if self._writer is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(self._filters_file.parent, target)
+            for src, dst in ((self.stage / "layers.parquet", layers_file(self.lake, self.model_id)),
+                             (self.stage / "model.parquet", model_file(self.lake, self.model_id))):
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+            _fsync_dir(self.lake / "models")
+        shutil.rmtree(self.stage, ignore_errors=True)
+        return True
+
+    def discard(self) -> None:
+        """Drop everything staged (on error or when the model is already present)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_model_row(lake: Path, model_row: dict) -> None:
+    """Rewrite a committed model's metadata row (filters and layers stay untouched)."""
+    target = model_file(lake, model_row["model_id"])
+    stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    _write_parquet(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), stage / "model.parquet")
+    with lake_lock(lake):
+        os.replace(stage / "model.parquet", target)
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftovers(lake: Path) -> dict[str, list[Path]]:
+    """What interrupted writes left behind: stale staging folders, orphan filter partitions and layer files."""
+    found: dict[str, list[Path]] = {"staging": [], "orphan_filters": [], "orphan_layers": []}
+    stage_root = lake / STAGING
+    if stage_root.is_dir():
+        for stage in stage_root.iterdir():
+            pid = stage.name.split("-", 1)[0]
+            if not pid.isdigit() or not _pid_alive(int(pid)):
+                found["staging"].append(stage)
+    ids = committed_ids(lake)
+    if (lake / "filters").is_dir():
+        found["orphan_filters"] = [d for d in (lake / "filters").iterdir()
+                                   if d.name.removeprefix("model_id=") not in ids]
+    if (lake / "layers").is_dir():
+        found["orphan_layers"] = [f for f in (lake / "layers").glob("*.parquet") if f.stem not in ids]
+    return found
+
+
+def repair(lake: Path) -> dict[str, int]:
+    """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight)."""
+    with lake_lock(lake):
+        found = leftovers(lake)
+        for paths in found.values():
+            for path in paths:
+                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return {kind: len(paths) for kind, paths in found.items()}

@@ -1,0 +1,70 @@
+"""Model metadata from sidecar files and catalog entries, validated against `schemas/`.
+
+Metadata lives only in the `models` table, so it can be corrected later without rewriting any filters.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from filterlake.errors import MetadataError
+from filterlake.resources import load_json
+
+FIELDS = ("name", "architecture", "task", "domain", "modality", "training_dataset", "license")
+SOURCE_KEYS = ("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256")
+SIDECAR_SUFFIX = ".meta.json"
+
+
+def _validator(schema_file: str) -> jsonschema.Draft202012Validator:
+    registry = Registry().with_resources(
+        (load_json(name)["$id"], Resource.from_contents(load_json(name)))
+        for name in ("model_metadata.schema.json", "catalog.schema.json")
+    )
+    return jsonschema.Draft202012Validator(load_json(schema_file), registry=registry)
+
+
+def validate(entry: dict[str, Any], where: str, schema_file: str = "model_metadata.schema.json") -> None:
+    """Raise MetadataError naming the source and the offending field when `entry` fails the schema."""
+    errors = sorted(_validator(schema_file).iter_errors(entry), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        field = ".".join(str(p) for p in err.absolute_path) or "(entry)"
+        if err.validator == "oneOf":
+            reason = "needs exactly one source: 'path', 'url', or 'wheel' with 'member'"
+        else:
+            reason = err.message
+        raise MetadataError(f"{where}: field {field!r}: {reason}")
+
+
+def split(entry: dict[str, Any]) -> dict[str, Any]:
+    """Normalise an entry to {known fields..., 'extra': {...}}: unknown keys go to extra, source keys are dropped."""
+    out: dict[str, Any] = {key: entry.get(key) for key in FIELDS if entry.get(key) is not None}
+    extra = dict(entry.get("extra") or {})
+    extra.update({k: v for k, v in entry.items()
+                  if k not in FIELDS and k not in SOURCE_KEYS and k != "extra" and v is not None})
+    out["extra"] = extra
+    return out
+
+
+def sidecar_path(checkpoint: Path) -> Path:
+    """`<checkpoint>.meta.json` next to the checkpoint."""
+    return checkpoint.with_name(checkpoint.name + SIDECAR_SUFFIX)
+
+
+def read_sidecar(checkpoint: Path) -> dict[str, Any] | None:
+    """The validated metadata of a checkpoint's sidecar file, or None when it has none."""
+    path = sidecar_path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetadataError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(entry, dict):
+        raise MetadataError(f"{path}: must be a JSON object of metadata fields")
+    validate(entry, str(path))
+    return split(entry)

@@ -1,0 +1,52 @@
+"""What every reader yields: conv weights found in a checkpoint, with their names and a lazy loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+# How the orientation of a 4-D weight is known: "conv" (a real Conv2d/ONNX Conv), "transposed" (known to be a
+# ConvTranspose, excluded from filters), "unknown" (a bare tensor, e.g. in a state dict: counted as a conv).
+Kind = Literal["conv", "transposed", "unknown"]
+
+
+@dataclass(frozen=True)
+class ConvTensor:
+    """One convolution weight of a checkpoint (any kernel size and rank), loaded only when `load()` is called.
+
+    `shape` and `layout` are as stored in the file; `load()` returns float32 in canonical channel-first order
+    (O, I/groups, *kernel), i.e. an MLX/TF `[out, kH, kW, in]` tensor comes back transposed to OIHW. Non-finite
+    values are returned as they are (extraction counts them).
+    """
+
+    name: str  # layer name without a trailing ".weight", e.g. "layer1.0.conv1"
+    shape: tuple[int, ...]
+    dtype: str  # dtype as stored: "float32", "float16", "bfloat16", "float64", ...
+    layout: str  # layout of `shape`: "OIHW", "OHWI" (channel-last), "OIW" (1-D), "OIDHW" (3-D), ...
+    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    kind: Kind = "unknown"
+    groups: int | None = None  # from the graph when the format records it
+    dilation: tuple[int, ...] | None = None
+    level: int | None = None  # graph level (longest path from an input) when the format has a graph
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        """Kernel dims (spatial) in canonical order."""
+        if self.layout.startswith("O") and self.layout.endswith("I"):  # channel-last: O, *k, I
+            return tuple(self.shape[1:-1])
+        return tuple(self.shape[2:])
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint opened by a reader: its conv weights in graph/definition order, and provenance."""
+
+    path: Path
+    format: str  # "onnx", "safetensors", "torch-state-dict", "torch-checkpoint-dict", "torchscript", "torch-full-pickle", "torch-legacy-pickle"
+    files: list[Path]  # every file whose bytes make up the model (main file first, then external data / shards)
+    load_method: str  # e.g. "torch.load(weights_only=True)", "restricted-unpickler", "onnx", "safetensors"
+    tensors: list[ConvTensor]
+    depth_source: Literal["graph", "definition_order"] = "definition_order"
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,22 @@
+"""Shared fixtures: the real corpus of ../shared/corpus and its manifest."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def manifest_rows() -> list[dict[str, str]]:
+    with open(CORPUS / "MANIFEST.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "MANIFEST.csv").is_file():
+        pytest.fail(f"the shared corpus is missing: expected {CORPUS}/MANIFEST.csv beside the repository")
+    return CORPUS
