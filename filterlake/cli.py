@@ -28,7 +28,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from filterlake.lake.writer import repair
 
     lake = resolve_lake(args.lake)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     if lake.is_dir():
         repair(lake)
     start = time.perf_counter()
@@ -103,6 +103,88 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _progress(args: argparse.Namespace):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True, disable=getattr(args, "quiet", False))
+
+
+def _refresh(args: argparse.Namespace):
+    """Run the incremental analysis with a progress bar per stage."""
+    from filterlake.derive.refresh import refresh
+    from filterlake.lake.layout import resolve_lake
+
+    with _progress(args) as progress:
+        state = {}
+
+        def stage(name: str, total: int) -> None:
+            if "task" in state:
+                progress.remove_task(state["task"])
+            state["task"] = progress.add_task(name, total=total)
+
+        return refresh(resolve_lake(args.lake), args.preset, tuple(args.group_by), args.basis_on,
+                       {"eps": args.sparsity_eps}, on_stage=stage,
+                       on_model=lambda _: progress.advance(state["task"]))
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    analysis = _refresh(args)
+    evr = ", ".join(f"{v:.3f}" for v in analysis.basis.evr)
+    print(f"basis {analysis.basis_id}: N = {analysis.basis.n:,} filters; EVR = [{evr}]")
+    print(f"layer statistics: {analysis.stats['computed']} models computed, {analysis.stats['reused']} reused; "
+          f"histograms: {analysis.histograms['computed']} models computed, {analysis.histograms['reused']} reused")
+    print(f"preset {analysis.preset.name}: {analysis.spec.bins} bins over "
+          f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
+    for column, path in analysis.shifts.items():
+        print(f"shifts by {column}: {path}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from filterlake.derive.refresh import lake_connection
+    from filterlake.derive.shifts import permutation
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.output import emit
+
+    args.quiet = True
+    analysis = _refresh(args)
+    con = lake_connection(resolve_lake(args.lake))
+    rows = con.execute("SELECT * FROM read_parquet(?)", [str(analysis.shifts[args.group_by[0]])]).fetchall()
+    columns = [d[0] for d in con.description]
+    if args.format == "table":
+        labels = list(dict.fromkeys(r[0] for r in rows))
+        value = {(r[0], r[1]): r[2] for r in rows}
+        emit(["group", *labels], [[a, *(round(value[a, b], 4) for b in labels)] for a in labels], "table")
+    else:
+        emit(columns, rows, args.format)
+    if args.permutations:
+        groups = list(dict.fromkeys(r[0] for r in rows))
+        a, b = (args.test[0], args.test[1] if len(args.test) > 1 else None) if args.test else (groups[0], None)
+        result = permutation(con, analysis.basis_id, analysis.spec, args.group_by[0], a, b, analysis.weights(),
+                             args.permutations, args.seed)
+        print(f"{a} vs {b or 'rest'}: D = {result.observed:.4f}, permutation p = {result.p_value:.4g} "
+              f"({result.n_permutations} permutations of models), bootstrap {int(result.confidence * 100)}% "
+              f"interval [{result.ci_low:.4f}, {result.ci_high:.4f}]", file=sys.stderr)
+    return 0
+
+
+def _analysis_args(parser: argparse.ArgumentParser) -> None:
+    from filterlake.analysis.presets import PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="medical",
+                        help="medical: 70 bins over (-3, 3), uniform weights (the seed paper); cnn-filter-db: 70 "
+                             "bins over the global coefficient range, EVR weights (default: medical)")
+    parser.add_argument("--basis-on", metavar="SQL", help="fit the basis on the models matching this SQL "
+                        "condition on models columns, e.g. \"domain = 'natural'\" (default: all models)")
+    parser.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS",
+                        help="a filter is sparse when all |w| < EPS * max|w| of its layer (default 0.01)")
+    _lake_arg(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filterlake",
@@ -136,6 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
     _lake_arg(p)
     _format_arg(p)
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("analyze", help="compute layer statistics, the basis, histograms and shifts",
+                       description="Compute and store (incrementally) the derived tables: layer_stats (sparsity, "
+                       "variance entropy, orthogonality, binary-likeness, sufficient statistics), the 9-component "
+                       "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
+                       "column. Groupings: domain, task, training_dataset, architecture, name, modality, format, "
+                       "medical, depth_decile, or any key of the extra metadata.", epilog=EPILOG)
+    p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL", help="groupings (default: domain)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _analysis_args(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("shift", help="print the pairwise shift matrix between the groups of a column",
+                       description="Print the distribution shift D between every pair of groups of COL (rows sorted "
+                       "by ascending column mean). Reads only stored histograms; runs the incremental analysis "
+                       "first when the lake changed. With --permutations, also a permutation test over models "
+                       "of one pair (--test A [B]; B defaults to all other models).", epilog=EPILOG)
+    p.add_argument("--group-by", nargs=1, required=True, metavar="COL")
+    p.add_argument("--permutations", type=int, default=0, metavar="N", help="permutation test with N permutations")
+    p.add_argument("--test", nargs="+", metavar="GROUP", help="the groups of the permutation test: A [B]")
+    p.add_argument("--seed", type=int, default=0)
+    _analysis_args(p)
+    _format_arg(p)
+    p.set_defaults(func=cmd_shift)
 
     p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
                        description="Verify that every model's filter partition holds exactly its filters, that "

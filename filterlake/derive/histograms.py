@@ -1,0 +1,114 @@
+"""`histograms/` and `extents/`: per-layer coefficient histograms in a stored basis, in one scan per model.
+
+Counts add up, so the distribution of any grouping (domain, model, depth decile, ...) is a sum over layers and
+every later regrouping reads no filters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterlake.analysis.basis import Basis, transform
+from filterlake.analysis.histogram import histogram_counts
+from filterlake.analysis.normalise import maxabs_scale
+from filterlake.analysis.quality import sparse_mask
+from filterlake.derive.store import write_atomic
+from filterlake.lake.layout import committed_ids, layers_file
+from filterlake.lake.scan import iter_layers
+
+
+@dataclass(frozen=True)
+class HistSpec:
+    """Histogram range, bin count and filter subset ("all" or "nonsparse")."""
+
+    lo: float
+    hi: float
+    bins: int = 70
+    subset: str = "all"
+
+    @property
+    def key(self) -> str:
+        return f"{self.lo:.9g}_{self.hi:.9g}_{self.bins}_{self.subset}"
+
+    @classmethod
+    def from_key(cls, key: str) -> HistSpec:
+        lo, hi, bins, subset = key.rsplit("_", 3)
+        return cls(float(lo), float(hi), int(bins), subset)
+
+
+# Fine histogram behind the KDE plots: |c| <= 3 + |mu| ~ 3.13 for max-abs scaled filters (methods.md §4).
+KDE_SPEC = HistSpec(-3.5, 3.5, 350, "all")
+
+
+def hist_file(lake: Path, basis_id: str, spec: HistSpec, model_id: str) -> Path:
+    return lake / "histograms" / f"basis={basis_id}" / f"spec={spec.key}" / f"{model_id}.parquet"
+
+
+def extents_file(lake: Path, basis_id: str, model_id: str) -> Path:
+    return lake / "extents" / f"basis={basis_id}" / f"{model_id}.parquet"
+
+
+def _long_rows(model_id: str, layer_idx: int, counts: np.ndarray) -> dict[str, np.ndarray]:
+    comp, bins = np.nonzero(counts)
+    return {"model_id": np.full(len(comp), model_id, dtype=object), "layer_idx": np.full(len(comp), layer_idx, np.int32),
+            "component": comp.astype(np.int32), "bin": bins.astype(np.int32), "count": counts[comp, bins]}
+
+
+HIST_SCHEMA = pa.schema([("model_id", pa.string()), ("layer_idx", pa.int32()), ("component", pa.int32()),
+                         ("bin", pa.int32()), ("count", pa.int64())])
+EXTENT_SCHEMA = pa.schema([("model_id", pa.string()), ("layer_idx", pa.int32()), ("component", pa.int32()),
+                           ("min", pa.float64()), ("max", pa.float64())])
+
+
+def _table(parts: list[dict[str, np.ndarray]], schema: pa.Schema) -> pa.Table:
+    return pa.table({f.name: pa.array(np.concatenate([p[f.name] for p in parts]) if parts else [], f.type)
+                     for f in schema}, schema=schema)
+
+
+def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSpec],
+                     sparsity: dict[str, Any]) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
+    """One pass over a model: per-layer histograms for every spec and per-layer coefficient extents."""
+    layers = pq.read_table(layers_file(lake, model_id), columns=["layer_idx", "n_filters"]).to_pylist()
+    hist_parts: dict[HistSpec, list] = {spec: [] for spec in specs}
+    extents = []
+    for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
+        if not len(filters):
+            continue
+        coefficients = transform(basis, maxabs_scale(filters))
+        kept = None
+        for spec in specs:
+            if spec.subset == "nonsparse" and kept is None:
+                kept = ~sparse_mask(filters, sparsity["eps"], sparsity["rule"], sparsity["zero_layer_value"])
+            chosen = coefficients if spec.subset == "all" else coefficients[kept]
+            hist_parts[spec].append(_long_rows(model_id, layer_idx, histogram_counts(chosen, spec.lo, spec.hi,
+                                                                                    spec.bins)))
+        extents.append({"model_id": np.full(9, model_id, dtype=object), "layer_idx": np.full(9, layer_idx, np.int32),
+                        "component": np.arange(9, dtype=np.int32), "min": coefficients.min(axis=0),
+                        "max": coefficients.max(axis=0)})
+    return ({spec: _table(parts, HIST_SCHEMA) for spec, parts in hist_parts.items()},
+            _table(extents, EXTENT_SCHEMA))
+
+
+def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[HistSpec], sparsity: dict[str, Any],
+                       on_model: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Compute the missing histogram/extent files of every committed model for this basis and these specs."""
+    computed = reused = 0
+    for model_id in sorted(committed_ids(lake)):
+        missing = [s for s in specs if not hist_file(lake, basis_id, s, model_id).exists()]
+        need_extents = not extents_file(lake, basis_id, model_id).exists()
+        if missing or need_extents:
+            hists, extents = model_histograms(lake, model_id, basis, missing, sparsity)
+            for spec, table in hists.items():
+                write_atomic(table, hist_file(lake, basis_id, spec, model_id), lake)
+            write_atomic(extents, extents_file(lake, basis_id, model_id), lake)
+            computed += 1
+        else:
+            reused += 1
+        if on_model:
+            on_model(model_id)
+    return {"computed": computed, "reused": reused}

@@ -1,0 +1,86 @@
+"""`layer_stats/`: per-layer quality metrics and the sufficient statistics every basis is summed from.
+
+One row per (model, layer), computed once per model in a single streaming pass and kept while the parameters
+are unchanged, so ingesting a new model never recomputes the others.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterlake.analysis.moments import FLAT_NAMES
+from filterlake.analysis.quality import layer_quality
+from filterlake.derive.store import fingerprint, read_param, write_atomic
+from filterlake.lake.layout import committed_ids, layers_file
+from filterlake.lake.scan import iter_layers
+
+DEFAULT_PARAMS: dict[str, Any] = {"eps": 0.01, "rule": "abs-strict", "zero_layer_value": 1.0,
+                                  "entropy_margin": 0.02, "low_entropy": 0.5, "sparsity_threshold": 0.14,
+                                  "tol": 0.05, "binary_threshold": 0.9}
+MOMENT_SETS = {"raw": "moments_raw", "sc": "moments_scaled", "scn": "moments_scaled_nonsparse"}
+
+
+def moment_columns(prefix: str) -> list[str]:
+    """Column names of one stored moment set: n, s0..s8, o00..o88 (upper triangle) with a prefix."""
+    return [f"{prefix}_{name}" for name in FLAT_NAMES]
+
+
+def stats_file(lake: Path, model_id: str) -> Path:
+    return lake / "layer_stats" / f"{model_id}.parquet"
+
+
+def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.Table:
+    """Stream one model's layers through `layer_quality` and return its layer_stats rows."""
+    layers = pq.read_table(layers_file(lake, model_id),
+                           columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
+    shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"]) for row in layers}
+    tag = fingerprint(params)
+    rows = []
+    for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
+        quality = layer_quality(filters.reshape(*shapes[layer_idx], 9), **params)
+        row: dict[str, Any] = {"model_id": model_id, "layer_idx": layer_idx, "params": tag}
+        for prefix, key in MOMENT_SETS.items():
+            row.update(zip(moment_columns(prefix), quality.pop(key).to_flat().tolist()))
+        row.update(quality)
+        rows.append(row)
+    return pa.Table.from_pylist(rows)
+
+
+def refresh_layer_stats(lake: Path, params: dict[str, Any] | None = None,
+                        on_model: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Compute layer_stats for models that lack them (or were computed with other parameters)."""
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    tag = fingerprint(params)
+    ids = committed_ids(lake)
+    computed = reused = 0
+    for model_id in sorted(ids):
+        target = stats_file(lake, model_id)
+        if read_param(target) == tag or (target.exists() and _empty_with(target, tag)):
+            reused += 1
+        else:
+            table = model_layer_stats(lake, model_id, params)
+            if not table.num_rows:  # a model without 3x3 layers: keep a marker so it is not rescanned
+                table = pa.table({"model_id": pa.array([], pa.string()), "params": pa.array([], pa.string())},
+                                 metadata={"params": tag})
+            write_atomic(table, target, lake)
+            computed += 1
+        if on_model:
+            on_model(model_id)
+    removed = 0
+    for stale in (lake / "layer_stats").glob("*.parquet") if (lake / "layer_stats").is_dir() else ():
+        if stale.stem not in ids:
+            stale.unlink()
+            removed += 1
+    (lake / "layer_stats" / "_params.json").parent.mkdir(parents=True, exist_ok=True)
+    (lake / "layer_stats" / "_params.json").write_text(json.dumps({"params": params, "id": tag}, indent=2))
+    return {"computed": computed, "reused": reused, "removed": removed}
+
+
+def _empty_with(path: Path, tag: str) -> bool:
+    """True for the zero-row marker file of a model without 3x3 layers computed with `tag`."""
+    meta = pq.read_schema(path).metadata or {}
+    return meta.get(b"params", b"").decode() == tag

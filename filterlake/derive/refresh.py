@@ -1,0 +1,108 @@
+"""Bring every derived table up to date: layer_stats -> basis -> histograms -> shifts (incremental).
+
+Only what is missing is computed: new models get their layer statistics, an unchanged basis keeps its
+histograms, and regrouping reads only the stored histograms.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from filterlake.analysis.basis import Basis
+from filterlake.analysis.presets import PRESETS, Preset
+from filterlake.derive.basis import fit_from_lake
+from filterlake.derive.histograms import KDE_SPEC, HistSpec, refresh_histograms
+from filterlake.derive.layer_stats import DEFAULT_PARAMS, refresh_layer_stats
+from filterlake.derive.shifts import grouped_counts, pair_rows, shift_table, store_shifts
+from filterlake.errors import FilterlakeError
+from filterlake.lake.duck import connect
+
+ANALYSIS_SQL = ("analysis.sql",)
+
+
+@dataclass
+class Analysis:
+    """The state of one analysis: its basis, the preset's histogram spec and what was (re)computed."""
+
+    basis_id: str
+    basis: Basis
+    preset: Preset
+    spec: HistSpec
+    stats: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, int] = field(default_factory=dict)
+    shifts: dict[str, Path] = field(default_factory=dict)
+
+    def weights(self):
+        return self.preset.weights_for(self.basis)
+
+
+def lake_connection(lake: Path) -> duckdb.DuckDBPyConnection:
+    """A connection with the base, derived and analysis views."""
+    return connect(lake, ANALYSIS_SQL)
+
+
+def _global_spec(lake: Path, basis_id: str, preset: Preset) -> HistSpec:
+    """The preset's histogram spec; for range=None the global (min, max) of all coefficients in the basis."""
+    subset = "nonsparse" if preset.exclude_sparse else "all"
+    if preset.range is not None:
+        return HistSpec(*preset.range, preset.bins, subset)
+    lo, hi = lake_connection(lake).execute(
+        "SELECT min(min), max(max) FROM coefficient_extents WHERE basis = ?", [basis_id]).fetchone()
+    return HistSpec(*preset.range_for(lo, hi), preset.bins, subset)
+
+
+def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("domain",),
+            basis_on: str | None = None, params: dict[str, Any] | None = None,
+            on_stage: Callable[[str, int], None] | None = None,
+            on_model: Callable[[str], None] | None = None) -> Analysis:
+    """Update layer_stats, the basis, the preset's histograms and the shifts of each grouping; return the state."""
+    if preset not in PRESETS:
+        raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    chosen = PRESETS[preset]
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    con = lake_connection(lake)
+    n_models = con.execute("SELECT count(*) FROM models").fetchone()[0]
+    if not n_models:
+        raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
+    if on_stage:
+        on_stage("layer statistics", n_models)
+    stats = refresh_layer_stats(lake, params, on_model)
+    con = lake_connection(lake)
+    basis_id, basis = fit_from_lake(con, lake, basis_on, "nonsparse" if chosen.exclude_sparse else "all")
+    specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
+                          if chosen.range is not None else [])
+    if on_stage:
+        on_stage("histograms", n_models)
+    hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model)
+    spec = _global_spec(lake, basis_id, chosen)
+    if spec not in specs:  # the global range is known only after the extents pass
+        if on_stage:
+            on_stage("histograms (global range)", n_models)
+        extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model)
+        hist = {k: hist[k] + extra[k] for k in hist}
+    analysis = Analysis(basis_id, basis, chosen, spec, stats, hist)
+    _write_state(lake, analysis, basis_on)
+    con = lake_connection(lake)
+    for column in group_by:
+        analysis.shifts[column] = store_group_shifts(con, lake, analysis, column)
+    return analysis
+
+
+def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis, group_by: str) -> Path:
+    """Compute and store the full pairwise shift matrix of one grouping."""
+    grouped = grouped_counts(con, analysis.basis_id, analysis.spec, group_by)
+    labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
+    rows = pair_rows(labels, matrix, grouped, group_by=group_by, preset=analysis.preset.name,
+                     basis_id=analysis.basis_id, range_lo=analysis.spec.lo, range_hi=analysis.spec.hi,
+                     bins=analysis.spec.bins, weights=analysis.preset.weights, subset=analysis.spec.subset)
+    return store_shifts(lake, rows, group_by, analysis.preset.name, analysis.basis_id)
+
+
+def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
+    state = {"basis_id": analysis.basis_id, "basis_on": basis_on, "preset": analysis.preset.name,
+             "spec": analysis.spec.key}
+    (lake / "analysis.json").write_text(json.dumps(state, indent=2))
