@@ -20,3 +20,13 @@ def corpus() -> Path:
     if not (CORPUS / "MANIFEST.csv").is_file():
         pytest.fail(f"the shared corpus is missing: expected {CORPUS}/MANIFEST.csv beside the repository")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def corpus_lake(corpus, tmp_path_factory) -> Path:
+    """A lake holding the whole shared corpus (ingested once per test session; tests must not modify it)."""
+    from filterlake.ingest import ingest
+
+    lake = tmp_path_factory.mktemp("corpus_lake")
+    ingest([], lake, [corpus / "MANIFEST.csv"])
+    return lake
