@@ -1,0 +1,86 @@
+"""The command line as a user runs it: exit codes, summaries, output formats, errors without tracebacks."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+FILTERLAKE = [sys.executable, "-m", "filterlake"]
+
+
+def run(*args, cwd=REPO, env=None):
+    return subprocess.run([*FILTERLAKE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def test_ingest_summary_and_exit_code(tmp_path, corpus):
+    good = tmp_path / "in"
+    good.mkdir()
+    shutil.copy(corpus / "mtcnn" / "pnet.pt", good / "pnet.pt")
+    (good / "pnet.pt.meta.json").write_text(json.dumps({"name": "P-Net", "domain": "faces"}))
+    done = run("ingest", good, "--lake", tmp_path / "lake")
+    assert done.returncode == 0, done.stderr
+    assert "1 sources: 1 ingested" in done.stderr and "3 layers, 702 filters" in done.stderr
+    (good / "broken.pth").write_bytes(b"\x80\x02garbage")
+    again = run("ingest", good, "--lake", tmp_path / "lake")
+    assert again.returncode == 1
+    assert "1 already present" in again.stderr and "1 failed" in again.stderr
+    assert f"failed {good / 'broken.pth'}: " in again.stderr and "Traceback" not in again.stderr
+
+
+def test_models_and_sql_formats(corpus_lake):
+    listed = run("models", "--lake", corpus_lake, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(listed.stdout)))
+    assert len(rows) == 17 and {"name", "domain", "n_filters_3x3"} <= set(rows[0])
+    out = run("sql", "SELECT domain, sum(n_filters_3x3) AS n FROM models GROUP BY domain ORDER BY domain",
+              "--lake", corpus_lake, "--format", "json")
+    result = {r["domain"]: r["n"] for r in json.loads(out.stdout)}
+    assert result["natural"] == 29744 + 94256 + 73856
+    table = run("sql", "SELECT count(*) AS n FROM filters_meta WHERE domain = 'faces'", "--lake", corpus_lake)
+    assert table.stdout.splitlines()[2].strip() == str(7872 * 2 + 702 + 6240)
+
+
+def test_sql_error_is_one_clean_line(corpus_lake):
+    done = run("sql", "SELECT nope FROM models", "--lake", corpus_lake)
+    assert done.returncode == 1 and done.stderr.startswith("filterlake: error: SQL error:")
+    assert "Traceback" not in done.stderr
+
+
+def test_lake_from_environment(tmp_path, corpus):
+    env = {"FILTERLAKE_LAKE": str(tmp_path / "envlake"), "PATH": "/usr/bin:/bin"}
+    assert run("ingest", corpus / "mtcnn" / "pnet.pt", env=env).returncode == 0
+    assert (tmp_path / "envlake" / "models").is_dir()
+
+
+def test_check_command(corpus_lake):
+    done = run("check", "--lake", corpus_lake, "--no-repair")
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok: 17 models, 445,633 filters")
+
+
+def test_plain_duckdb_reads_the_lake_without_filterlake(corpus_lake, tmp_path):
+    """What a user runs in the DuckDB CLI: raw globs, and the views of sql/ (no filterlake import)."""
+    script = f"""
+import duckdb, pathlib
+con = duckdb.connect()
+print(con.execute("SELECT count(*) FROM read_parquet('{corpus_lake}/filters/**/*.parquet', hive_partitioning=true)").fetchone()[0])
+con.execute("SET VARIABLE lake = '{corpus_lake}'")
+for name in ("tables.sql", "views.sql"):
+    con.execute(pathlib.Path("{REPO}/sql/" + name).read_text())
+print(con.execute("SELECT count(*) FROM filters_meta WHERE domain = 'natural'").fetchone()[0])
+"""
+    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["445633", str(29744 + 94256 + 73856)]
+
+
+@pytest.mark.parametrize("command", ["ingest", "models", "sql", "analyze", "shift", "check"])
+def test_help_explains_every_command(command):
+    done = run(command, "--help")
+    assert done.returncode == 0 and "--lake" in done.stdout
