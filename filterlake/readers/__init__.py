@@ -1,0 +1,39 @@
+"""Checkpoint readers: detect a file's format by content and list its conv weights with lazy loaders."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from filterlake.errors import CheckpointError
+from filterlake.readers.base import Checkpoint, ConvTensor
+from filterlake.readers.detect import describe, sniff_format
+from filterlake.readers.onnx import read_onnx
+from filterlake.readers.safetensors import read_safetensors
+from filterlake.readers.torch import read_torch
+
+__all__ = ["Checkpoint", "ConvTensor", "open_checkpoint", "sniff_format"]
+
+_READERS: dict[str, Callable[[Path, str], Checkpoint]] = {
+    "onnx": lambda path, _kind: read_onnx(path),
+    "safetensors": read_safetensors,
+    "safetensors-index": read_safetensors,
+    "torch-zip": read_torch,
+    "torchscript": read_torch,
+    "torch-legacy": read_torch,
+}
+
+
+def open_checkpoint(path: Path) -> Checkpoint:
+    """Open a checkpoint of any supported format; every unreadable or unsafe input raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    kind = sniff_format(path)
+    if kind is None:
+        raise CheckpointError(path, "unknown format: not ONNX, safetensors or a PyTorch checkpoint (by content)")
+    try:
+        return _READERS[kind](path, kind)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # untrusted bytes: any failure becomes a CheckpointError
+        raise CheckpointError(path, f"unreadable {kind} file: {describe(exc)}") from exc

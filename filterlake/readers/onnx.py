@@ -1,0 +1,228 @@
+"""ONNX models: conv weights resolved through initializers, Constant, Identity, Cast, DequantizeLinear and Mul."""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, GraphProto, NodeProto, TensorProto, helper, numpy_helper
+
+from filterlake.errors import CheckpointError
+from filterlake.readers.base import Checkpoint, ConvTensor
+from filterlake.readers.detect import contained_file, guarded
+
+WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3}
+LAYOUTS = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
+MAX_CHAIN = 32  # most nodes and tensors visited to resolve one weight (bounds work on hostile graphs)
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A constant-resolvable tensor: shape, stored dtype, the name at the root of its chain, a lazy loader."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    name: str
+    load: Callable[[], np.ndarray]
+
+
+class _Scope:
+    """Initializers and node outputs visible in a (sub)graph, chained to the enclosing graph's scope."""
+
+    def __init__(self, graph: GraphProto, parent: _Scope | None = None):
+        self.tensors = {t.name: t for t in graph.initializer}
+        self.nodes = {out: node for node in graph.node for out in node.output if out}
+        self.parent = parent
+
+    def lookup(self, name: str) -> tuple[TensorProto | NodeProto, _Scope] | None:
+        """The initializer or producing node of `name`, and the scope it lives in."""
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.nodes:
+                return scope.nodes[name], scope
+            if name in scope.tensors:
+                return scope.tensors[name], scope
+            scope = scope.parent
+        return None
+
+
+def _attrs(node: NodeProto) -> dict[str, Any]:
+    """A node's attributes as Python values."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _subgraphs(node: NodeProto) -> list[GraphProto]:
+    """Bodies of If/Loop/Scan (any graph-valued attribute)."""
+    found = []
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH:
+            found.append(attr.g)
+        elif attr.type == AttributeProto.GRAPHS:
+            found.extend(attr.graphs)
+    return found
+
+
+def _all_tensors(graph: GraphProto) -> Iterator[TensorProto]:
+    """Every initializer and Constant value of a graph and its subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        yield from (a.t for a in node.attribute if a.type == AttributeProto.TENSOR)
+        for sub in _subgraphs(node):
+            yield from _all_tensors(sub)
+
+
+def levels(graph: GraphProto) -> dict[int, int]:
+    """Longest-path level of each node from the graph inputs (methods.md §1.1 layer_depth); constant-fed nodes have none."""
+    feeds = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    producers = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    preds = [{producers[x] for x in node.input if x in producers} for node in graph.node]
+    succs: list[list[int]] = [[] for _ in graph.node]
+    for i, before in enumerate(preds):
+        for j in before:
+            succs[j].append(i)
+    pending = [len(before) for before in preds]
+    ready = [i for i, n in enumerate(pending) if n == 0]
+    level = {i: 0 for i, node in enumerate(graph.node) if feeds.intersection(node.input)}
+    while ready:
+        i = ready.pop()
+        for j in succs[i]:
+            if i in level:
+                level[j] = max(level.get(j, 0), level[i] + 1)
+            pending[j] -= 1
+            if pending[j] == 0:
+                ready.append(j)
+    return level
+
+
+def _conv_nodes(graph: GraphProto, scope: _Scope, level: int | None = None
+                ) -> Iterator[tuple[NodeProto, _Scope, int | None]]:
+    """Conv-like nodes in graph order, subgraph nodes at their parent's position and level."""
+    node_levels = levels(graph) if scope.parent is None else {}
+    for i, node in enumerate(graph.node):
+        at = node_levels.get(i) if scope.parent is None else level
+        if node.op_type in WEIGHT_INPUT:
+            yield node, scope, at
+        for sub in _subgraphs(node):
+            yield from _conv_nodes(sub, _Scope(sub, scope), at)
+
+
+class _Resolver:
+    """Follows a weight input back to constants and builds its lazy loader."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.budget = MAX_CHAIN
+
+    def tensor(self, t: TensorProto) -> _Value:
+        """A stored tensor, inline or in an external data file."""
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+        shape = tuple(int(d) for d in t.dims)
+        if t.data_location != TensorProto.EXTERNAL:
+            return _Value(shape, dtype.name, t.name, lambda: numpy_helper.to_array(t))
+        info = {e.key: e.value for e in t.external_data}
+        file = contained_file(self.path, info.get("location", ""))
+        nbytes = math.prod(shape) * dtype.itemsize
+        offset, length = int(info.get("offset", 0)), int(info.get("length", nbytes))
+
+        def load() -> np.ndarray:
+            if length != nbytes or offset + nbytes > file.stat().st_size:
+                raise CheckpointError(self.path, f"external data of {t.name} in {file.name}: offset {offset} and "
+                                                 f"length {length} do not fit {shape} {dtype.name}")
+            with open(file, "rb") as fh:
+                fh.seek(offset)
+                return np.frombuffer(fh.read(nbytes), dtype).reshape(shape)
+
+        return _Value(shape, dtype.name, t.name, load)
+
+    def dequantize(self, x: _Value | None, scale: _Value | None, zero: _Value | None, axis: int) -> _Value | None:
+        """(x - zero) * scale, per tensor or per `axis`; `scale` None means 1 (ConvInteger)."""
+        if x is None:
+            return None
+
+        def load() -> np.ndarray:
+            xv = x.load().astype(np.float32)
+            s = np.float32(1) if scale is None else scale.load().astype(np.float32)
+            z = np.float32(0) if zero is None else zero.load().astype(np.float32)
+            along = [1] * xv.ndim
+            along[axis % max(xv.ndim, 1)] = -1
+            s = s.reshape(along) if s.ndim == 1 else s
+            z = z.reshape(along) if z.ndim == 1 else z
+            return (xv - z) * s
+
+        return _Value(x.shape, x.dtype, x.name, load)
+
+    def resolve(self, name: str, scope: _Scope) -> _Value | None:
+        """The constant value of `name`, or None when it is computed from graph inputs or unsupported ops."""
+        self.budget -= 1
+        found = scope.lookup(name) if name and self.budget >= 0 else None
+        if found is None:
+            return None
+        item, owner = found
+        if isinstance(item, TensorProto):
+            return self.tensor(item)
+        op, attrs = item.op_type, _attrs(item)
+        if op == "Constant":
+            value = attrs.get("value")
+            return replace(self.tensor(value), name=name) if isinstance(value, TensorProto) else None
+        if op not in ("Identity", "Cast", "DequantizeLinear", "Mul") or attrs.get("block_size"):
+            return None
+        args = [self.resolve(i, owner) for i in item.input]
+        if any(a is None for a, i in zip(args, item.input) if i) or not args or args[0] is None:
+            return None
+        src = args[0]
+        if op == "Identity":
+            return src
+        if op == "Cast":
+            target = helper.tensor_dtype_to_np_dtype(attrs["to"])
+            return _Value(src.shape, src.dtype, src.name, lambda: src.load().astype(target))
+        if op == "DequantizeLinear":
+            return self.dequantize(src, args[1], args[2] if len(args) > 2 else None, attrs.get("axis", 1))
+        if len(args) != 2:
+            return None
+        a, b = args
+        try:
+            shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            return None
+        main = a if math.prod(a.shape) >= math.prod(b.shape) else b
+        return _Value(shape, main.dtype, main.name, lambda: a.load() * b.load())
+
+    def weight(self, node: NodeProto, scope: _Scope) -> _Value | None:
+        """The effective (dequantized) weight of a conv-like node."""
+        self.budget = MAX_CHAIN
+        inputs = list(node.input) + [""] * 6
+        if node.op_type == "QLinearConv":
+            parts = [self.resolve(i, scope) for i in inputs[3:6]]
+            return None if parts[1] is None else self.dequantize(*parts, axis=0)
+        if node.op_type == "ConvInteger" and inputs[3]:
+            return self.dequantize(self.resolve(inputs[1], scope), None, self.resolve(inputs[3], scope), axis=0)
+        return self.resolve(inputs[1], scope)
+
+
+def read_onnx(path: Path) -> Checkpoint:
+    """Open an ONNX model (external data read lazily, only from files inside the model's folder)."""
+    model = onnx.load(str(path), load_external_data=False)
+    files = {contained_file(path, {e.key: e.value for e in t.external_data}.get("location", ""))
+             for t in _all_tensors(model.graph) if t.data_location == TensorProto.EXTERNAL}
+    resolver, tensors, notes = _Resolver(path), [], []
+    for index, (node, scope, level) in enumerate(_conv_nodes(model.graph, _Scope(model.graph))):
+        value = resolver.weight(node, scope)
+        if value is None:
+            notes.append(f"unresolved weight for node {node.name or f'#{index} ({node.op_type})'}")
+            continue
+        if len(value.shape) not in LAYOUTS:
+            continue
+        attrs = _attrs(node)
+        name = node.name or value.name.removesuffix(".weight") or f"{node.op_type}_{index}"
+        dilation = tuple(int(d) for d in attrs.get("dilations") or [1] * (len(value.shape) - 2))
+        load = guarded(path, f"tensor {name}", lambda v=value: np.ascontiguousarray(v.load(), dtype=np.float32))
+        tensors.append(ConvTensor(name, value.shape, value.dtype, LAYOUTS[len(value.shape)], load,
+                                  "transposed" if node.op_type == "ConvTranspose" else "conv",
+                                  int(attrs.get("group", 1)), dilation, level))
+    notes += [f"unresolved weight for node {node.name or node.op_type} in local function {function.name}"
+              for function in model.functions for node in function.node if node.op_type in WEIGHT_INPUT]
+    return Checkpoint(path, "onnx", [path, *sorted(files)], "onnx", tensors, "graph", notes)
