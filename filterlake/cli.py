@@ -42,6 +42,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             on_result=lambda o: (progress.advance(task),
                                  progress.update(task, description=o.name or o.source),
                                  _report(err, o, args.quiet)),
+            update_metadata=args.update_metadata,
         )
     _summary(err, outcomes, time.perf_counter() - start)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(the others are still ingested).", epilog=EPILOG)
     p.add_argument("sources", nargs="*", metavar="SOURCE")
     p.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
+    p.add_argument("--update-metadata", action="store_true",
+                   help="overwrite the metadata of models already in the lake with what the sources give "
+                        "(default: only fill missing fields); filters are never rewritten")
     p.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
     _lake_arg(p)
     p.set_defaults(func=cmd_ingest)

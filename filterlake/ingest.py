@@ -86,12 +86,18 @@ def _model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sour
     return row
 
 
-def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any]) -> bool:
-    """Apply explicitly given metadata to a committed model's row; True when anything changed."""
+def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any], overwrite: bool) -> bool:
+    """Apply metadata to a committed model's row; True when anything changed.
+
+    By default only missing fields and extra keys are filled, so two catalogs naming the same bytes differently
+    give a stable lake; `overwrite` (the `--update-metadata` correction) replaces what is given.
+    """
     row = pq.read_table(model_file(lake, model_id)).to_pylist()[0]
-    changed = {k: v for k, v in meta.items() if k in md.FIELDS and v is not None and row.get(k) != v}
+    changed = {k: v for k, v in meta.items() if k in md.FIELDS and v is not None and row.get(k) != v
+               and (overwrite or row.get(k) is None)}
     extra = json.loads(row["extra"] or "{}")
-    new_extra = {**extra, **(meta.get("extra") or {})}
+    given = meta.get("extra") or {}
+    new_extra = {**extra, **given} if overwrite else {**given, **extra}
     if not changed and new_extra == extra:
         return False
     row.update(changed, extra=json.dumps(new_extra, sort_keys=True, default=str))
@@ -100,7 +106,7 @@ def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any]) -> bool:
 
 
 def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
-                expected_sha256: str | None = None) -> Outcome:
+                expected_sha256: str | None = None, update_metadata: bool = False) -> Outcome:
     """Ingest one local checkpoint (idempotent). Raises FilterlakeError for a bad file; the lake is untouched then."""
     start = time.perf_counter()
     source_uri = source_uri or str(path.resolve())
@@ -115,7 +121,7 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
                       n_filters=shape.n_filters, skipped=dict(shape.skipped))
     meta = meta or {}
     if model_file(lake, model_id).exists():
-        if meta and _merge_metadata(lake, model_id, meta):
+        if meta and _merge_metadata(lake, model_id, meta, update_metadata):
             outcome.status = "updated"
         return _finish(outcome, lake, start)
     writer = ModelWriter(lake, model_id)
@@ -149,27 +155,27 @@ def _finish(outcome: Outcome, lake: Path, start: float) -> Outcome:
     return outcome
 
 
-def ingest_source(source: Source, lake: Path, cache: Path | None = None) -> Outcome:
+def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
     """Fetch and ingest one source; a failure becomes a 'failed' outcome naming the source and the reason."""
     start = time.perf_counter()
     try:
         path = fetch(source, cache)
         expected = source.spec.get("sha256") if source.kind == "path" else None
-        return ingest_file(path, lake, source.uri, source.metadata, expected)
+        return ingest_file(path, lake, source.uri, source.metadata, expected, update_metadata)
     except FilterlakeError as exc:
         return Outcome(source=source.uri, status="failed", message=str(exc), seconds=time.perf_counter() - start)
 
 
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
-           on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False) -> list[Outcome]:
     """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others."""
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
     outcomes = []
     for source in sources:
-        outcome = ingest_source(source, lake, cache)
+        outcome = ingest_source(source, lake, cache, update_metadata)
         outcomes.append(outcome)
         if on_result:
             on_result(outcome)

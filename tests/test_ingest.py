@@ -103,7 +103,12 @@ def test_catalog_metadata_correction_rewrites_only_the_models_row(corpus_lake, c
     model_id = manifest_rows()[[r["path"] for r in manifest_rows()].index("mtcnn/pnet.pt")]["sha256"]
     part = next((lake / "filters" / f"model_id={model_id}").glob("*.parquet"))
     mtime = part.stat().st_mtime_ns
-    outcome = ingest_file(pnet, lake, meta={"domain": "faces (corrected)", "extra": {"checked": True}})
+    correction = {"domain": "faces (corrected)", "extra": {"checked": True}}
+    assert ingest_file(pnet, lake, meta=correction).status == "updated"  # fills the missing extra key only
+    row = pq.read_table(lake / "models" / f"{model_id}.parquet").to_pylist()[0]
+    assert row["domain"] == "faces" and '"checked": true' in row["extra"]
+    assert ingest_file(pnet, lake, meta=correction).status == "present"
+    outcome = ingest_file(pnet, lake, meta=correction, update_metadata=True)
     assert outcome.status == "updated"
     row = pq.read_table(lake / "models" / f"{model_id}.parquet").to_pylist()[0]
     assert row["domain"] == "faces (corrected)" and '"checked": true' in row["extra"]
