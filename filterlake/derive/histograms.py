@@ -17,6 +17,7 @@ from filterlake.analysis.basis import Basis, transform
 from filterlake.analysis.histogram import histogram_counts
 from filterlake.analysis.normalise import maxabs_scale
 from filterlake.analysis.quality import sparse_mask
+from filterlake.derive.layer_stats import finite_channels
 from filterlake.derive.store import write_atomic
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
@@ -73,10 +74,13 @@ def _table(parts: list[dict[str, np.ndarray]], schema: pa.Schema) -> pa.Table:
 def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSpec],
                      sparsity: dict[str, Any]) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
     """One pass over a model: per-layer histograms for every spec and per-layer coefficient extents."""
-    layers = pq.read_table(layers_file(lake, model_id), columns=["layer_idx", "n_filters"]).to_pylist()
+    layers = pq.read_table(layers_file(lake, model_id),
+                           columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
+    shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"], 9) for row in layers}
     hist_parts: dict[HistSpec, list] = {spec: [] for spec in specs}
     extents = []
     for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
+        filters = finite_channels(filters.reshape(shapes[layer_idx])).reshape(-1, 9)
         if not len(filters):
             continue
         coefficients = transform(basis, maxabs_scale(filters))

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -33,6 +34,16 @@ def stats_file(lake: Path, model_id: str) -> Path:
     return lake / "layer_stats" / f"{model_id}.parquet"
 
 
+def finite_channels(layer: np.ndarray) -> np.ndarray:
+    """The output channels of a (C_out, C_in, 9) layer whose weights are all finite.
+
+    NaN/Inf weights are kept in the lake and counted (`layers.n_nonfinite`); the analysis leaves out the
+    output channels that hold them, so every metric and histogram stays defined.
+    """
+    finite = np.isfinite(layer).all(axis=(1, 2))
+    return layer if finite.all() else layer[finite]
+
+
 def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.Table:
     """Stream one model's layers through `layer_quality` and return its layer_stats rows."""
     layers = pq.read_table(layers_file(lake, model_id),
@@ -41,7 +52,7 @@ def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.T
     tag = fingerprint(params)
     rows = []
     for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
-        quality = layer_quality(filters.reshape(*shapes[layer_idx], 9), **params)
+        quality = layer_quality(finite_channels(filters.reshape(*shapes[layer_idx], 9)), **params)
         row: dict[str, Any] = {"model_id": model_id, "layer_idx": layer_idx, "params": tag}
         for prefix, key in MOMENT_SETS.items():
             row.update(zip(moment_columns(prefix), quality.pop(key).to_flat().tolist()))

@@ -138,6 +138,24 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}"[:300].rstrip(": ")
 
 
+MAX_EXPANSION = 20  # torch stores storages uncompressed: a zip that inflates far beyond its size is refused
+
+
+def check_zip_expansion(path: Path) -> None:
+    """Refuse a zip whose entries expand far beyond the archive's size (a zip bomb) before anything reads it."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(path, f"truncated or corrupt zip archive ({describe(exc)})") from exc
+    size = path.stat().st_size
+    if expanded > MAX_EXPANSION * size + (1 << 20):
+        raise CheckpointError(path, f"zip entries expand to {expanded:,} bytes from a {size:,}-byte file "
+                                    f"(more than {MAX_EXPANSION}x): refusing a possible zip bomb")
+
+
 def guarded(path: Path, what: str, load: Callable[[], T]) -> Callable[[], T]:
     """Wrap a lazy loader so that any failure surfaces as a one-line CheckpointError."""
 

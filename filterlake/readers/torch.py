@@ -11,7 +11,7 @@ import numpy as np
 
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import Checkpoint, ConvTensor, Kind
-from filterlake.readers.detect import describe, guarded
+from filterlake.readers.detect import check_zip_expansion, describe, guarded
 from filterlake.readers.unpickler import FLOAT_DTYPES, Inert, LazyTensor, load_legacy, load_zip
 
 PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
@@ -173,6 +173,8 @@ def _read_restricted(path: Path, kind: str) -> Checkpoint:
 def read_torch(path: Path, kind: str) -> Checkpoint:
     """Open a torch.save or TorchScript file (`kind` from sniff_format) without running code from it."""
     refusal = "TorchScript archive (torch.jit.load would run its code)"
+    if kind in ("torch-zip", "torchscript"):
+        check_zip_expansion(path)
     if kind != "torchscript":
         obj, refusal = _torch_load(path, mmap=kind == "torch-zip")
         if refusal is None:
