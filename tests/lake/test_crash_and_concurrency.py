@@ -25,7 +25,7 @@ def start_ingest(lake, *sources):
 def only_whole_models(lake) -> int:
     """Every model visible in SQL has exactly its filters; returns the number of models."""
     con = connect(lake)
-    bad = con.execute("""SELECT m.name, m.n_filters_3x3, count(f.filter_idx) FROM models m
+    bad = con.execute("""SELECT m.model_id, m.name, m.n_filters_3x3, count(f.filter_idx) FROM models m
                          LEFT JOIN filters f USING (model_id) GROUP BY ALL
                          HAVING count(f.filter_idx) != m.n_filters_3x3""").fetchall()
     assert bad == []
