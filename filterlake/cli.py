@@ -173,6 +173,12 @@ def cmd_shift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from filterlake.report.command import cmd_report as run
+
+    return run(args)
+
+
 def _analysis_args(parser: argparse.ArgumentParser) -> None:
     from filterlake.analysis.presets import PRESETS
 
@@ -246,6 +252,21 @@ def build_parser() -> argparse.ArgumentParser:
     _analysis_args(p)
     _format_arg(p)
     p.set_defaults(func=cmd_shift)
+
+    p = sub.add_parser("report", help="write the HTML report (runs the analysis first)",
+                       description="Run the incremental analysis and write OUT/index.html (PNG figures beside it), "
+                       "OUT/summary.md and OUT/tables/*.csv: the lake at a glance, the basis, coefficient "
+                       "distributions, pairwise shift heatmaps, medical vs non-medical with a permutation test, "
+                       "and layer quality. The page opens from disk, without a server or network.", epilog=EPILOG)
+    p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
+    p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL",
+                   help="groupings of the shift heatmaps (default: domain; medical and name are always computed)")
+    p.add_argument("--permutations", type=int, default=2000, metavar="N",
+                   help="permutations of the medical vs non-medical test (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default 0)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _analysis_args(p)
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
                        description="Verify that every model's filter partition holds exactly its filters, that "

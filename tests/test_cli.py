@@ -80,7 +80,15 @@ print(con.execute("SELECT count(*) FROM filters_meta WHERE domain = 'natural'").
     assert done.stdout.split() == ["445633", str(29744 + 94256 + 73856)]
 
 
-@pytest.mark.parametrize("command", ["ingest", "models", "sql", "analyze", "shift", "check"])
+@pytest.mark.parametrize("command", ["ingest", "models", "sql", "analyze", "shift", "report", "check"])
 def test_help_explains_every_command(command):
     done = run(command, "--help")
     assert done.returncode == 0 and "--lake" in done.stdout
+
+
+def test_unknown_grouping_is_a_clean_error(corpus_lake, tmp_path):
+    lake = tmp_path / "lake"
+    shutil.copytree(corpus_lake, lake)
+    done = run("analyze", "--lake", lake, "--group-by", "domian", "-q")
+    assert done.returncode == 1 and "--group-by domian: no model has a value" in done.stderr
+    assert "Traceback" not in done.stderr

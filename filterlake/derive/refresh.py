@@ -95,6 +95,9 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
 def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis, group_by: str) -> Path:
     """Compute and store the full pairwise shift matrix of one grouping."""
     grouped = grouped_counts(con, analysis.basis_id, analysis.spec, group_by)
+    if not grouped.labels:
+        raise FilterlakeError(f"--group-by {group_by}: no model has a value for it (a models column, 'medical', "
+                              f"'depth_decile' or a key of the extra metadata)")
     labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
     rows = pair_rows(labels, matrix, grouped, group_by=group_by, preset=analysis.preset.name,
                      basis_id=analysis.basis_id, range_lo=analysis.spec.lo, range_hi=analysis.spec.hi,

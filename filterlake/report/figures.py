@@ -1,0 +1,379 @@
+"""The report's figures: matplotlib with the Agg canvas (no pyplot, no display), saved as PNG at 100 dpi."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+DPI = 100
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+DIVERGING = "RdBu_r"
+SEQUENTIAL = "viridis"
+MEDICAL_COLOURS = ["#d62728", "#ff7f0e", "#e377c2", "#8c564b", "#bcbd22", "#f0027f", "#fdae61", "#a6761d"]
+OTHER_COLOURS = [
+    "#1f77b4",
+    "#2ca02c",
+    "#17becf",
+    "#9467bd",
+    "#7f7f7f",
+    "#393b79",
+    "#98df8a",
+    "#aec7e8",
+    "#637939",
+    "#c5b0d5",
+    "#9edae5",
+    "#c7c7c7",
+    "#6b6ecf",
+    "#525252",
+    "#0868ac",
+    "#31a354",
+]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
+
+
+def domain_colours(domains: Sequence[str], later: Sequence[str] = ()) -> dict[str, str]:
+    """A stable colour per domain: warm colours for medical domains, cool ones for the others.
+
+    ``domains`` get the first (most distinct) colours; ``later`` ones (e.g. domains without filters, which
+    appear in no figure) the remaining ones.
+    """
+    first = set(domains)
+    rest = set(later) - first
+
+    def ordered(medical: bool) -> list[str]:
+        pick = [d for d in sorted(first) if d.startswith("medical") == medical]
+        return pick + [d for d in sorted(rest) if d.startswith("medical") == medical]
+
+    medical, other = ordered(True), ordered(False)
+    colours = {d: MEDICAL_COLOURS[i % len(MEDICAL_COLOURS)] for i, d in enumerate(medical)}
+    colours.update({d: OTHER_COLOURS[i % len(OTHER_COLOURS)] for i, d in enumerate(other)})
+    return colours
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=DPI, facecolor="white")
+    return path
+
+
+def evr_chart(path: Path, evr: np.ndarray) -> Path:
+    """Explained-variance ratio per component (bars) and cumulative (line)."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(7.5, 3.6)
+        ax = fig.add_subplot()
+        k = np.arange(len(evr))
+        bars = ax.bar(k, evr * 100, color="#4c72b0", label="explained variance ratio")
+        for rect, v in zip(bars, evr):
+            inside = v > 0.12
+            ax.annotate(
+                f"{v * 100:.1f}",
+                (rect.get_x() + rect.get_width() / 2, rect.get_height()),
+                xytext=(0, -12 if inside else 2),
+                textcoords="offset points",
+                ha="center",
+                fontsize=8,
+                color="white" if inside else "black",
+            )
+        ax.plot(k, np.cumsum(evr) * 100, "o-", color="#dd8452", label="cumulative", zorder=3)
+        ax.set_xticks(k, [f"v{i}" for i in k])
+        ax.set_xlabel("basis component (PCA of max-abs scaled 3x3 filters)")
+        ax.set_ylabel("explained variance (%)")
+        ax.set_ylim(0, 105)
+        ax.legend(loc="center right", frameon=False)
+        return _save(fig, path)
+
+
+def basis_images(path: Path, components: np.ndarray, evr: np.ndarray, mean: np.ndarray) -> Path:
+    """The mean filter and the 9 basis vectors as 3x3 images, diverging colormap with symmetric limits."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(13, 2.3)
+        axes = fig.subplots(1, 10)
+        limit = float(max(np.abs(components).max(), np.abs(mean).max()))
+        image = None
+        panels = [("mean μ", mean)] + [(f"v{i} ({evr[i] * 100:.1f}%)", components[i]) for i in range(9)]
+        for ax, (title, vector) in zip(axes, panels):
+            image = ax.imshow(np.asarray(vector).reshape(3, 3), cmap=DIVERGING, vmin=-limit, vmax=limit)
+            for (r, c), v in np.ndenumerate(np.asarray(vector).reshape(3, 3)):
+                ax.text(
+                    c,
+                    r,
+                    f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if abs(v) > 0.6 * limit else "black",
+                )
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(image, ax=axes, shrink=0.9, fraction=0.02, pad=0.01, label="loading")
+        return _save(fig, path)
+
+
+def ridges(
+    path: Path,
+    labels: list[str],
+    colours: list[str],
+    centres: np.ndarray,
+    density: np.ndarray,
+    evr: np.ndarray,
+    legend: dict[str, str],
+    xlim: tuple[float, float] = (-3, 3),
+    title: str = "",
+) -> Path:
+    """Ridge plot: one panel per component, one ridge per group (each ridge scaled to its own peak)."""
+    n = len(labels)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(14.5, 1.9 + 0.27 * n)
+        axes = fig.subplots(1, density.shape[1], sharey=True)
+        inside = (centres >= xlim[0]) & (centres <= xlim[1])
+        x = centres[inside]
+        for k, ax in enumerate(axes):
+            for i in range(n):
+                base = n - 1 - i
+                curve = density[i, k][inside]
+                if not np.isfinite(curve).any() or np.nanmax(curve) <= 0:
+                    continue
+                y = base + 1.6 * curve / np.nanmax(curve)
+                ax.fill_between(x, base, y, color=colours[i], alpha=0.55, lw=0, zorder=2 * i)
+                ax.plot(x, y, color="black", lw=0.5, zorder=2 * i + 1)
+            ax.set_xlim(*xlim)
+            ax.set_ylim(-0.2, n + 1.0)
+            ax.set_title(f"c{k} ({evr[k] * 100:.1f}% EVR)", fontsize=10)
+            ax.set_xticks([-2, 0, 2] if xlim == (-3, 3) else ax.get_xticks())
+            ax.set_xlabel("coefficient")
+            ax.axvline(0, color="grey", lw=0.5, ls=":", zorder=0)
+            ax.spines["left"].set_visible(k == 0)
+            ax.tick_params(axis="y", length=0)
+        axes[0].set_yticks(np.arange(n)[::-1] + 0.3, labels, fontsize=9)
+        axes[0].set_ylabel("density (each ridge scaled to its peak)")
+        handles = [Patch(color=c, alpha=0.7, label=d) for d, c in legend.items()]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 7),
+            frameon=False,
+            title="domain",
+        )
+        if title:
+            fig.suptitle(title)
+        return _save(fig, path)
+
+
+def heatmap(
+    path: Path,
+    labels: list[str],
+    matrix: np.ndarray,
+    title: str,
+    axis_label: str = "group",
+    colour_label: str = "shift D (symmetric KL, nats)",
+) -> Path:
+    """Annotated pairwise-shift heatmap (rows/columns in the given order)."""
+    n = len(labels)
+    size = max(4.8, 0.55 * n + 2.8)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(size + 1.6, size)
+        ax = fig.add_subplot()
+        finite = matrix[np.isfinite(matrix)]
+        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        image = ax.imshow(np.ma.masked_invalid(matrix), cmap=SEQUENTIAL, vmin=0, vmax=vmax)
+        cmap = image.get_cmap()
+        digits = 2 if vmax >= 0.1 else 3
+        fontsize = 9 if n <= 10 else 8 if n <= 16 else 6
+        for (r, c), v in np.ndenumerate(matrix):
+            if not np.isfinite(v):
+                continue
+            red, green, blue = to_rgb(cmap(v / vmax))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            ax.text(
+                c,
+                r,
+                f"{v:.{digits}f}",
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if dark else "black",
+            )
+        ax.set_xticks(range(n), labels, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(n), labels)
+        ax.set_xlabel(axis_label)
+        ax.set_ylabel(axis_label)
+        ax.spines[:].set_visible(False)
+        ax.set_title("\n".join(textwrap.wrap(title, 48)))
+        fig.colorbar(image, ax=ax, shrink=0.8, label=colour_label)
+        return _save(fig, path)
+
+
+def null_distribution(
+    path: Path, null: np.ndarray, observed: float, ci: tuple[float, float], p_value: float, confidence: float
+) -> Path:
+    """Histogram of the permutation null of D with the observed D and its bootstrap interval."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(11, 3.8)
+        ax = fig.add_subplot()
+        ax.hist(
+            null,
+            bins=50,
+            color="#9db4d3",
+            edgecolor="white",
+            label=f"D with model labels permuted ({len(null):,} permutations)",
+        )
+        ax.axvline(observed, color="#c0392b", lw=2, label=f"observed D = {observed:.4f} (p = {p_value:.3g})")
+        top = ax.get_ylim()[1]
+        ax.errorbar(
+            [observed],
+            [top * 0.9],
+            xerr=[[observed - ci[0]], [ci[1] - observed]],
+            fmt="o",
+            color="black",
+            capsize=5,
+            label=f"{round(confidence * 100)}% bootstrap interval [{ci[0]:.4f}, {ci[1]:.4f}]",
+        )
+        ax.set_xlabel("shift D between medical and non-medical models (symmetric KL, nats)")
+        ax.set_ylabel("permutations (count)")
+        ax.set_xlim(0, max(float(np.max(null)), ci[1], observed) * 1.05)
+        fig.legend(*ax.get_legend_handles_labels(), frameon=False, loc="outside right upper")
+        return _save(fig, path)
+
+
+def component_bars(path: Path, per_component: np.ndarray, weights: np.ndarray) -> Path:
+    """Per-component symmetric KL between two groups (bars) and its weighted contribution to D."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(7.5, 3.2)
+        ax = fig.add_subplot()
+        k = np.arange(len(per_component))
+        ax.bar(k - 0.2, per_component, width=0.4, color="#4c72b0", label="KL_sym of the component")
+        ax.bar(
+            k + 0.2, per_component * weights, width=0.4, color="#dd8452", label="weighted contribution w_k·KL"
+        )
+        ax.set_xticks(k, [f"c{i}" for i in k])
+        ax.set_xlabel("basis component")
+        ax.set_ylabel("symmetric KL (nats)")
+        ax.legend(frameon=False)
+        return _save(fig, path)
+
+
+def quality_by_depth(
+    path: Path, series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+) -> Path:
+    """Sparsity, H/TH(n) and orthogonality against relative depth; one line+marker series per model.
+
+    series: (label, depth, sparsity, entropy_norm, orthogonality) per model.
+    """
+    palette = matplotlib.colormaps["tab20"].colors
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(16, 5.2 + 0.23 * ((len(series) + 3) // 4))
+        axes = fig.subplots(1, 3)
+        handles = []
+        for i, (label, depth, sparsity, entropy_norm, ortho) in enumerate(series):
+            style = {
+                "color": palette[i % len(palette)],
+                "marker": MARKERS[i % len(MARKERS)],
+                "ms": 4,
+                "lw": 0.9,
+                "alpha": 0.8,
+            }
+            axes[0].plot(depth, sparsity, **style)
+            axes[1].plot(depth, entropy_norm, **style)
+            axes[2].plot(depth, ortho, **style)
+            handles.append(Line2D([], [], label=label, **style))
+        axes[1].axhline(1.0, color="black", ls="--", lw=1)
+        axes[1].annotate(
+            "H = TH(n): random-like above",
+            (0.01, 1.0),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            fontsize=8,
+        )
+        labels = (
+            "sparsity S (share of near-zero filters)",
+            "H / TH(n) (variance entropy / random reference)",
+            "orthogonality (1 − mean |cos| of output channels)",
+        )
+        titles = ("Sparsity", "Variance entropy relative to TH(n)", "Orthogonality")
+        for ax, ylabel, title in zip(axes, labels, titles):
+            ax.set_xlabel("relative depth (conv_depth_norm: 0 = first, 1 = last 3x3 layer)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.set_xlim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylim(-0.03, 1.03)
+        axes[2].set_ylim(-0.03, 1.03)
+        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, title="model")
+        return _save(fig, path)
+
+
+def pruning_bars(path: Path, labels: list[str], kept: np.ndarray, total: np.ndarray) -> Path:
+    """Kept (non-sparse) vs total 3x3 filters per model, horizontal bars on a log axis."""
+    n = len(labels)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(10, 1.4 + 0.3 * n)
+        ax = fig.add_subplot()
+        y = np.arange(n)[::-1]
+        ax.barh(y, total, color="#d0d0d0", label="all 3x3 filters")
+        ax.barh(y, np.maximum(kept, 0.8), height=0.5, color="#4c72b0", label="kept (non-sparse) filters")
+        for yi, k, t in zip(y, kept, total):
+            ax.annotate(
+                f"{100 * k / t:.1f}% kept" if t else "",
+                (t, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+        ax.set_xscale("log")
+        ax.set_xlim(0.8, float(max(total.max(), 1)) * 8)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_xlabel("filters (count, log scale)")
+        fig.legend(*ax.get_legend_handles_labels(), frameon=False, loc="outside upper center", ncol=2)
+        return _save(fig, path)
+
+
+def filter_grids(path: Path, panels: list[tuple[str, np.ndarray]], per_row: int = 5) -> Path:
+    """Each panel: up to 25 filters in a 5x5 grid, each 3x3 filter divided by its own max |w|."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(3.8 * len(panels) + 1.2, 4.4)
+        fig.get_layout_engine().set(w_pad=0.15)
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        image = None
+        for ax, (title, filters) in zip(axes, panels):
+            grid = np.full((per_row * 4 - 1, per_row * 4 - 1), np.nan)
+            for i, f in enumerate(filters[: per_row * per_row]):
+                peak = np.abs(f).max()
+                r, c = divmod(i, per_row)
+                grid[r * 4 : r * 4 + 3, c * 4 : c * 4 + 3] = (f / (peak if peak > 0 else 1)).reshape(3, 3)
+            cmap = matplotlib.colormaps[DIVERGING].with_extremes(bad="white")
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1)
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(True)
+                spine.set_color("#bbbbbb")
+            ax.set_xlabel("first filters of the layer (row-major, filter_idx order)", fontsize=8)
+        fig.colorbar(image, ax=list(axes), shrink=0.8, label="w / max|w| of each filter")
+        return _save(fig, path)

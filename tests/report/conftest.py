@@ -1,0 +1,44 @@
+"""A small real lake (the shared corpus) and one report built on it, shared by the report tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from filterlake.derive.refresh import lake_connection
+from filterlake.ingest import ingest
+from filterlake.report.build import Report, build
+
+PERMUTATIONS = 200
+
+
+@dataclass
+class Built:
+    lake: Path
+    out: Path
+    report: Report
+
+    def con(self):
+        return lake_connection(self.lake)
+
+    def html(self) -> str:
+        return self.report.index.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def report_lake(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lake = tmp_path_factory.mktemp("report") / "lake"
+    outcomes = ingest([], lake, [corpus / "MANIFEST.csv"])
+    failed = [o for o in outcomes if o.status == "failed"]
+    assert not failed, [o.message for o in failed]
+    return lake
+
+
+@pytest.fixture(scope="session")
+def built(report_lake: Path) -> Built:
+    out = report_lake.parent / "report"
+    return Built(
+        report_lake, out, build(report_lake, out, ("domain", "depth_decile"), permutations=PERMUTATIONS)
+    )
