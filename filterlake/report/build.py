@@ -1,4 +1,4 @@
-"""`build_report`: run the incremental analysis, then write index.html, summary.md, figures, tables."""
+"""`build`: run the incremental analysis, then write index.html, summary.md, figures, tables."""
 
 from __future__ import annotations
 
@@ -72,39 +72,6 @@ class Context:
         return [m for m in self.models if m.n_filters > 0]
 
 
-def build_report(
-    lake: Path,
-    out: Path,
-    group_by: tuple[str, ...] | list[str] = ("domain",),
-    preset: str = "medical",
-    permutations: int = 2000,
-    *,
-    basis_on: str | None = None,
-    params: dict[str, Any] | None = None,
-    seed: int = 0,
-    on_stage: Callable[[str, int], None] | None = None,
-    on_model: Callable[[str], None] | None = None,
-) -> Path:
-    """Write OUT/index.html (PNG figures beside it), OUT/summary.md and OUT/tables/*.csv; return index.html.
-
-    Runs `refresh` first (incremental: an unchanged lake reuses its stored statistics, basis and
-    histograms) for the groupings in ``group_by`` plus ``medical`` and ``name``, which the report always
-    shows.
-    """
-    return build(
-        lake,
-        out,
-        group_by,
-        preset,
-        permutations,
-        basis_on=basis_on,
-        params=params,
-        seed=seed,
-        on_stage=on_stage,
-        on_model=on_model,
-    ).index
-
-
 def build(
     lake: Path,
     out: Path,
@@ -118,7 +85,12 @@ def build(
     on_stage: Callable[[str, int], None] | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> Report:
-    """`build_report` returning a `Report` with the written files and the key numbers."""
+    """Write OUT/index.html (PNG figures beside it), OUT/summary.md and OUT/tables/*.csv.
+
+    Runs `refresh` first (incremental: an unchanged lake reuses its stored statistics, basis and histograms)
+    for the groupings in ``group_by`` plus ``medical`` and ``name``, which the report always shows. Returns
+    the written files and the key numbers.
+    """
     start = time.perf_counter()
     lake, out = Path(lake), Path(out)
     if not (lake / "models").is_dir():
