@@ -28,3 +28,13 @@ clean:  ## remove the lake, the report and caches (not the venv)
 
 report: demo  ## the main job: ingest the demo catalog (and the shared corpus when present), analyse, write report/index.html
 	$(PY) -m filterlake report --out report
+
+# Prefect flows (flows/): the demo catalog through the ingestion flow, and the scheduled drop-folder deployment.
+WATCH    ?= dropbox
+INTERVAL ?= 60
+
+ingest: setup  ## ingest the demo catalog (and, when present, the shared corpus) through the Prefect flow
+	$(PY) -m flows.ingest --lake $(LAKE) --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
+
+serve: setup  ## serve the ingestion flow every INTERVAL seconds over WATCH (default ./dropbox) until Ctrl-C
+	$(PY) -m flows.serve --watch $(WATCH) --lake $(LAKE) --interval $(INTERVAL)

@@ -141,8 +141,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
     for column, path in analysis.shifts.items():
         print(f"shifts by {column}: {path}")
+    _warn_unlabelled(analysis)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    return 0
+    return 1 if analysis.unlabelled else 0
+
+
+def _warn_unlabelled(analysis) -> None:
+    for column in analysis.unlabelled:
+        print(f"filterlake: error: --group-by {column}: no model has a value for it (a models column, 'medical', "
+              f"'depth_decile' or a key of the extra metadata)", file=sys.stderr)
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
@@ -153,6 +160,9 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
     args.quiet = True
     analysis = _refresh(args)
+    if analysis.unlabelled:
+        _warn_unlabelled(analysis)
+        return 1
     con = lake_connection(resolve_lake(args.lake))
     rows = con.execute("SELECT * FROM read_parquet(?)", [str(analysis.shifts[args.group_by[0]])]).fetchall()
     columns = [d[0] for d in con.description]

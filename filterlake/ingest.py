@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,10 @@ from filterlake.lake.writer import ModelWriter, replace_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
 from filterlake.sources.url import file_sha256
+
+
+WORKERS = 2  # sources in flight in `ingest`: one committing while the next is read and staged
+_FETCH_LOCK = threading.Lock()
 
 
 @dataclass
@@ -106,8 +112,13 @@ def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any], overwrite: 
 
 
 def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
-                expected_sha256: str | None = None, update_metadata: bool = False) -> Outcome:
-    """Ingest one local checkpoint (idempotent). Raises FilterlakeError for a bad file; the lake is untouched then."""
+                expected_sha256: str | None = None, update_metadata: bool = False,
+                turn: Callable[[], None] | None = None) -> Outcome:
+    """Ingest one local checkpoint (idempotent). Raises FilterlakeError for a bad file; the lake is untouched then.
+
+    `turn`, when given, is called (and may block) right before the lake is changed: after reading, extracting
+    and staging, before the commit or the metadata merge. `ingest` uses it to keep commits in source order.
+    """
     start = time.perf_counter()
     source_uri = source_uri or str(path.resolve())
     if not path.is_file():
@@ -121,9 +132,9 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
                       n_filters=shape.n_filters, skipped=dict(shape.skipped))
     meta = meta or {}
     if model_file(lake, model_id).exists():
-        if meta and _merge_metadata(lake, model_id, meta, update_metadata):
-            outcome.status = "updated"
-        return _finish(outcome, lake, start)
+        if turn:
+            turn()
+        return _present(outcome, lake, meta, update_metadata, start)
     writer = ModelWriter(lake, model_id)
     try:
         layer_rows, n_nonfinite = [], 0
@@ -137,6 +148,8 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
         row = _model_row(model_id, checkpoint, meta, source_uri, shape, n_nonfinite)
         if n_nonfinite:
             row["message"] = f"{n_nonfinite} NaN/Inf weight values kept and flagged"
+        if turn:
+            turn()
         committed = writer.commit(layer_rows, row)
     except FilterlakeError:
         writer.discard()
@@ -144,39 +157,76 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
     except (ValueError, OSError, MemoryError, RuntimeError) as exc:
         writer.discard()
         raise CheckpointError(path, f"cannot extract filters: {exc}") from exc
-    outcome.status = "ingested" if committed else "present"
-    return _finish(outcome, lake, start)
+    if not committed:  # the same bytes were committed meanwhile (another source or process): as if present
+        return _present(outcome, lake, meta, update_metadata, start)
+    outcome.status = "ingested"
+    outcome.name, outcome.domain = row["name"], row["domain"]
+    outcome.seconds = time.perf_counter() - start
+    return outcome
 
 
-def _finish(outcome: Outcome, lake: Path, start: float) -> Outcome:
+def _present(outcome: Outcome, lake: Path, meta: dict[str, Any], update_metadata: bool, start: float) -> Outcome:
+    """Finish a model whose bytes are already committed: merge explicitly given metadata, report its row."""
+    if meta and _merge_metadata(lake, outcome.model_id, meta, update_metadata):
+        outcome.status = "updated"
     row = pq.read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
     outcome.name, outcome.domain = row["name"], row["domain"]
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
+def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False,
+                  turn: Callable[[], None] | None = None) -> Outcome:
     """Fetch and ingest one source; a failure becomes a 'failed' outcome naming the source and the reason."""
     start = time.perf_counter()
     try:
-        path = fetch(source, cache)
+        with _FETCH_LOCK:  # downloads and wheel extraction share cache paths: one at a time
+            path = fetch(source, cache)
         expected = source.spec.get("sha256") if source.kind == "path" else None
-        return ingest_file(path, lake, source.uri, source.metadata, expected, update_metadata)
+        return ingest_file(path, lake, source.uri, source.metadata, expected, update_metadata, turn)
     except FilterlakeError as exc:
         return Outcome(source=source.uri, status="failed", message=str(exc), seconds=time.perf_counter() - start)
 
 
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
-           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False) -> list[Outcome]:
-    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others."""
+           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
+           workers: int = WORKERS) -> list[Outcome]:
+    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
+
+    With `workers` > 1 the next sources are read, hashed, extracted and staged in threads while the current one
+    is written and committed (parquet, zstd, hashing and fsync release the GIL). Commits and metadata merges
+    still happen strictly in source order, so the lake ends up exactly as with `workers=1`.
+    """
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
-    outcomes = []
-    for source in sources:
-        outcome = ingest_source(source, lake, cache, update_metadata)
-        outcomes.append(outcome)
-        if on_result:
-            on_result(outcome)
+    outcomes: list[Outcome] = []
+    if workers <= 1 or len(sources) <= 1:
+        for source in sources:
+            outcome = ingest_source(source, lake, cache, update_metadata)
+            outcomes.append(outcome)
+            if on_result:
+                on_result(outcome)
+        return outcomes
+    done = [threading.Event() for _ in sources]
+
+    def run(i: int) -> Outcome:
+        try:
+            return ingest_source(sources[i], lake, cache, update_metadata, done[i - 1].wait if i else None)
+        finally:
+            done[i].set()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="filterlake-ingest") as pool:
+        futures = [pool.submit(run, i) for i in range(len(sources))]
+        try:
+            for future in futures:
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_result:
+                    on_result(outcome)
+        except BaseException:
+            for future in futures:  # sources not started yet are dropped; started ones finish atomically
+                future.cancel()
+            raise
     return outcomes

@@ -18,7 +18,7 @@ from filterlake.analysis.histogram import histogram_counts
 from filterlake.analysis.normalise import maxabs_scale
 from filterlake.analysis.quality import sparse_mask
 from filterlake.derive.layer_stats import finite_channels
-from filterlake.derive.store import write_atomic
+from filterlake.derive.store import WORKERS, blas_threads, map_models, staging, write_atomic
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
 
@@ -99,20 +99,26 @@ def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSp
 
 
 def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[HistSpec], sparsity: dict[str, Any],
-                       on_model: Callable[[str], None] | None = None) -> dict[str, int]:
+                       on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
     """Compute the missing histogram/extent files of every committed model for this basis and these specs."""
     computed = reused = 0
-    for model_id in sorted(committed_ids(lake)):
-        missing = [s for s in specs if not hist_file(lake, basis_id, s, model_id).exists()]
-        need_extents = not extents_file(lake, basis_id, model_id).exists()
-        if missing or need_extents:
+    with blas_threads(1), staging(lake) as stage:
+
+        def one(model_id: str) -> bool:
+            """Compute and store one model's missing files; False when it has them all."""
+            missing = [s for s in specs if not hist_file(lake, basis_id, s, model_id).exists()]
+            if not missing and extents_file(lake, basis_id, model_id).exists():
+                return False
             hists, extents = model_histograms(lake, model_id, basis, missing, sparsity)
             for spec, table in hists.items():
-                write_atomic(table, hist_file(lake, basis_id, spec, model_id), lake)
-            write_atomic(extents, extents_file(lake, basis_id, model_id), lake)
-            computed += 1
-        else:
-            reused += 1
-        if on_model:
-            on_model(model_id)
+                write_atomic(table, hist_file(lake, basis_id, spec, model_id), lake, stage)
+            write_atomic(extents, extents_file(lake, basis_id, model_id), lake, stage)
+            return True
+
+        order = sorted(committed_ids(lake))
+        for model_id, done in zip(order, map_models(one, order, workers)):
+            computed += done
+            reused += not done
+            if on_model:
+                on_model(model_id)
     return {"computed": computed, "reused": reused}

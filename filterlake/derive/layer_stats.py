@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from filterlake.analysis.moments import FLAT_NAMES
 from filterlake.analysis.quality import layer_quality
-from filterlake.derive.store import fingerprint, read_param, write_atomic
+from filterlake.derive.store import WORKERS, blas_threads, fingerprint, map_models, read_param, staging, write_atomic
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
 
@@ -62,25 +62,32 @@ def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.T
 
 
 def refresh_layer_stats(lake: Path, params: dict[str, Any] | None = None,
-                        on_model: Callable[[str], None] | None = None) -> dict[str, int]:
+                        on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
     """Compute layer_stats for models that lack them (or were computed with other parameters)."""
     params = {**DEFAULT_PARAMS, **(params or {})}
     tag = fingerprint(params)
     ids = committed_ids(lake)
     computed = reused = 0
-    for model_id in sorted(ids):
-        target = stats_file(lake, model_id)
-        if read_param(target) == tag or (target.exists() and _empty_with(target, tag)):
-            reused += 1
-        else:
+    with blas_threads(1), staging(lake) as stage:
+
+        def one(model_id: str) -> bool:
+            """Compute and store one model's rows; False when its stored rows are still valid."""
+            target = stats_file(lake, model_id)
+            if read_param(target) == tag or (target.exists() and _empty_with(target, tag)):
+                return False
             table = model_layer_stats(lake, model_id, params)
             if not table.num_rows:  # a model without 3x3 layers: keep a marker so it is not rescanned
                 table = pa.table({"model_id": pa.array([], pa.string()), "params": pa.array([], pa.string())},
                                  metadata={"params": tag})
-            write_atomic(table, target, lake)
-            computed += 1
-        if on_model:
-            on_model(model_id)
+            write_atomic(table, target, lake, stage)
+            return True
+
+        order = sorted(ids)
+        for model_id, done in zip(order, map_models(one, order, workers)):
+            computed += done
+            reused += not done
+            if on_model:
+                on_model(model_id)
     removed = 0
     for stale in (lake / "layer_stats").glob("*.parquet") if (lake / "layer_stats").is_dir() else ():
         if stale.stem not in ids:

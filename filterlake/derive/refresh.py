@@ -20,6 +20,7 @@ from filterlake.derive.layer_stats import DEFAULT_PARAMS, refresh_layer_stats
 from filterlake.derive.shifts import grouped_counts, pair_rows, shift_table, store_shifts
 from filterlake.errors import FilterlakeError
 from filterlake.lake.duck import connect
+from filterlake.lake.layout import committed_ids
 
 ANALYSIS_SQL = ("analysis.sql",)
 
@@ -35,6 +36,7 @@ class Analysis:
     stats: dict[str, int] = field(default_factory=dict)
     histograms: dict[str, int] = field(default_factory=dict)
     shifts: dict[str, Path] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
 
     def weights(self):
         return self.preset.weights_for(self.basis)
@@ -64,8 +66,7 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
     params = {**DEFAULT_PARAMS, **(params or {})}
-    con = lake_connection(lake)
-    n_models = con.execute("SELECT count(*) FROM models").fetchone()[0]
+    n_models = len(committed_ids(lake))
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
     if on_stage:
@@ -86,18 +87,21 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
         hist = {k: hist[k] + extra[k] for k in hist}
     analysis = Analysis(basis_id, basis, chosen, spec, stats, hist)
     _write_state(lake, analysis, basis_on)
-    con = lake_connection(lake)
-    for column in group_by:
-        analysis.shifts[column] = store_group_shifts(con, lake, analysis, column)
+    for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
+        path = store_group_shifts(con, lake, analysis, column)
+        if path is None:
+            analysis.unlabelled.append(column)
+        else:
+            analysis.shifts[column] = path
     return analysis
 
 
-def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis, group_by: str) -> Path:
-    """Compute and store the full pairwise shift matrix of one grouping."""
+def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis,
+                       group_by: str) -> Path | None:
+    """Compute and store the full pairwise shift matrix of one grouping; None when no model has a label."""
     grouped = grouped_counts(con, analysis.basis_id, analysis.spec, group_by)
     if not grouped.labels:
-        raise FilterlakeError(f"--group-by {group_by}: no model has a value for it (a models column, 'medical', "
-                              f"'depth_decile' or a key of the extra metadata)")
+        return None
     labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
     rows = pair_rows(labels, matrix, grouped, group_by=group_by, preset=analysis.preset.name,
                      basis_id=analysis.basis_id, range_lo=analysis.spec.lo, range_hi=analysis.spec.hi,

@@ -7,6 +7,7 @@ models' extra metadata.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pyarrow as pa
 
 from filterlake.analysis.shift import shift_matrix, sort_by_column_mean
 from filterlake.analysis.significance import PermutationResult, permutation_test
-from filterlake.derive.histograms import HistSpec
+from filterlake.derive.histograms import HistSpec, hist_file
 from filterlake.derive.store import write_atomic
 from filterlake.errors import FilterlakeError
 
@@ -51,26 +52,47 @@ class GroupedCounts:
 
 
 def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str) -> GroupedCounts:
-    """Sum the stored per-layer histograms over each group (groups with a missing label are left out)."""
+    """Sum the stored per-layer histograms over each group (groups with a missing label are left out).
+
+    The group of every model (or layer) is resolved once into a temporary table, and only the histogram files
+    of this basis and spec are read (`LAKE/histograms/basis=<id>/spec=<key>/`), so the cost depends on the
+    number of models and layers, never on the number of filters.
+    """
     label, per_layer = group_expression(group_by)
-    join = "JOIN layers AS l USING (model_id, layer_idx)" if per_layer else ""
-    rows = con.execute(f"""
-        SELECT {label} AS g, h.component, h.bin, sum(h.count)::BIGINT AS n, count(DISTINCT h.model_id) AS models
-        FROM histograms AS h JOIN models AS m USING (model_id) {join}
-        WHERE h.basis = ? AND h.spec = ? AND {label} IS NOT NULL
-        GROUP BY ALL ORDER BY g""", [basis_id, spec.key]).fetchnumpy()
-    labels = sorted(set(rows["g"].tolist()))
-    index = {g: i for i, g in enumerate(labels)}
+    keys = (f"SELECT m.model_id, l.layer_idx, {label} AS g FROM models AS m JOIN layers AS l USING (model_id)"
+            if per_layer else f"SELECT m.model_id, {label} AS g FROM models AS m")
+    table = f"_filterlake_groups_{uuid.uuid4().hex[:8]}"
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT *, dense_rank() OVER (ORDER BY g) - 1 AS gid "
+                f"FROM ({keys}) WHERE g IS NOT NULL")
+    try:
+        names = [g for g, _gid in con.execute(f"SELECT DISTINCT g, gid FROM {table} ORDER BY gid").fetchall()]
+        lake = Path(con.execute("SELECT getvariable('lake')").fetchone()[0])
+        folder = hist_file(lake, basis_id, spec, "_").parent
+        if any(folder.glob("*.parquet")):
+            rows = con.execute(f"""
+                SELECT k.gid, h.component, h.bin, sum(h.count)::BIGINT AS n
+                FROM read_parquet(?) AS h JOIN {table} AS k USING (model_id{", layer_idx" if per_layer else ""})
+                GROUP BY ALL""", [str(folder / "*.parquet")]).fetchnumpy()
+        else:
+            rows = {"gid": np.zeros(0, np.int64), "component": np.zeros(0, np.int64), "bin": np.zeros(0, np.int64),
+                    "n": np.zeros(0, np.int64)}
+        models_rows = con.execute(f"SELECT gid, count(DISTINCT model_id) FROM {table} GROUP BY gid").fetchall()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    label_of = {int(i): names[i] for i in np.unique(np.asarray(rows["gid"], np.int64))}
+    labels = sorted(label_of.values())
+    where = {g: j for j, g in enumerate(labels)}
+    position = np.zeros(len(names), np.int64)
+    for gid, g in label_of.items():
+        position[gid] = where[g]
     counts = np.zeros((len(labels), 9, spec.bins), np.int64)
-    gi = np.array([index[g] for g in rows["g"].tolist()], dtype=np.int64)
-    np.add.at(counts, (gi, rows["component"].astype(np.int64), rows["bin"].astype(np.int64)), rows["n"])
+    gi = position[np.asarray(rows["gid"], np.int64)]
+    np.add.at(counts, (gi, np.asarray(rows["component"], np.int64), np.asarray(rows["bin"], np.int64)),
+              np.asarray(rows["n"], np.int64))
     models = np.zeros(len(labels), np.int64)
-    models_rows = con.execute(f"""
-        SELECT {label} AS g, count(DISTINCT m.model_id) FROM models AS m
-        {"JOIN layers AS l USING (model_id)" if per_layer else ""} WHERE {label} IS NOT NULL GROUP BY ALL""").fetchall()
-    for g, n in models_rows:
-        if g in index:
-            models[index[g]] = n
+    for gid, n in models_rows:
+        if gid in label_of:
+            models[where[label_of[gid]]] = n
     # every filter lands in exactly one bin per component unless it falls outside the range: use the max
     return GroupedCounts(labels, counts, counts.sum(axis=2).max(axis=1), models)
 

@@ -22,6 +22,7 @@ from filterlake.lake.layout import STAGING, committed_ids, filters_dir, layers_f
 from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
 
 ROW_GROUP_ROWS = 1 << 20  # ~40 MB of filters per row group: bounded memory, efficient scans
+TRANSPOSE_BLOCK = 1 << 16  # rows transposed at a time into the column buffers (stays in cache)
 
 
 @contextlib.contextmanager
@@ -45,16 +46,39 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
         os.fsync(out.fileno())
 
 
-def _filters_table(model_id: str, layer_idx: int, filters: np.ndarray) -> pa.Table:
-    n = len(filters)
-    columns = {
-        "model_id": pa.array([model_id] * n, pa.string()) if n else pa.array([], pa.string()),
-        "layer_idx": pa.array(np.full(n, layer_idx, np.int32)),
-        "filter_idx": pa.array(np.arange(n, dtype=np.int32)),
-    }
-    for j, name in enumerate(WEIGHT_COLUMNS):
-        columns[name] = pa.array(np.ascontiguousarray(filters[:, j]))
-    return pa.table(columns, schema=arrow_schema("filters"))
+def _repeated(value: str, n: int) -> pa.Array | pa.ChunkedArray:
+    """`n` copies of `value` as a string array, built from its buffers (no list of n Python strings)."""
+    raw = np.frombuffer(value.encode(), np.uint8)
+    per_chunk = max((1 << 31) // max(len(raw), 1) - 1, 1)  # int32 offsets: chunk very large columns
+    if n > per_chunk:
+        return pa.chunked_array([_repeated(value, min(per_chunk, n - at)) for at in range(0, n, per_chunk)])
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(raw))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(raw, n)))
+
+
+def _filters_table(model_id: str, layers: list[tuple[int, np.ndarray]]) -> pa.Table:
+    """The filters rows of whole layers [(layer_idx, (n, 9) float32), ...], in order, as one table.
+
+    Built column-wise: the weights are transposed into nine contiguous columns in cache-sized blocks (no
+    per-layer Arrow arrays, no per-row Python objects).
+    """
+    n = sum(len(f) for _, f in layers)
+    columns = np.empty((len(WEIGHT_COLUMNS), n), np.float32)
+    layer_idx = np.empty(n, np.int32)
+    filter_idx = np.empty(n, np.int32)
+    at = 0
+    for idx, filters in layers:
+        filters = np.asarray(filters, np.float32).reshape(-1, 9)
+        size = len(filters)
+        for start in range(0, size, TRANSPOSE_BLOCK):
+            block = filters[start:start + TRANSPOSE_BLOCK]
+            columns[:, at + start:at + start + len(block)] = block.T
+        layer_idx[at:at + size] = idx
+        filter_idx[at:at + size] = np.arange(size, dtype=np.int32)
+        at += size
+    arrays = [_repeated(model_id, n), pa.array(layer_idx), pa.array(filter_idx),
+              *(pa.array(columns[j]) for j in range(len(WEIGHT_COLUMNS)))]
+    return pa.Table.from_arrays(arrays, schema=arrow_schema("filters"))
 
 
 class ModelWriter:
@@ -66,7 +90,7 @@ class ModelWriter:
         self.stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.stage.mkdir(parents=True)
         self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.Table] = []
+        self._pending: list[tuple[int, np.ndarray]] = []
         self._pending_rows = 0
         self.rows_written = 0
 
@@ -78,7 +102,7 @@ class ModelWriter:
         """Queue one layer's (n, 9) float32 filters; rows are flushed in row groups of ~1M filters."""
         if not len(filters):
             return
-        self._pending.append(_filters_table(self.model_id, layer_idx, filters))
+        self._pending.append((layer_idx, filters))
         self._pending_rows += len(filters)
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush()
@@ -92,10 +116,10 @@ class ModelWriter:
                 self._filters_file, arrow_schema("filters"), compression="zstd",
                 use_dictionary=["model_id"], write_statistics=["model_id", "layer_idx", "filter_idx"],
             )
-        table = pa.concat_tables(self._pending)
+        table = _filters_table(self.model_id, self._pending)
+        self._pending, self._pending_rows = [], 0
         self._writer.write_table(table, row_group_size=max(len(table), 1))
         self.rows_written += len(table)
-        self._pending, self._pending_rows = [], 0
 
     def commit(self, layer_rows: list[dict], model_row: dict) -> bool:
         """Move the staged model into the lake; False when another writer committed the same model first."""

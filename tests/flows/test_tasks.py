@@ -1,0 +1,80 @@
+"""The flow's task functions called directly via `.fn` (no Prefect server), and the summary text."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect.states import Failed
+
+from filterlake.errors import CheckpointError, SourceError
+from filterlake.lake.layout import committed_ids
+from filterlake.sources.url import TransientSourceError
+from flows.ingest import summary_lines
+from flows.tasks import (
+    discover_sources,
+    fetch_source,
+    hash_checkpoint,
+    ingest_cache_key,
+    ingest_checkpoint,
+    is_transient,
+)
+from tests.conftest import manifest_rows
+
+PNET = "mtcnn/pnet.pt"
+
+
+def test_tasks_fetch_hash_and_ingest_a_checkpoint(tmp_path, corpus):
+    row = next(r for r in manifest_rows() if r["path"] == PNET)
+    shutil.copyfile(corpus / PNET, tmp_path / "pnet.pt")
+    (tmp_path / "broken.pth").write_bytes(b"\x00not a checkpoint" * 64)
+    sources, failures = discover_sources.fn([str(tmp_path), str(tmp_path / "missing")], [])
+    assert [Path(s.uri).name for s in sources] == ["broken.pth", "pnet.pt"]
+    assert failures[0]["status"] == "failed" and "missing: no such file or directory" in failures[0]["message"]
+
+    path = fetch_source.fn(sources[1])
+    model_id = hash_checkpoint.fn(path, row["sha256"])
+    assert model_id == row["sha256"]
+    with pytest.raises(CheckpointError, match="sha256 differs from the catalog's"):
+        hash_checkpoint.fn(path, "0" * 64)
+    with pytest.raises(CheckpointError, match="broken.pth: unknown format"):
+        hash_checkpoint.fn(fetch_source.fn(sources[0]))
+
+    lake = tmp_path / "lake"
+    first = ingest_checkpoint.fn(path, model_id, str(lake), sources[1].uri, {"domain": "faces"})
+    assert (first["status"], first["filters"], first["domain"]) == ("ingested", int(row["filters_3x3"]), "faces")
+    assert committed_ids(lake) == {model_id}
+    again = ingest_checkpoint.fn(path, model_id, str(lake), sources[1].uri, {"domain": "faces"})
+    assert again["status"] == "present"
+
+
+def test_cache_key_depends_on_content_lake_and_metadata(tmp_path):
+    params = {"model_id": "a" * 64, "lake": str(tmp_path / "lake"), "meta": {"domain": "faces"}}
+    key = ingest_cache_key(None, params)
+    assert key == ingest_cache_key(None, {**params, "path": "elsewhere", "source_uri": "http://x/y.pt"})
+    assert key != ingest_cache_key(None, {**params, "model_id": "b" * 64})
+    assert key != ingest_cache_key(None, {**params, "lake": str(tmp_path / "other")})
+    assert key != ingest_cache_key(None, {**params, "meta": {"domain": "medical"}})
+    assert "/" not in key  # the key names a file in the result storage
+
+
+def test_only_transient_network_errors_are_retried():
+    assert is_transient(fetch_source, None, Failed(data=TransientSourceError("http://x: HTTP 503")))
+    assert not is_transient(fetch_source, None, Failed(data=SourceError("http://x: sha256 ... does not match")))
+    assert not is_transient(fetch_source, None, Failed(data=CheckpointError("x.pt", "unknown format")))
+
+
+def test_summary_names_every_failure():
+    rows = [{"source": "/d/a.pt", "status": "ingested", "layers": 3, "filters": 702, "message": ""},
+            {"source": "/d/b.pth", "status": "failed", "layers": 0, "filters": 0,
+             "message": "/d/b.pth: unknown format"},
+            {"source": "http://h/c.pt", "status": "failed", "layers": 0, "filters": 0,
+             "message": "download failed"}]
+    summary = {"models": rows, "failures": rows[1:], "refresh": None, "seconds": 1.0,
+               "counts": {"ingested": 1, "cached": 0, "present": 0, "updated": 0, "failed": 2}}
+    assert summary_lines(summary) == [
+        "3 sources: 1 ingested, 0 cached, 0 present, 0 updated, 2 failed; new: 3 layers, 702 filters; 1.0 s",
+        "failed: /d/b.pth: unknown format",
+        "failed: http://h/c.pt: download failed",
+    ]
+
