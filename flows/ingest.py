@@ -1,8 +1,10 @@
 """The ingestion flow: discover -> per checkpoint (in parallel) fetch -> hash -> skip known -> ingest -> refresh.
 
-Final state: **Failed** when any source (or the refresh) failed: its message names every failure and why, and
-all other sources are still ingested. Otherwise Completed. The summary dict is the result of a Completed run and
-the `.summary` of the `IngestFailed` exception of a Failed one (`run_summary(state)` gives it in both cases).
+Final state: a bad source fails its own task, never the flow: the run ends **Completed** and its message and
+summary name every failed source and why (all other sources are still ingested). The run ends **Failed** only
+when the flow itself could not finish its job (the refresh of the analysis tables failed). The summary dict is
+the result of a Completed run and the `.summary` of the `IngestFailed` exception of a Failed one
+(`run_summary(state)` gives it in both cases).
 Each run writes a table artifact `filterlake-ingest-models` and a markdown artifact `filterlake-ingest-summary`.
 A re-run does no work for known checkpoints: `ingest_checkpoint` is cached on content hash + lake folder, and
 such sources report status `cached`.
@@ -131,11 +133,13 @@ def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catal
     counts = Counter(row["status"] for row in rows)
     failures = [row for row in rows if row["status"] == "failed"]
     refreshed = None
+    refresh_failure = None
     if refresh and (counts["ingested"] or counts["updated"]):
         state = refresh_flow(str(lake_dir), return_state=True)
         refreshed = state.result(raise_on_failure=False)
         if state.is_failed():
-            failures.append(failure_row("refresh", _reason(refreshed)))
+            refresh_failure = failure_row("refresh", _reason(refreshed))
+            failures.append(refresh_failure)
             refreshed = None
     summary = {"lake": str(lake_dir), "counts": {s: counts[s] for s in STATUSES}, "models": rows,
                "failures": failures, "refresh": refreshed, "seconds": round(time.perf_counter() - start, 2)}
@@ -145,10 +149,11 @@ def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catal
                              description="Counts and failures of this ingestion run")
     for line in summary_lines(summary):
         (logger.warning if line.startswith("failed:") else logger.info)(line)
-    if failures:
-        error = IngestFailed("failed: " + "; ".join(_failure_line(r) for r in failures), summary)
+    failed = "failed: " + "; ".join(_failure_line(r) for r in failures)
+    if refresh_failure:
+        error = IngestFailed(failed, summary)
         return Failed(message=str(error), data=error)
-    return Completed(message=summary_lines(summary)[0], data=summary)
+    return Completed(message=failed if failures else summary_lines(summary)[0], data=summary)
 
 
 def positive_int(text: str) -> int:
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"flows.ingest: the flow run ended {state.name}: {state.message}", file=sys.stderr)
         return 1
     print("\n".join(summary_lines(summary)))
-    return 1 if state.is_failed() else 0
+    return 1 if state.is_failed() or summary["failures"] else 0
 
 
 if __name__ == "__main__":
