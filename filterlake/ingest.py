@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,10 +25,6 @@ from filterlake.lake.writer import ModelWriter, replace_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
 from filterlake.sources.url import file_sha256
-
-
-WORKERS = 2  # sources in flight in `ingest`: one committing while the next is read and staged
-_FETCH_LOCK = threading.Lock()
 
 
 @dataclass
@@ -112,13 +106,8 @@ def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any], overwrite: 
 
 
 def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
-                expected_sha256: str | None = None, update_metadata: bool = False,
-                turn: Callable[[], None] | None = None) -> Outcome:
-    """Ingest one local checkpoint (idempotent). Raises FilterlakeError for a bad file; the lake is untouched then.
-
-    `turn`, when given, is called (and may block) right before the lake is changed: after reading, extracting
-    and staging, before the commit or the metadata merge. `ingest` uses it to keep commits in source order.
-    """
+                expected_sha256: str | None = None, update_metadata: bool = False) -> Outcome:
+    """Ingest one local checkpoint (idempotent). Raises FilterlakeError for a bad file; the lake is untouched then."""
     start = time.perf_counter()
     source_uri = source_uri or str(path.resolve())
     if not path.is_file():
@@ -132,24 +121,20 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
                       n_filters=shape.n_filters, skipped=dict(shape.skipped))
     meta = meta or {}
     if model_file(lake, model_id).exists():
-        if turn:
-            turn()
-        return _present(outcome, lake, meta, update_metadata, start)
+        if meta and _merge_metadata(lake, model_id, meta, update_metadata):
+            outcome.status = "updated"
+        return _finish(outcome, lake, start)
     writer = ModelWriter(lake, model_id)
     try:
         layer_rows, n_nonfinite = [], 0
         for layer, filters in iter_filters(shape):
-            finite = np.isfinite(filters)
-            bad = int(filters.size - np.count_nonzero(finite))
+            bad, max_abs = _finite_stats(filters)
             n_nonfinite += bad
-            max_abs = float(np.abs(np.where(finite, filters, 0)).max()) if filters.size else 0.0
             layer_rows.append({**layer.__dict__, "model_id": model_id, "n_nonfinite": bad, "max_abs": max_abs})
             writer.add_layer(layer.layer_idx, filters)
         row = _model_row(model_id, checkpoint, meta, source_uri, shape, n_nonfinite)
         if n_nonfinite:
             row["message"] = f"{n_nonfinite} NaN/Inf weight values kept and flagged"
-        if turn:
-            turn()
         committed = writer.commit(layer_rows, row)
     except FilterlakeError:
         writer.discard()
@@ -157,76 +142,52 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
     except (ValueError, OSError, MemoryError, RuntimeError) as exc:
         writer.discard()
         raise CheckpointError(path, f"cannot extract filters: {exc}") from exc
-    if not committed:  # the same bytes were committed meanwhile (another source or process): as if present
-        return _present(outcome, lake, meta, update_metadata, start)
-    outcome.status = "ingested"
+    outcome.status = "ingested" if committed else "present"
+    return _finish(outcome, lake, start, row if committed else None)
+
+
+def _finite_stats(filters: np.ndarray) -> tuple[int, float]:
+    """(number of NaN/Inf values, max |w| over the finite ones) of a layer, in one pass when all are finite."""
+    if not filters.size:
+        return 0, 0.0
+    peak = float(np.abs(filters).max())  # NaN or Inf exactly when some value is not finite
+    if np.isfinite(peak):
+        return 0, peak
+    finite = np.isfinite(filters)
+    return int(filters.size - np.count_nonzero(finite)), float(np.abs(np.where(finite, filters, 0)).max())
+
+
+def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | None = None) -> Outcome:
+    """Fill in name and domain: from the row just committed, else from the lake's models row."""
+    if row is None:
+        row = pq.read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
     outcome.name, outcome.domain = row["name"], row["domain"]
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _present(outcome: Outcome, lake: Path, meta: dict[str, Any], update_metadata: bool, start: float) -> Outcome:
-    """Finish a model whose bytes are already committed: merge explicitly given metadata, report its row."""
-    if meta and _merge_metadata(lake, outcome.model_id, meta, update_metadata):
-        outcome.status = "updated"
-    row = pq.read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
-    outcome.name, outcome.domain = row["name"], row["domain"]
-    outcome.seconds = time.perf_counter() - start
-    return outcome
-
-
-def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False,
-                  turn: Callable[[], None] | None = None) -> Outcome:
+def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
     """Fetch and ingest one source; a failure becomes a 'failed' outcome naming the source and the reason."""
     start = time.perf_counter()
     try:
-        with _FETCH_LOCK:  # downloads and wheel extraction share cache paths: one at a time
-            path = fetch(source, cache)
+        path = fetch(source, cache)
         expected = source.spec.get("sha256") if source.kind == "path" else None
-        return ingest_file(path, lake, source.uri, source.metadata, expected, update_metadata, turn)
+        return ingest_file(path, lake, source.uri, source.metadata, expected, update_metadata)
     except FilterlakeError as exc:
         return Outcome(source=source.uri, status="failed", message=str(exc), seconds=time.perf_counter() - start)
 
 
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
-           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
-           workers: int = WORKERS) -> list[Outcome]:
-    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
-
-    With `workers` > 1 the next sources are read, hashed, extracted and staged in threads while the current one
-    is written and committed (parquet, zstd, hashing and fsync release the GIL). Commits and metadata merges
-    still happen strictly in source order, so the lake ends up exactly as with `workers=1`.
-    """
+           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False) -> list[Outcome]:
+    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others."""
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
-    outcomes: list[Outcome] = []
-    if workers <= 1 or len(sources) <= 1:
-        for source in sources:
-            outcome = ingest_source(source, lake, cache, update_metadata)
-            outcomes.append(outcome)
-            if on_result:
-                on_result(outcome)
-        return outcomes
-    done = [threading.Event() for _ in sources]
-
-    def run(i: int) -> Outcome:
-        try:
-            return ingest_source(sources[i], lake, cache, update_metadata, done[i - 1].wait if i else None)
-        finally:
-            done[i].set()
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="filterlake-ingest") as pool:
-        futures = [pool.submit(run, i) for i in range(len(sources))]
-        try:
-            for future in futures:
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_result:
-                    on_result(outcome)
-        except BaseException:
-            for future in futures:  # sources not started yet are dropped; started ones finish atomically
-                future.cancel()
-            raise
+    outcomes = []
+    for source in sources:
+        outcome = ingest_source(source, lake, cache, update_metadata)
+        outcomes.append(outcome)
+        if on_result:
+            on_result(outcome)
     return outcomes

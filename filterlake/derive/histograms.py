@@ -54,10 +54,10 @@ def extents_file(lake: Path, basis_id: str, model_id: str) -> Path:
     return lake / "extents" / f"basis={basis_id}" / f"{model_id}.parquet"
 
 
-def _long_rows(model_id: str, layer_idx: int, counts: np.ndarray) -> dict[str, np.ndarray]:
+def _long_rows(layer_idx: int, counts: np.ndarray) -> dict[str, np.ndarray]:
     comp, bins = np.nonzero(counts)
-    return {"model_id": np.full(len(comp), model_id, dtype=object), "layer_idx": np.full(len(comp), layer_idx, np.int32),
-            "component": comp.astype(np.int32), "bin": bins.astype(np.int32), "count": counts[comp, bins]}
+    return {"layer_idx": np.full(len(comp), layer_idx, np.int32), "component": comp.astype(np.int32),
+            "bin": bins.astype(np.int32), "count": counts[comp, bins]}
 
 
 HIST_SCHEMA = pa.schema([("model_id", pa.string()), ("layer_idx", pa.int32()), ("component", pa.int32()),
@@ -66,9 +66,12 @@ EXTENT_SCHEMA = pa.schema([("model_id", pa.string()), ("layer_idx", pa.int32()),
                            ("min", pa.float64()), ("max", pa.float64())])
 
 
-def _table(parts: list[dict[str, np.ndarray]], schema: pa.Schema) -> pa.Table:
-    return pa.table({f.name: pa.array(np.concatenate([p[f.name] for p in parts]) if parts else [], f.type)
-                     for f in schema}, schema=schema)
+def _table(model_id: str, parts: list[dict[str, np.ndarray]], schema: pa.Schema) -> pa.Table:
+    """One model's rows: the parts' columns concatenated, `model_id` repeated (built by Arrow, no Python strings)."""
+    columns = {f.name: pa.array(np.concatenate([p[f.name] for p in parts]) if parts else [], f.type)
+               for f in schema if f.name != "model_id"}
+    n = len(columns["layer_idx"])
+    return pa.table({"model_id": pa.repeat(pa.scalar(model_id, pa.string()), n), **columns}, schema=schema)
 
 
 def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSpec],
@@ -89,13 +92,11 @@ def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSp
             if spec.subset == "nonsparse" and kept is None:
                 kept = ~sparse_mask(filters, sparsity["eps"], sparsity["rule"], sparsity["zero_layer_value"])
             chosen = coefficients if spec.subset == "all" else coefficients[kept]
-            hist_parts[spec].append(_long_rows(model_id, layer_idx, histogram_counts(chosen, spec.lo, spec.hi,
-                                                                                    spec.bins)))
-        extents.append({"model_id": np.full(9, model_id, dtype=object), "layer_idx": np.full(9, layer_idx, np.int32),
-                        "component": np.arange(9, dtype=np.int32), "min": coefficients.min(axis=0),
-                        "max": coefficients.max(axis=0)})
-    return ({spec: _table(parts, HIST_SCHEMA) for spec, parts in hist_parts.items()},
-            _table(extents, EXTENT_SCHEMA))
+            hist_parts[spec].append(_long_rows(layer_idx, histogram_counts(chosen, spec.lo, spec.hi, spec.bins)))
+        extents.append({"layer_idx": np.full(9, layer_idx, np.int32), "component": np.arange(9, dtype=np.int32),
+                        "min": coefficients.min(axis=0), "max": coefficients.max(axis=0)})
+    return ({spec: _table(model_id, parts, HIST_SCHEMA) for spec, parts in hist_parts.items()},
+            _table(model_id, extents, EXTENT_SCHEMA))
 
 
 def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[HistSpec], sparsity: dict[str, Any],

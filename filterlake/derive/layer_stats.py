@@ -15,7 +15,15 @@ import pyarrow.parquet as pq
 
 from filterlake.analysis.moments import FLAT_NAMES
 from filterlake.analysis.quality import layer_quality
-from filterlake.derive.store import WORKERS, blas_threads, fingerprint, map_models, read_param, staging, write_atomic
+from filterlake.derive.store import (
+    WORKERS,
+    blas_threads,
+    fingerprint,
+    map_models,
+    read_param,
+    staging,
+    write_atomic,
+)
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
 

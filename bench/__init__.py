@@ -1,0 +1,7 @@
+"""filterlake benchmarks: a generator of realistic synthetic model zoos (`bench.zoo`) and the runner (`bench.run`).
+
+`make bench` (CI-sized, a few minutes) and `make bench-large` (100M filters, not in CI) call
+`python -m bench.run`; results are written to `bench/results/*.json` with a printed table (`*.txt`).
+Generated zoos and lakes live under `bench/out/` (gitignored) and are deleted after each scale.
+See the docstring of `bench.run` for what is measured and how the targets are judged.
+"""
