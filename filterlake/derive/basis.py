@@ -45,8 +45,12 @@ def fit_from_lake(con: duckdb.DuckDBPyConnection, lake: Path, selection: str | N
     if path.exists():
         return basis_id, load_basis(lake, basis_id)
     columns = ", ".join(f"sum({c})" for c in moment_columns(SUBSETS[subset]))
-    row = con.execute(f"SELECT {columns} FROM layer_stats WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
-                      [models]).fetchone()
+    con.execute("SET threads = 1")  # one summation order: the same lake always gives the same basis, bit for bit
+    try:
+        row = con.execute(f"SELECT {columns} FROM layer_stats WHERE model_id IN (SELECT unnest(?::VARCHAR[]))",
+                          [models]).fetchone()
+    finally:
+        con.execute("RESET threads")
     if row[0] is None or row[0] < 2:
         raise FilterlakeError(f"the basis needs at least 2 filters; the selection {selection or 'all models'} "
                               f"has {int(row[0] or 0)}")

@@ -83,10 +83,10 @@ def test_cnn_filter_db_preset_uses_global_range_and_evr(analysed):
     domains, filters = raw_filters(lake)
     scaled, mean, components, variance = reference_basis(filters)
     coefficients = (scaled - mean) @ components.T
-    assert (analysis.spec.lo, analysis.spec.hi) == pytest.approx((coefficients.min(), coefficients.max()), abs=1e-12)
+    lo, hi = coefficients.min(), coefficients.max()  # the reference's own global range (P1 rule)
+    assert (analysis.spec.lo, analysis.spec.hi) == pytest.approx((lo, hi), abs=1e-12)
     medical = np.array([d.startswith("medical") for d in domains])
-    expected = reference_shift(coefficients[medical], coefficients[~medical], analysis.spec.lo, analysis.spec.hi,
-                               70, variance / variance.sum())
+    expected = reference_shift(coefficients[medical], coefficients[~medical], lo, hi, 70, variance / variance.sum())
     con = lake_connection(lake)
     [(stored,)] = con.execute("SELECT shift FROM shifts WHERE group_by = 'medical' AND preset = 'cnn-filter-db' "
                               "AND group_a = 'medical' AND group_b = 'non-medical'").fetchall()
