@@ -5,6 +5,7 @@ every later regrouping reads no filters.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -100,8 +101,9 @@ def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSp
 
 
 def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[HistSpec], sparsity: dict[str, Any],
-                       on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
-    """Compute the missing histogram/extent files of every committed model for this basis and these specs."""
+                       on_model: Callable[[str], None] | None = None, workers: int = WORKERS,
+                       model_ids: Collection[str] | None = None) -> dict[str, int]:
+    """Compute the missing histogram/extent files of the models (default: all committed) for this basis."""
     computed = reused = 0
     with blas_threads(1), staging(lake) as stage:
 
@@ -116,7 +118,7 @@ def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[Hist
             write_atomic(extents, extents_file(lake, basis_id, model_id), lake, stage)
             return True
 
-        order = sorted(committed_ids(lake))
+        order = sorted(committed_ids(lake) if model_ids is None else model_ids)
         for model_id, done in zip(order, map_models(one, order, workers)):
             computed += done
             reused += not done

@@ -6,6 +6,7 @@ are unchanged, so ingesting a new model never recomputes the others.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,11 +71,12 @@ def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.T
 
 
 def refresh_layer_stats(lake: Path, params: dict[str, Any] | None = None,
-                        on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
-    """Compute layer_stats for models that lack them (or were computed with other parameters)."""
+                        on_model: Callable[[str], None] | None = None, workers: int = WORKERS,
+                        model_ids: Collection[str] | None = None) -> dict[str, int]:
+    """Compute layer_stats for models (default: all committed) that lack them or used other parameters."""
     params = {**DEFAULT_PARAMS, **(params or {})}
     tag = fingerprint(params)
-    ids = committed_ids(lake)
+    ids = committed_ids(lake) if model_ids is None else set(model_ids)
     computed = reused = 0
     with blas_threads(1), staging(lake) as stage:
 
@@ -97,8 +99,9 @@ def refresh_layer_stats(lake: Path, params: dict[str, Any] | None = None,
             if on_model:
                 on_model(model_id)
     removed = 0
+    present = committed_ids(lake)  # not the snapshot: models committed meanwhile keep their statistics
     for stale in (lake / "layer_stats").glob("*.parquet") if (lake / "layer_stats").is_dir() else ():
-        if stale.stem not in ids:
+        if stale.stem not in present:
             stale.unlink()
             removed += 1
     (lake / "layer_stats" / "_params.json").parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ histograms, and regrouping reads only the stored histograms.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,17 +43,17 @@ class Analysis:
         return self.preset.weights_for(self.basis)
 
 
-def lake_connection(lake: Path) -> duckdb.DuckDBPyConnection:
-    """A connection with the base, derived and analysis views."""
-    return connect(lake, ANALYSIS_SQL)
+def lake_connection(lake: Path, model_ids: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection with the base, derived and analysis views (over a fixed set of models when given)."""
+    return connect(lake, ANALYSIS_SQL, model_ids)
 
 
-def _global_spec(lake: Path, basis_id: str, preset: Preset) -> HistSpec:
+def _global_spec(lake: Path, basis_id: str, preset: Preset, model_ids: Collection[str]) -> HistSpec:
     """The preset's histogram spec; for range=None the global (min, max) of all coefficients in the basis."""
     subset = "nonsparse" if preset.exclude_sparse else "all"
     if preset.range is not None:
         return HistSpec(*preset.range, preset.bins, subset)
-    lo, hi = lake_connection(lake).execute(
+    lo, hi = lake_connection(lake, model_ids).execute(
         "SELECT min(min), max(max) FROM coefficient_extents WHERE basis = ?", [basis_id]).fetchone()
     return HistSpec(*preset.range_for(lo, hi), preset.bins, subset)
 
@@ -66,24 +67,25 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
     params = {**DEFAULT_PARAMS, **(params or {})}
-    n_models = len(committed_ids(lake))
+    snapshot = committed_ids(lake)  # every stage sees these models, whatever ingests commit meanwhile
+    n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
     if on_stage:
         on_stage("layer statistics", n_models)
-    stats = refresh_layer_stats(lake, params, on_model)
-    con = lake_connection(lake)
+    stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+    con = lake_connection(lake, snapshot)
     basis_id, basis = fit_from_lake(con, lake, basis_on, "nonsparse" if chosen.exclude_sparse else "all")
     specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
                           if chosen.range is not None else [])
     if on_stage:
         on_stage("histograms", n_models)
-    hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model)
-    spec = _global_spec(lake, basis_id, chosen)
+    hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
+    spec = _global_spec(lake, basis_id, chosen, snapshot)
     if spec not in specs:  # the global range is known only after the extents pass
         if on_stage:
             on_stage("histograms (global range)", n_models)
-        extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model)
+        extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
         hist = {k: hist[k] + extra[k] for k in hist}
     analysis = Analysis(basis_id, basis, chosen, spec, stats, hist)
     _write_state(lake, analysis, basis_on)

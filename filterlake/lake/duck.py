@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from filterlake.lake.layout import model_file
 from filterlake.lake.schema import TABLES, arrow_schema
 from filterlake.resources import resource_dir
 
@@ -27,13 +29,27 @@ def _empty_view(table: str) -> str:
     return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM (SELECT {cols}) WHERE false"
 
 
-def connect(lake: Path, extra_sql: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection whose views read the lake at `lake`."""
+def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
+    """The `models` view over exactly these committed models (a fixed snapshot of the lake)."""
+    files = ", ".join("'" + str(model_file(lake, m)).replace("'", "''") + "'" for m in sorted(model_ids))
+    return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
+
+
+def connect(lake: Path, extra_sql: tuple[str, ...] = (),
+            model_ids: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection whose views read the lake at `lake`.
+
+    With `model_ids`, every view sees exactly those models (all other views filter on `models`), so a reader
+    keeps one consistent snapshot while ingests commit new models.
+    """
     con = duckdb.connect()
     con.execute("SET VARIABLE lake = ?", [str(lake)])
     base = dict(zip(TABLES, statements("tables.sql")))
     for table in TABLES:
-        has_files = next(iter(lake.glob(_GLOBS[table])), None) is not None
+        if table == "models" and model_ids:
+            con.execute(_snapshot_view(lake, model_ids))
+            continue
+        has_files = model_ids != set() and next(iter(lake.glob(_GLOBS[table])), None) is not None
         con.execute(base[table] if has_files else _empty_view(table))
     for statement in statements("views.sql"):
         con.execute(statement)

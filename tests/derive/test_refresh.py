@@ -151,3 +151,27 @@ def test_new_model_does_not_recompute_others_and_regrouping_reads_no_filters(ana
     assert regrouped.basis_id == analysis.basis_id and regrouped.histograms["computed"] == 0
     rows = pq.read_table(regrouped.shifts["task"]).to_pylist()
     assert {r["group_a"] for r in rows} >= {"image classification (10 classes)", "face detection"}
+
+
+def test_analysis_keeps_its_snapshot_while_an_ingest_commits(analysed, tmp_path):
+    lake, first = analysed
+    fresh = tmp_path / "lake"
+    shutil.copytree(lake, fresh)
+    newcomer = tmp_path / "new" / "late.safetensors"
+    newcomer.parent.mkdir()
+    from safetensors.numpy import save_file
+
+    save_file({"conv.weight": np.random.default_rng(1).normal(size=(16, 8, 3, 3)).astype(np.float32)}, str(newcomer))
+    committed = []
+
+    def ingest_midway(_model_id):  # an ingest that commits while the analysis is running
+        if not committed:
+            committed.append(ingest([str(newcomer)], fresh)[0].model_id)
+
+    during = refresh(fresh, "medical", ("name",), on_model=ingest_midway)
+    assert committed and during.basis.n == first.basis.n  # the late model is not in this analysis
+    names = {r["group_a"] for r in pq.read_table(during.shifts["name"]).to_pylist()}
+    assert "late" not in names
+    after = refresh(fresh, "medical", ("name",))
+    assert after.basis.n == first.basis.n + 16 * 8 and after.stats["computed"] == 1
+    assert "late" in {r["group_a"] for r in pq.read_table(after.shifts["name"]).to_pylist()}
