@@ -150,7 +150,7 @@ def permutation(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, g
                 group_b: str | None, weights: np.ndarray, n_permutations: int = 2000,
                 seed: int = 0) -> PermutationResult:
     """Permutation test (models resampled) of D between `group_a` and `group_b` (None: all other models)."""
-    ids, labels, counts = model_counts(con, basis_id, spec, group_by)
+    _, labels, counts = model_counts(con, basis_id, spec, group_by)
     keep = [i for i, g in enumerate(labels) if g == group_a or group_b is None or g == group_b]
     is_a = np.array([labels[i] == group_a for i in keep])
     if is_a.all() or not is_a.any():

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import scipy.stats
 
-from filterlake.derive.layer_stats import moment_columns, stats_file
+from filterlake.derive.layer_stats import moment_columns
 from filterlake.derive.refresh import lake_connection, refresh
 from filterlake.ingest import ingest
 
