@@ -132,6 +132,8 @@ def _refresh(args: argparse.Namespace):
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     start = time.perf_counter()
+    args.group_by_given = args.group_by is not None
+    args.group_by = args.group_by or ["domain"]
     analysis = _refresh(args)
     evr = ", ".join(f"{v:.3f}" for v in analysis.basis.evr)
     print(f"basis {analysis.basis_id}: N = {analysis.basis.n:,} filters; EVR = [{evr}]")
@@ -141,9 +143,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
     for column, path in analysis.shifts.items():
         print(f"shifts by {column}: {path}")
-    _warn_unlabelled(analysis)
+    if analysis.unlabelled and not args.group_by_given:  # the default grouping: a note, not an error
+        print(f"note: no model has a {analysis.unlabelled[0]}; give metadata or choose --group-by", file=sys.stderr)
+    else:
+        _warn_unlabelled(analysis)
     print(f"done in {time.perf_counter() - start:.1f} s")
-    return 1 if analysis.unlabelled else 0
+    return 1 if analysis.unlabelled and args.group_by_given else 0
 
 
 def _warn_unlabelled(analysis) -> None:
@@ -245,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
                        "column. Groupings: domain, task, training_dataset, architecture, name, modality, format, "
                        "medical, depth_decile, or any key of the extra metadata.", epilog=EPILOG)
-    p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL", help="groupings (default: domain)")
+    p.add_argument("--group-by", nargs="+", metavar="COL", help="groupings (default: domain)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _analysis_args(p)
     p.set_defaults(func=cmd_analyze)

@@ -91,3 +91,13 @@ def test_unknown_grouping_is_a_clean_error(corpus_lake, tmp_path):
     done = run("analyze", "--lake", lake, "--group-by", "domian", "-q")
     assert done.returncode == 1 and "--group-by domian: no model has a value" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_analysis_of_a_lake_without_3x3_filters_is_a_clean_error(tmp_path, corpus):
+    lake = tmp_path / "lake"
+    assert run("ingest", corpus / "dfdx_mnist_mlp", "--lake", lake).returncode == 0
+    done = run("analyze", "--lake", lake, "-q")
+    assert done.returncode == 1 and "hold 0 3x3 filters" in done.stderr and "Traceback" not in done.stderr
+    assert run("ingest", corpus / "mtcnn" / "pnet.pt", "--lake", lake).returncode == 0
+    done = run("analyze", "--lake", lake, "-q")  # no metadata: the default grouping is a note, not an error
+    assert done.returncode == 0 and "note: no model has a domain" in done.stderr

@@ -87,8 +87,8 @@ def refresh_layer_stats(lake: Path, params: dict[str, Any] | None = None,
                 return False
             table = model_layer_stats(lake, model_id, params)
             if not table.num_rows:  # a model without 3x3 layers: keep a marker so it is not rescanned
-                table = pa.table({"model_id": pa.array([], pa.string()), "params": pa.array([], pa.string())},
-                                 metadata={"params": tag})
+                table = pa.table({"model_id": pa.array([], pa.string()), "layer_idx": pa.array([], pa.int32()),
+                                  "params": pa.array([], pa.string())}, metadata={"params": tag})
             write_atomic(table, target, lake, stage)
             return True
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
+import pyarrow.parquet as pq
 
 from filterlake.analysis.basis import Basis
 from filterlake.analysis.presets import PRESETS, Preset
@@ -21,7 +22,7 @@ from filterlake.derive.layer_stats import DEFAULT_PARAMS, refresh_layer_stats
 from filterlake.derive.shifts import grouped_counts, pair_rows, shift_table, store_shifts
 from filterlake.errors import FilterlakeError
 from filterlake.lake.duck import connect
-from filterlake.lake.layout import committed_ids
+from filterlake.lake.layout import committed_ids, model_file
 
 ANALYSIS_SQL = ("analysis.sql",)
 
@@ -71,6 +72,10 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
     n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
+    n_filters = sum(pq.read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot)
+    if n_filters < 2:
+        raise FilterlakeError(f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
+                              f"least 2 (models without 3x3 conv layers are listed, not analysed)")
     if on_stage:
         on_stage("layer statistics", n_models)
     stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
