@@ -7,21 +7,22 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 import filterlake
 from filterlake import metadata as md
 from filterlake.discover import Source, discover, fetch
 from filterlake.errors import CheckpointError, FilterlakeError
 from filterlake.extract import SKIP_REASONS, iter_filters, model_shape
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import model_file
-from filterlake.lake.writer import ModelWriter, replace_model_row
+from filterlake.lake.writer import ModelWriter, update_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
 from filterlake.sources.url import file_sha256
@@ -80,7 +81,7 @@ def _model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sour
         orientation="known" if all(t.kind != "unknown" for t in checkpoint.tensors) else "unknown",
         depth_source=checkpoint.depth_source, message=shape.message(),
         extra=json.dumps(meta.get("extra") or {}, sort_keys=True, default=str),
-        ingested_at=datetime.now(timezone.utc), filterlake_version=filterlake.__version__,
+        ingested_at=datetime.now(UTC), filterlake_version=filterlake.__version__,
     )
     row.update({f"skipped_{reason}": shape.skipped.get(reason, 0) for reason in SKIP_REASONS})
     return row
@@ -92,17 +93,17 @@ def _merge_metadata(lake: Path, model_id: str, meta: dict[str, Any], overwrite: 
     By default only missing fields and extra keys are filled, so two catalogs naming the same bytes differently
     give a stable lake; `overwrite` (the `--update-metadata` correction) replaces what is given.
     """
-    row = pq.read_table(model_file(lake, model_id)).to_pylist()[0]
-    changed = {k: v for k, v in meta.items() if k in md.FIELDS and v is not None and row.get(k) != v
-               and (overwrite or row.get(k) is None)}
-    extra = json.loads(row["extra"] or "{}")
-    given = meta.get("extra") or {}
-    new_extra = {**extra, **given} if overwrite else {**given, **extra}
-    if not changed and new_extra == extra:
-        return False
-    row.update(changed, extra=json.dumps(new_extra, sort_keys=True, default=str))
-    replace_model_row(lake, row)
-    return True
+    def merged(row: dict[str, Any]) -> dict[str, Any] | None:
+        changed = {k: v for k, v in meta.items() if k in md.FIELDS and v is not None and row.get(k) != v
+                   and (overwrite or row.get(k) is None)}
+        extra = json.loads(row["extra"] or "{}")
+        given = meta.get("extra") or {}
+        new_extra = {**extra, **given} if overwrite else {**given, **extra}
+        if not changed and new_extra == extra:
+            return None
+        return {**row, **changed, "extra": json.dumps(new_extra, sort_keys=True, default=str)}
+
+    return update_model_row(lake, model_id, merged)
 
 
 def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
@@ -160,7 +161,7 @@ def _finite_stats(filters: np.ndarray) -> tuple[int, float]:
 def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | None = None) -> Outcome:
     """Fill in name and domain: from the row just committed, else from the lake's models row."""
     if row is None:
-        row = pq.read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
+        row = read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
     outcome.name, outcome.domain = row["name"], row["domain"]
     outcome.seconds = time.perf_counter() - start
     return outcome

@@ -70,7 +70,7 @@ def test_single_conv_level_has_depth_norm_zero():
 def test_filters_are_row_major_slices():
     weight = np.arange(2 * 3 * 9, dtype=np.float32).reshape(2, 3, 3, 3)
     shape = model_shape(checkpoint([tensor("w", weight.shape, array=weight)]))
-    [(layer, filters)] = list(iter_filters(shape))
+    [(_layer, filters)] = list(iter_filters(shape))
     assert filters.dtype == np.float32 and filters.shape == (6, 9)
     for o in range(2):
         for i in range(3):

@@ -6,18 +6,18 @@ DuckDB aggregation over layer_stats (methods.md §3, exact streaming equivalent 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from filterlake.analysis.basis import Basis, fit_basis
 from filterlake.analysis.moments import Moments
 from filterlake.derive.layer_stats import moment_columns
 from filterlake.derive.store import fingerprint, write_atomic
 from filterlake.errors import FilterlakeError
+from filterlake.lake.files import read_table
 
 SUBSETS = {"all": "sc", "nonsparse": "scn"}
 
@@ -56,7 +56,7 @@ def fit_from_lake(con: duckdb.DuckDBPyConnection, lake: Path, selection: str | N
                               f"has {int(row[0] or 0)}")
     basis = fit_basis(Moments.from_flat([float(v) for v in row]))
     record = {"basis_id": basis_id, "selection": selection or "all models", "subset": subset,
-              "n_models": len(models), "created_at": datetime.now(timezone.utc).isoformat(),
+              "n_models": len(models), "created_at": datetime.now(UTC).isoformat(),
               "basis": json.dumps(basis.to_dict()), "n": basis.n, "evr": list(map(float, basis.evr)),
               "mean": list(map(float, basis.mean))}
     write_atomic(pa.Table.from_pylist([record]), path, lake)
@@ -65,5 +65,5 @@ def fit_from_lake(con: duckdb.DuckDBPyConnection, lake: Path, selection: str | N
 
 def load_basis(lake: Path, basis_id: str) -> Basis:
     """A stored basis by id."""
-    row = pq.read_table(basis_file(lake, basis_id), columns=["basis"]).to_pylist()[0]
+    row = read_table(basis_file(lake, basis_id), columns=["basis"]).to_pylist()[0]
     return Basis.from_dict(json.loads(row["basis"]))

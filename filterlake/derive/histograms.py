@@ -5,14 +5,13 @@ every later regrouping reads no filters.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from filterlake.analysis.basis import Basis, transform
 from filterlake.analysis.histogram import histogram_counts
@@ -20,6 +19,7 @@ from filterlake.analysis.normalise import maxabs_scale
 from filterlake.analysis.quality import sparse_mask
 from filterlake.derive.layer_stats import finite_channels
 from filterlake.derive.store import WORKERS, blas_threads, map_models, staging, write_atomic
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
 
@@ -78,7 +78,7 @@ def _table(model_id: str, parts: list[dict[str, np.ndarray]], schema: pa.Schema)
 def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSpec],
                      sparsity: dict[str, Any]) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
     """One pass over a model: per-layer histograms for every spec and per-layer coefficient extents."""
-    layers = pq.read_table(layers_file(lake, model_id),
+    layers = read_table(layers_file(lake, model_id),
                            columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
     shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"], 9) for row in layers}
     hist_parts: dict[HistSpec, list] = {spec: [] for spec in specs}

@@ -6,9 +6,9 @@ are unchanged, so ingesting a new model never recomputes the others.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from filterlake.derive.store import (
     staging,
     write_atomic,
 )
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import committed_ids, layers_file
 from filterlake.lake.scan import iter_layers
 
@@ -55,7 +56,7 @@ def finite_channels(layer: np.ndarray) -> np.ndarray:
 
 def model_layer_stats(lake: Path, model_id: str, params: dict[str, Any]) -> pa.Table:
     """Stream one model's layers through `layer_quality` and return its layer_stats rows."""
-    layers = pq.read_table(layers_file(lake, model_id),
+    layers = read_table(layers_file(lake, model_id),
                            columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
     shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"]) for row in layers}
     tag = fingerprint(params)

@@ -6,13 +6,12 @@ histograms, and regrouping reads only the stored histograms.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
-import pyarrow.parquet as pq
 
 from filterlake.analysis.basis import Basis
 from filterlake.analysis.presets import PRESETS, Preset
@@ -22,6 +21,7 @@ from filterlake.derive.layer_stats import DEFAULT_PARAMS, refresh_layer_stats
 from filterlake.derive.shifts import grouped_counts, pair_rows, shift_table, store_shifts
 from filterlake.errors import FilterlakeError
 from filterlake.lake.duck import connect
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import committed_ids, model_file
 
 ANALYSIS_SQL = ("analysis.sql",)
@@ -72,7 +72,7 @@ def refresh(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
     n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
-    n_filters = sum(pq.read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot)
+    n_filters = sum(read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot)
     if n_filters < 2:
         raise FilterlakeError(f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
                               f"least 2 (models without 3x3 conv layers are listed, not analysed)")

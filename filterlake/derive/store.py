@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import STAGING
 
 T = TypeVar("T")
@@ -58,7 +59,7 @@ def fingerprint(params: dict[str, Any]) -> str:
 def read_param(path: Path, column: str = "params") -> str | None:
     """The parameter fingerprint stored in a derived file, or None when the file is missing or unreadable."""
     try:
-        table = pq.read_table(path, columns=[column])
+        table = read_table(path, columns=[column])
     except (OSError, pa.ArrowException):
         return None
     values = table.column(column).unique().to_pylist()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filterlake.lake.files import read_table
 from filterlake.lake.layout import committed_ids, filters_dir, layers_file, model_file
 from filterlake.lake.schema import arrow_schema
 from filterlake.lake.writer import lake_lock, leftovers, repair
@@ -53,7 +54,7 @@ def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
     problem = _schema_problem(path, "models")
     if problem:
         return [problem], 0
-    row = pq.read_table(path, columns=["model_id", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
+    row = read_table(path, columns=["model_id", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
     if len(row) != 1 or row[0]["model_id"] != model_id:
         return [f"{path}: must hold exactly one row for model {model_id}"], 0
     n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]

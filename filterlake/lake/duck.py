@@ -21,7 +21,7 @@ def statements(sql_file: str) -> list[str]:
     """The statements of one file of `sql/` (comments dropped, split on ';' at line ends)."""
     text = (resource_dir("sql") / sql_file).read_text()
     text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in re.split(r";\s*$", text, flags=re.M) if s.strip()]
+    return [s.strip() for s in re.split(r";\s*$", text, flags=re.MULTILINE) if s.strip()]
 
 
 def _empty_view(table: str) -> str:

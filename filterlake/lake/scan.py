@@ -1,8 +1,8 @@
 """Stream the filters of one model layer by layer, with memory bounded by one batch plus the largest layer."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq

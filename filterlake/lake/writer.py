@@ -11,13 +11,14 @@ import fcntl
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from filterlake.lake.files import read_table, write_synced
 from filterlake.lake.layout import STAGING, committed_ids, filters_dir, layers_file, model_file
 from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
 
@@ -35,15 +36,6 @@ def lake_lock(lake: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    """Write a small table and flush it to disk before it is renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
-        pq.write_table(table, out, compression="zstd")
-        out.flush()
-        os.fsync(out.fileno())
 
 
 def _repeated(value: str, n: int) -> pa.Array | pa.ChunkedArray:
@@ -128,8 +120,8 @@ class ModelWriter:
             self._writer.close()
             with open(self._filters_file, "rb+") as handle:
                 os.fsync(handle.fileno())
-        _write_parquet(pa.Table.from_pylist(layer_rows, schema=arrow_schema("layers")), self.stage / "layers.parquet")
-        _write_parquet(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet")
+        write_synced(pa.Table.from_pylist(layer_rows, schema=arrow_schema("layers")), self.stage / "layers.parquet")
+        write_synced(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet")
         with lake_lock(self.lake):
             if model_file(self.lake, self.model_id).exists():
                 self.discard()
@@ -165,14 +157,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def replace_model_row(lake: Path, model_row: dict) -> None:
-    """Rewrite a committed model's metadata row (filters and layers stay untouched)."""
-    target = model_file(lake, model_row["model_id"])
+def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | None]) -> bool:
+    """Rewrite a committed model's metadata row as `update(row)` says; False when it returns None.
+
+    Read, update and replace all happen under the lake lock, so two processes merging metadata into the same
+    model never lose each other's change. Filters and layers stay untouched.
+    """
+    target = model_file(lake, model_id)
     stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    _write_parquet(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), stage / "model.parquet")
-    with lake_lock(lake):
-        os.replace(stage / "model.parquet", target)
-    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        with lake_lock(lake):
+            row = update(read_table(target).to_pylist()[0])
+            if row is None:
+                return False
+            write_synced(pa.Table.from_pylist([row], schema=arrow_schema("models")), stage / "model.parquet")
+            os.replace(stage / "model.parquet", target)
+            return True
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,9 +1,10 @@
 """What every reader yields: conv weights found in a checkpoint, with their names and a lazy loader."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 

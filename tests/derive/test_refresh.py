@@ -61,7 +61,7 @@ def test_basis_equals_svd_of_all_scaled_filters(analysed):
 
 
 def test_stored_domain_shift_equals_recomputation_from_filters(analysed):
-    lake, analysis = analysed
+    lake, _analysis = analysed
     domains, filters = raw_filters(lake)
     scaled, mean, components, _ = reference_basis(filters)
     coefficients = (scaled - mean) @ components.T

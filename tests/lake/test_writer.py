@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC
 
 import duckdb
 import numpy as np
@@ -25,14 +26,14 @@ def layer_row(model_id, idx, n):
 
 
 def model_row(model_id, n_layers, n_filters):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     row = {name: None for name in ("architecture", "task", "domain", "modality", "training_dataset", "license",
                                    "message")}
     row.update(model_id=model_id, name=model_id, source_uri="mem", format="test", load_method="test",
                file_bytes=1, n_files=1, n_conv_layers=n_layers, n_layers_3x3=n_layers, n_filters_3x3=n_filters,
                kernel_shapes="{}", n_nonfinite=0, orientation="unknown", depth_source="definition_order",
-               extra="{}", ingested_at=datetime.now(timezone.utc), filterlake_version="test",
+               extra="{}", ingested_at=datetime.now(UTC), filterlake_version="test",
                **{f"skipped_{r}": 0 for r in ("1x1", "other_kernel", "non_square", "1d", "3d", "transposed",
                                                "unresolved")})
     return row
@@ -85,7 +86,7 @@ def test_model_with_no_filters_has_no_partition(tmp_path):
 
 def test_leftovers_of_a_dead_writer_are_repaired(tmp_path):
     assert write(tmp_path, "good", [np.ones((2, 9), np.float32)])
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     stale = tmp_path / "_staging" / f"{dead.stdout.strip()}-abc"
     stale.mkdir(parents=True)
     live = tmp_path / "_staging" / f"{os.getpid()}-live"
@@ -107,6 +108,7 @@ def test_check_finds_count_mismatch(tmp_path):
     assert write(tmp_path, "m", [np.ones((3, 9), np.float32)])
     row = model_row("m", 1, 4)
     import pyarrow as pa
+
     from filterlake.lake.schema import arrow_schema
 
     pq.write_table(pa.Table.from_pylist([row], schema=arrow_schema("models")), model_file(tmp_path, "m"))
