@@ -8,8 +8,10 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +145,12 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
     except (ValueError, OSError, MemoryError, RuntimeError) as exc:
         writer.discard()
         raise CheckpointError(path, f"cannot extract filters: {exc}") from exc
-    outcome.status = "ingested" if committed else "present"
-    return _finish(outcome, lake, start, row if committed else None)
+    if committed:
+        outcome.status = "ingested"
+        return _finish(outcome, lake, start, row)
+    if meta and _merge_metadata(lake, model_id, meta, update_metadata):  # another writer committed it first
+        outcome.status = "updated"
+    return _finish(outcome, lake, start)
 
 
 def _finite_stats(filters: np.ndarray) -> tuple[int, float]:
@@ -180,15 +186,31 @@ def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_
 
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
-           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False) -> list[Outcome]:
-    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others."""
+           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
+           workers: int = 1) -> list[Outcome]:
+    """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
+
+    With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;
+    commits are serialised by the lake lock). Outcomes come back in source order; `on_result` sees them as they
+    finish.
+    """
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
-    outcomes = []
-    for source in sources:
-        outcome = ingest_source(source, lake, cache, update_metadata)
-        outcomes.append(outcome)
-        if on_result:
-            on_result(outcome)
+    if workers <= 1 or len(sources) <= 1:
+        outcomes = []
+        for source in sources:
+            outcomes.append(ingest_source(source, lake, cache, update_metadata))
+            if on_result:
+                on_result(outcomes[-1])
+        return outcomes
+    # forkserver: workers start from a clean process, not a fork of one that may run threads (DuckDB, torch)
+    with ProcessPoolExecutor(min(workers, len(sources)), mp_context=get_context("forkserver")) as pool:
+        futures = {pool.submit(ingest_source, source, lake, cache, update_metadata): i
+                   for i, source in enumerate(sources)}
+        outcomes: list[Outcome | None] = [None] * len(sources)
+        for future in as_completed(futures):
+            outcomes[futures[future]] = future.result()
+            if on_result:
+                on_result(outcomes[futures[future]])
     return outcomes

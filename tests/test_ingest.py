@@ -8,9 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from filterlake.discover import discover
 from filterlake.errors import CheckpointError
 from filterlake.ingest import ingest, ingest_file
 from filterlake.lake.check import check_lake
+from filterlake.lake import writer as writer_mod
 from filterlake.lake.duck import connect
 from tests.conftest import manifest_rows
 
@@ -130,3 +132,35 @@ def test_bad_files_are_refused_cleanly_and_leave_the_lake_untouched(tmp_path, co
     with pytest.raises(CheckpointError, match="is a directory"):
         ingest_file(bad / "dir.pt", lake)
     assert not lake.exists()  # nothing was written, not even an empty lake folder
+
+
+def test_worker_processes_build_the_same_lake_and_keep_source_order(corpus_lake, corpus, tmp_path):
+    lake, bad = tmp_path / "lake", tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    seen = []
+    outcomes = ingest([str(bad)], lake, [corpus / "MANIFEST.csv"], on_result=seen.append, workers=2)
+    assert [o.source for o in outcomes] == [s.uri for s in discover([str(bad)], [corpus / "MANIFEST.csv"])]
+    assert sorted(o.source for o in seen) == sorted(o.source for o in outcomes)
+    assert outcomes[0].status == "failed" and "broken.pt" in outcomes[0].message
+    assert {o.status for o in outcomes[1:]} == {"ingested"}
+    query = """SELECT m.model_id, m.name, m.domain, m.n_filters_3x3, sum(f.w0)::DOUBLE, sum(f.w8 * f.w4)::DOUBLE
+               FROM models m LEFT JOIN filters f USING (model_id) GROUP BY ALL ORDER BY ALL"""
+    assert connect(lake).execute(query).fetchall() == connect(corpus_lake).execute(query).fetchall()
+    assert check_lake(lake, repair_leftovers=False).ok
+
+
+def test_metadata_is_merged_when_another_writer_commits_the_same_bytes_first(corpus, tmp_path, monkeypatch):
+    lake, pnet = tmp_path / "lake", corpus / "mtcnn" / "pnet.pt"
+    real_commit = writer_mod.ModelWriter.commit
+
+    def lose_the_race(self, layer_rows, model_row):
+        monkeypatch.setattr(writer_mod.ModelWriter, "commit", real_commit)
+        assert ingest_file(pnet, lake, meta={"name": "first"}).status == "ingested"
+        return real_commit(self, layer_rows, model_row)
+
+    monkeypatch.setattr(writer_mod.ModelWriter, "commit", lose_the_race)
+    outcome = ingest_file(pnet, lake, meta={"name": "second", "domain": "faces"})
+    assert outcome.status == "updated" and outcome.name == "first"
+    row = pq.read_table(lake / "models" / f"{outcome.model_id}.parquet").to_pylist()[0]
+    assert (row["name"], row["domain"]) == ("first", "faces")
+    assert not any((lake / "_staging").iterdir())
