@@ -192,7 +192,8 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
 
     With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;
     commits are serialised by the lake lock). Outcomes come back in source order; `on_result` sees them as they
-    finish.
+    finish. Workers start with a fresh interpreter (forkserver), so a script calling this with `workers` > 1
+    needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code.
     """
     sources = discover(names, list(catalogs))
     if on_start:
