@@ -39,14 +39,19 @@ def sparse_mask(filters: np.ndarray, eps: float = 0.01, rule: SparsityRule = "ab
     zero_layer_value : sparsity of an all-zero layer under every rule: 1.0 (torchconvquality, all filters
         sparse) or 0.0 (CNN-Filter-DB ``main.ipynb``, none sparse).
     """
+    x = as_filter_matrix(filters)
+    return _sparse_mask(x, np.abs(x).max(axis=1) if len(x) else np.zeros(0), eps, rule, zero_layer_value)
+
+
+def _sparse_mask(x: np.ndarray, peak: np.ndarray, eps: float, rule: SparsityRule,
+                 zero_layer_value: float) -> np.ndarray:
+    """``sparse_mask`` from the filters and their precomputed peaks max_j |w_j| (layer_quality shares them)."""
     if rule not in SPARSITY_RULES:
         raise ValueError(f"rule must be one of {SPARSITY_RULES}, got {rule!r}")
     if zero_layer_value not in (0.0, 1.0):
         raise ValueError(f"zero_layer_value must be 0.0 or 1.0, got {zero_layer_value}")
-    x = as_filter_matrix(filters)
     if len(x) == 0:
         return np.zeros(0, dtype=bool)
-    peak = np.abs(x).max(axis=1)
     if peak.max() == 0:
         return np.full(len(x), zero_layer_value == 1.0)
     if rule == "abs-strict":
@@ -75,9 +80,10 @@ def variance_entropy(filters: np.ndarray, rtol: float = 1e-12) -> float:
     if len(x) < 2:
         return float("nan")
     xc = x - x.mean(axis=0)
-    if np.sum(xc**2) <= rtol**2 * np.sum(x**2):
+    scatter = xc.T @ xc
+    if np.trace(scatter) <= rtol**2 * np.vdot(x, x):  # ‖X_c‖²_F = tr(X_cᵀX_c)
         return 0.0
-    lam = np.clip(np.linalg.eigvalsh(xc.T @ xc), 0.0, None)
+    lam = np.clip(np.linalg.eigvalsh(scatter), 0.0, None)
     p = lam[lam > 0] / lam.sum()
     return float(-(p * np.log10(p)).sum())
 
@@ -174,21 +180,43 @@ def binary_likeness(filters: np.ndarray, tol: float = 0.05) -> float:
     if not 0 < tol < 0.5:
         raise ValueError(f"tol must lie in (0, 0.5), got {tol}")
     x = as_filter_matrix(filters)
-    scaled = np.abs(maxabs_scale(x[np.abs(x).max(axis=1) > 0]))
-    if len(scaled) == 0:
+    peak = np.abs(x).max(axis=1)
+    return _binary_likeness(_scale_by(x, peak), peak, tol)
+
+
+def _scale_by(x: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """``maxabs_scale`` from precomputed peaks (all-zero rows stay zero)."""
+    return x / np.where(peak == 0, 1.0, peak)[:, None]
+
+
+def _binary_likeness(scaled: np.ndarray, peak: np.ndarray, tol: float) -> float:
+    """``binary_likeness`` from the max-abs-scaled filters and their peaks.
+
+    Counted without removing the peaks: each non-zero filter has exactly one dropped peak entry, |x|/max|x| = 1
+    exactly, which always counts as near ±1; each all-zero filter has 9 entries near 0. Both are subtracted.
+    """
+    if not 0 < tol < 0.5:
+        raise ValueError(f"tol must lie in (0, 0.5), got {tol}")
+    n_zero = int(np.count_nonzero(peak == 0))
+    n = len(peak) - n_zero
+    if n == 0:
         return float("nan")
-    rest = np.ones(scaled.shape, dtype=bool)
-    rest[np.arange(len(scaled)), scaled.argmax(axis=1)] = False
-    values = scaled[rest]
-    share = np.mean((values <= tol) | (values >= 1 - tol))
+    a = np.abs(scaled)
+    hits = np.count_nonzero((a <= tol) | (a >= 1 - tol)) - 9 * n_zero - n
+    share = hits / (8 * n)
     baseline = _gaussian_ternary_share(float(tol))
     return float(np.clip((share - baseline) / (1 - baseline), 0.0, 1.0))
 
 
 def n_levels(filters: np.ndarray, resolution: float = 1 / 64) -> int:
     """Number of distinct max-abs-scaled values in a layer after rounding to multiples of ``resolution`` (3 = ternary)."""
+    return _n_levels(maxabs_scale(filters), resolution)
+
+
+def _n_levels(scaled: np.ndarray, resolution: float = 1 / 64) -> int:
+    """``n_levels`` from the max-abs-scaled filters."""
     half = int(np.ceil(1 / resolution))  # scaled values lie in [-1, 1], so steps lie in [-half, half]
-    steps = np.rint(maxabs_scale(filters) / resolution).astype(np.int64) + half
+    steps = np.rint(scaled / resolution).astype(np.int64) + half
     return int(np.count_nonzero(np.bincount(steps.ravel(), minlength=2 * half + 1)))
 
 
@@ -206,14 +234,15 @@ def layer_quality(layer: np.ndarray, eps: float = 0.01, rule: SparsityRule = "ab
     w = _as_layer(layer)
     filters = w.reshape(-1, 9)
     n = len(filters)
-    mask = sparse_mask(filters, eps, rule, zero_layer_value)
-    scaled = maxabs_scale(filters)
+    peak = np.abs(filters).max(axis=1)
+    mask = _sparse_mask(filters, peak, eps, rule, zero_layer_value)
+    scaled = _scale_by(filters, peak)
     entropy = variance_entropy(filters)
     entropy_clean = variance_entropy(filters[~mask])
     threshold = entropy_threshold(n) if n else float("nan")
     threshold_clean = entropy_threshold(n - int(mask.sum())) if n > mask.sum() else float("nan")
     sparse_share = float(mask.mean()) if n else float("nan")
-    binary = binary_likeness(filters, tol)
+    binary = _binary_likeness(scaled, peak, tol)
     ortho, ortho_compat = _orthogonalities(w)
     return {
         "n_filters": n,
@@ -228,10 +257,10 @@ def layer_quality(layer: np.ndarray, eps: float = 0.01, rule: SparsityRule = "ab
         "orthogonality_compat": ortho_compat,
         "binary_likeness": binary,
         "binary_like": bool(binary >= binary_threshold),
-        "n_levels": n_levels(filters),
+        "n_levels": _n_levels(scaled),
         "degenerated": is_degenerated(entropy, threshold, sparse_share, entropy_margin, low_entropy,
                                       sparsity_threshold),
-        "max_abs": float(np.abs(filters).max()) if n else 0.0,
+        "max_abs": float(peak.max()) if n else 0.0,
         "moments_raw": Moments.of(filters),
         "moments_scaled": Moments.of(scaled),
         "moments_scaled_nonsparse": Moments.of(scaled[~mask]),

@@ -39,3 +39,13 @@ def test_counts_are_additive(rng):
     c = rng.normal(0, 1, (3000, 9))
     parts = sum(histogram_counts(p, -2.5, 2.5) for p in np.array_split(c, 5))
     np.testing.assert_array_equal(parts, histogram_counts(c, -2.5, 2.5))
+
+
+@pytest.mark.parametrize("lo, hi, bins", [(-3.0, 3.0, 70), (-3.5, 3.5, 350), (-1.2345, 2.718, 70)])
+def test_values_one_ulp_around_every_edge_and_fortran_order(rng, lo, hi, bins):
+    edges = bin_edges(lo, hi, bins)
+    around = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
+                             [np.nan, np.inf, -np.inf]])
+    c = np.asfortranarray(rng.choice(around, size=(4000, 9)))
+    expected = np.stack([np.histogram(c[:, j], bins, range=(lo, hi))[0] for j in range(9)])
+    np.testing.assert_array_equal(histogram_counts(c, lo, hi, bins), expected)

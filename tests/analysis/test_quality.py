@@ -177,6 +177,22 @@ def test_binary_likeness_of_ternary_and_gaussian_layers(rng):
         binary_likeness(ternary, tol=0.5)
 
 
+def test_binary_likeness_equals_the_drop_the_peak_definition(rng):
+    """Zero rows, tied peaks and values on the tolerance bounds: same score as dropping each first peak."""
+    x = rng.normal(0, 1, (500, 9))
+    x[::7] = 0.0
+    x[1::11, 3] = np.abs(x[1::11]).max(axis=1)  # a second entry equal to the peak
+    x[2::13, :2] = [0.05, 0.95]  # on the bounds after scaling by the peak 1.0
+    x[2::13, 2:] = [1.0, *[0.0] * 6]
+    nonzero = x[np.abs(x).max(axis=1) > 0]
+    a = np.abs(nonzero / np.abs(nonzero).max(axis=1, keepdims=True))
+    rest = np.stack([np.delete(row, row.argmax()) for row in a])
+    for tol in (0.02, 0.05, 0.1):
+        m0 = _gaussian_ternary_share(tol)
+        share = np.mean((rest <= tol) | (rest >= 1 - tol))
+        assert binary_likeness(x, tol) == float(np.clip((share - m0) / (1 - m0), 0, 1))
+
+
 # --- one pass per layer -----------------------------------------------------------------------------------------
 
 def test_layer_quality_agrees_with_the_single_metrics(rng):
