@@ -8,7 +8,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -187,27 +188,27 @@ def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
            on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
-           workers: int = 1) -> list[Outcome]:
+           workers: int = 1, pool: Executor | None = None) -> list[Outcome]:
     """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
 
     With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;
     commits are serialised by the lake lock). Outcomes come back in source order; `on_result` sees them as they
     finish. Workers start with a fresh interpreter (forkserver), so a script calling this with `workers` > 1
-    needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code.
+    needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code. A `pool` from `worker_pool`
+    is used instead when given (and left open), e.g. to start the workers once for several calls.
     """
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
-    if workers <= 1 or len(sources) <= 1:
+    if pool is None and (workers <= 1 or len(sources) <= 1):
         outcomes = []
         for source in sources:
             outcomes.append(ingest_source(source, lake, cache, update_metadata))
             if on_result:
                 on_result(outcomes[-1])
         return outcomes
-    # forkserver: workers start from a clean process, not a fork of one that may run threads (DuckDB, torch)
-    with ProcessPoolExecutor(min(workers, len(sources)), mp_context=get_context("forkserver")) as pool:
-        futures = {pool.submit(ingest_source, source, lake, cache, update_metadata): i
+    with nullcontext(pool) if pool is not None else worker_pool(min(workers, len(sources))) as executor:
+        futures = {executor.submit(ingest_source, source, lake, cache, update_metadata): i
                    for i, source in enumerate(sources)}
         outcomes: list[Outcome | None] = [None] * len(sources)
         for future in as_completed(futures):
@@ -215,3 +216,9 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
             if on_result:
                 on_result(outcomes[futures[future]])
     return outcomes
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for `ingest(pool=...)`: forkserver, so each starts clean, not as a fork of a process that
+    may already run threads (DuckDB, torch, a progress bar)."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
