@@ -80,11 +80,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace, sql: str) -> int:
     import duckdb
 
-    from filterlake.lake.duck import connect
+    from filterlake.derive.refresh import lake_connection
     from filterlake.lake.layout import resolve_lake
     from filterlake.output import emit
 
-    con = connect(resolve_lake(args.lake))
+    con = lake_connection(resolve_lake(args.lake))  # base and analysis views, as sql/init.sql in the DuckDB CLI
     try:
         result = con.execute(sql)
     except duckdb.Error as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -200,22 +200,27 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)
-    if pool is None and (workers <= 1 or len(sources) <= 1):
-        outcomes = []
-        for source in sources:
-            outcomes.append(ingest_source(source, lake, cache, update_metadata))
+    parallel = pool is None and workers > 1 and len(sources) > 1
+    outcomes: list[Outcome | None] = [None] * len(sources)
+    with worker_pool(min(workers, len(sources))) if parallel else nullcontext(pool) as executor:
+        for i, outcome in _outcomes(sources, lake, cache, update_metadata, executor):
+            outcomes[i] = outcome
             if on_result:
-                on_result(outcomes[-1])
-        return outcomes
-    with nullcontext(pool) if pool is not None else worker_pool(min(workers, len(sources))) as executor:
-        futures = {executor.submit(ingest_source, source, lake, cache, update_metadata): i
-                   for i, source in enumerate(sources)}
-        outcomes: list[Outcome | None] = [None] * len(sources)
-        for future in as_completed(futures):
-            outcomes[futures[future]] = future.result()
-            if on_result:
-                on_result(outcomes[futures[future]])
+                on_result(outcome)
     return outcomes
+
+
+def _outcomes(sources: list[Source], lake: Path, cache: Path | None, update_metadata: bool,
+              executor: Executor | None) -> Iterator[tuple[int, Outcome]]:
+    """(index, outcome) of every source: in order in this process, or as they finish on the executor."""
+    if executor is None:
+        for i, source in enumerate(sources):
+            yield i, ingest_source(source, lake, cache, update_metadata)
+        return
+    futures = {executor.submit(ingest_source, source, lake, cache, update_metadata): i
+               for i, source in enumerate(sources)}
+    for future in as_completed(futures):
+        yield futures[future], future.result()
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:

@@ -101,3 +101,6 @@ def test_analysis_of_a_lake_without_3x3_filters_is_a_clean_error(tmp_path, corpu
     assert run("ingest", corpus / "mtcnn" / "pnet.pt", "--lake", lake).returncode == 0
     done = run("analyze", "--lake", lake, "-q")  # no metadata: the default grouping is a note, not an error
     assert done.returncode == 0 and "note: no model has a domain" in done.stderr
+    done = run("sql", "SELECT count(*) AS n, sum(n_filters) AS f FROM layer_stats", "--lake", lake, "--format", "csv")
+    assert done.returncode == 0, done.stderr  # the analysis views are there, as in the DuckDB CLI with init.sql
+    assert list(csv.DictReader(io.StringIO(done.stdout))) == [{"n": "3", "f": "702"}]

@@ -14,7 +14,7 @@ def as_filter_matrix(filters: np.ndarray, dtype: type = np.float64) -> np.ndarra
     return x
 
 
-def maxabs_scale(filters: np.ndarray, fp16_compat: bool = False) -> np.ndarray:
+def maxabs_scale(filters: np.ndarray, fp16_compat: bool = False, peak: np.ndarray | None = None) -> np.ndarray:
     """Divide each filter by its own max |w| so that shapes, not magnitudes, are compared; returns float64 (n, 9).
 
     Parameters
@@ -24,10 +24,12 @@ def maxabs_scale(filters: np.ndarray, fp16_compat: bool = False) -> np.ndarray:
     fp16_compat : bool, default False
         Cast to float16 and scale in float16, as CNN-Filter-DB ``main.ipynb`` did (bit-level notebook parity
         only); the result is still returned as float64.
+    peak : array of shape (n,), optional
+        The filters' max |w| when the caller already has them (layer_quality shares them across metrics).
 
     All-zero rows keep divisor 1 and stay zero; every other row has at least one entry equal to +-1.
     """
     x = as_filter_matrix(filters, np.float16 if fp16_compat else np.float64)
-    peak = np.abs(x).max(axis=1, keepdims=True)
-    peak[peak == 0] = 1
-    return (x / peak).astype(np.float64, copy=False)
+    if peak is None:
+        peak = np.abs(x).max(axis=1)
+    return (x / np.where(peak == 0, 1, peak)[:, None]).astype(np.float64, copy=False)

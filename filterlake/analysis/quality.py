@@ -177,16 +177,9 @@ def binary_likeness(filters: np.ndarray, tol: float = 0.05) -> float:
     clip((m − m0)/(1 − m0), 0, 1): exactly ternary (or binary) filters score 1, Gaussian-random layers about 0.
     All-zero filters carry no shape and are ignored; NaN when none is left. Needs 0 < tol < 0.5.
     """
-    if not 0 < tol < 0.5:
-        raise ValueError(f"tol must lie in (0, 0.5), got {tol}")
     x = as_filter_matrix(filters)
     peak = np.abs(x).max(axis=1)
-    return _binary_likeness(_scale_by(x, peak), peak, tol)
-
-
-def _scale_by(x: np.ndarray, peak: np.ndarray) -> np.ndarray:
-    """``maxabs_scale`` from precomputed peaks (all-zero rows stay zero)."""
-    return x / np.where(peak == 0, 1.0, peak)[:, None]
+    return _binary_likeness(maxabs_scale(x, peak=peak), peak, tol)
 
 
 def _binary_likeness(scaled: np.ndarray, peak: np.ndarray, tol: float) -> float:
@@ -236,7 +229,7 @@ def layer_quality(layer: np.ndarray, eps: float = 0.01, rule: SparsityRule = "ab
     n = len(filters)
     peak = np.abs(filters).max(axis=1)
     mask = _sparse_mask(filters, peak, eps, rule, zero_layer_value)
-    scaled = _scale_by(filters, peak)
+    scaled = maxabs_scale(filters, peak=peak)
     entropy = variance_entropy(filters)
     entropy_clean = variance_entropy(filters[~mask])
     threshold = entropy_threshold(n) if n else float("nan")
