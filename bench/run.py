@@ -10,7 +10,7 @@ subprocess (`python -m bench.run stage ...`, so the peak RSS of a stage is the c
   `limit-ingest`, is bare pyarrow: read every checkpoint file's bytes, view them as float32, take as many
   values as the zoo has filter values (9 per filter) and write them as 9 float32 columns with
   `pq.write_table(..., compression="zstd", use_dictionary=False)` (in 1M-row tables, like the lake's row groups).
-* **analysis**: `filterlake.derive.refresh.refresh(lake, "medical", ("domain",))` on the fresh lake (layer
+* **analysis**: `filterlake.derived.analyze.analyze(lake, "medical", ("domain",))` on the fresh lake (layer
   statistics + basis + per-layer histograms + shifts). Its limit, `limit-scan`, is one bare DuckDB scan
   `SELECT sum(w0), ..., sum(w8) FROM read_parquet('LAKE/filters/*/*.parquet')` of the same lake.
 * **regroup-all** (informational): the pairwise shift matrix grouped by model `name` over all models of the
@@ -19,7 +19,7 @@ subprocess (`python -m bench.run stage ...`, so the peak RSS of a stage is the c
 Then a separate zoo of `--regroup-models` (1,000) small models is ingested and analysed, and the **regroup**
 stage times `grouped_counts(..., "name")` + `shift_table` while `LAKE/filters` has been moved out of the lake
 (it can only succeed by reading the stored histograms; the `filters` view is checked to be empty). Opening the
-lake's DuckDB views first (`lake_connection`, which binds views over every per-model file) is timed and
+lake's DuckDB views first (`connect`, which binds views over every per-model file) is timed and
 reported apart.
 
 Times are measured inside the child around the call, after its imports (torch, onnx, duckdb, ... are imported
@@ -167,12 +167,12 @@ def stage_analyse(lake: str | Path) -> dict[str, Any]:
     import pyarrow.dataset  # noqa: F401
     import scipy.integrate  # noqa: F401
 
-    from filterlake.derive.refresh import refresh
+    from filterlake.derived.analyze import analyze
 
     lake = Path(lake)
     marks: list[tuple[str, float]] = []
     start = time.perf_counter()
-    analysis = refresh(lake, "medical", ("domain",), on_stage=lambda name, _n: marks.append(
+    analysis = analyze(lake, "medical", ("domain",), on_stage=lambda name, _n: marks.append(
         (name, time.perf_counter() - start)))
     seconds = time.perf_counter() - start
     marks.append(("end", seconds))
@@ -200,11 +200,11 @@ def stage_regroup(lake: str | Path, group_by: str = "name") -> dict[str, Any]:
     import duckdb  # noqa: F401
     import numpy as np
 
-    from filterlake.analysis.presets import PRESETS
-    from filterlake.derive.basis import load_basis
-    from filterlake.derive.histograms import HistSpec
-    from filterlake.derive.refresh import lake_connection
-    from filterlake.derive.shifts import grouped_counts, shift_table
+    from filterlake.derived.basis import load_basis
+    from filterlake.derived.histograms import HistSpec
+    from filterlake.derived.shifts import grouped_counts, shift_table
+    from filterlake.lake.duck import connect
+    from filterlake.numeric.presets import PRESETS
 
     lake = Path(lake)
     state = json.loads((lake / "analysis.json").read_text())
@@ -214,7 +214,7 @@ def stage_regroup(lake: str | Path, group_by: str = "name") -> dict[str, Any]:
     try:
         assert not (lake / "filters").exists()
         start = time.perf_counter()
-        con = lake_connection(lake)  # opening the lake's DuckDB views: timed apart (lake/duck.py)
+        con = connect(lake)  # opening the lake's DuckDB views: timed apart (lake/duck.py)
         opened = time.perf_counter() - start
         start = time.perf_counter()
         grouped = grouped_counts(con, state["basis_id"], spec, group_by)

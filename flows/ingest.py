@@ -27,9 +27,9 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed, State
 
-from filterlake.discover import Source
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import model_file, resolve_lake
+from filterlake.sources.discover import Source
 from flows.refresh import refresh_flow
 from flows.tasks import (
     discover_sources,

@@ -1,6 +1,6 @@
 """The refresh flow: bring the analysis tables up to date after ingestion.
 
-Calls `filterlake.derive.refresh.refresh(lake)` when that module imports; otherwise (with a warning naming the
+Calls `filterlake.derived.analyze.analyze(lake)` when that module imports; otherwise (with a warning naming the
 import error) verifies and repairs the lake with `filterlake.lake.check.check_lake`.
 """
 from __future__ import annotations
@@ -19,15 +19,15 @@ from filterlake.lake.check import check_lake
 def refresh_flow(lake: str) -> dict[str, Any]:
     """Refresh layer statistics, basis, histograms and shifts (or check the lake); returns a small summary."""
     try:
-        from filterlake.derive.refresh import refresh
+        from filterlake.derived.analyze import analyze
     except ImportError as exc:
-        get_run_logger().warning("filterlake.derive.refresh does not import (%s); checking the lake instead", exc)
+        get_run_logger().warning("filterlake.derived.analyze does not import (%s); checking the lake instead", exc)
         report = check_lake(Path(lake))
         if not report.ok:
             raise FilterlakeError("lake check failed: " + "; ".join(report.problems))
         return {"action": "check", "models": report.models, "filters": report.filters}
     try:
-        analysis = refresh(Path(lake))
+        analysis = analyze(Path(lake))
     except FilterlakeError as exc:  # its message says why; its frames would keep DuckDB objects alive until exit
         raise exc.with_traceback(None) from None
     return {"action": "refresh", "basis_id": analysis.basis_id, "layer_stats": analysis.stats,

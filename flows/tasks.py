@@ -16,11 +16,11 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 
-from filterlake.discover import Source, discover, fetch
 from filterlake.errors import CheckpointError, FilterlakeError
 from filterlake.ingest import Outcome, content_hash, ingest_file
 from filterlake.lake.writer import repair
 from filterlake.readers import open_checkpoint
+from filterlake.sources.discover import Source, discover, fetch
 from filterlake.sources.url import TransientSourceError, file_sha256
 
 FETCH_RETRY_DELAYS = [1, 5, 15]  # seconds before the 1st, 2nd and 3rd retry of a transient network failure

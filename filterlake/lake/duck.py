@@ -35,8 +35,10 @@ def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
     return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
 
 
-def connect(lake: Path, extra_sql: tuple[str, ...] = (),
-            model_ids: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+DERIVED_SQL = ("analysis.sql",)
+
+
+def connect(lake: Path, model_ids: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose views read the lake at `lake`.
 
     With `model_ids`, every view sees exactly those models (all other views filter on `models`), so a reader
@@ -53,7 +55,7 @@ def connect(lake: Path, extra_sql: tuple[str, ...] = (),
         con.execute(base[table] if has_files else _empty_view(table))
     for statement in statements("views.sql"):
         con.execute(statement)
-    for sql_file in extra_sql:  # derived tables: a view whose files (or base views) do not exist yet is left out
+    for sql_file in DERIVED_SQL:  # derived tables: a view whose files (or base views) do not exist yet is left out
         for statement in statements(sql_file):
             try:
                 con.execute(statement)

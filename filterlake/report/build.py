@@ -15,12 +15,13 @@ import duckdb
 import numpy as np
 
 from filterlake import __version__
-from filterlake.analysis.shift import shift
-from filterlake.derive.histograms import KDE_SPEC
-from filterlake.derive.layer_stats import DEFAULT_PARAMS
-from filterlake.derive.refresh import Analysis, lake_connection, refresh
-from filterlake.derive.shifts import GroupedCounts, grouped_counts, permutation, shift_table
+from filterlake.derived.analyze import Analysis, analyze
+from filterlake.derived.histograms import KDE_SPEC
+from filterlake.derived.shifts import GroupedCounts, grouped_counts, permutation, shift_table
 from filterlake.errors import FilterlakeError
+from filterlake.lake.duck import connect
+from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
+from filterlake.numeric.shift import shift
 from filterlake.report import data, figures
 from filterlake.report.document import Bullets, Figure, Para, Section, render_html, render_markdown
 from filterlake.report.tables import Table, matrix_table
@@ -80,7 +81,7 @@ def build(
     permutations: int = 2000,
     *,
     basis_on: str | None = None,
-    params: dict[str, Any] | None = None,
+    params: QualityParams = DEFAULT_QUALITY,
     seed: int = 0,
     on_stage: Callable[[str, int], None] | None = None,
     on_model: Callable[[str], None] | None = None,
@@ -100,10 +101,10 @@ def build(
     group_by = tuple(dict.fromkeys(group_by or ("domain",)))
     # a grouping without any label among the models with filters has nothing to compare (and refresh
     # cannot store an empty matrix): leave it out and say so in section 4
-    base = lake_connection(lake)
+    base = connect(lake)
     wanted = tuple(dict.fromkeys((*group_by, "medical", "name")))
     usable = tuple(c for c in wanted if data.n_labels(base, c) > 0)
-    analysis = refresh(
+    analysis = analyze(
         lake,
         preset,
         usable,
@@ -114,7 +115,7 @@ def build(
     )
     if on_stage:
         on_stage("report", 6)
-    con = lake_connection(lake)
+    con = connect(lake)
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
     models = data.models(con)
@@ -930,7 +931,7 @@ def _nan(value) -> float:
 
 
 def section_quality(ctx: Context) -> Section:
-    params = dict(DEFAULT_PARAMS)
+    params = ctx.analysis.params.as_dict()
     s = Section(
         "quality",
         "6. Layer quality",

@@ -13,6 +13,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from filterlake.lake.layout import resolve_lake
+    from filterlake.numeric.params import QualityParams
     from filterlake.report.build import build
 
     lake = resolve_lake(getattr(args, "lake", None))
@@ -43,7 +44,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             getattr(args, "preset", None) or "medical",
             getattr(args, "permutations", None) or 2000,
             basis_on=getattr(args, "basis_on", None),
-            params={"eps": eps} if eps is not None else None,
+            params=QualityParams().with_(eps=eps),
             seed=getattr(args, "seed", None) or 0,
             on_stage=stage,
             on_model=lambda _: progress.advance(state["task"]),

@@ -9,9 +9,9 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from filterlake.analysis.kde import binned_kde, histogram_quantile, silverman_bandwidth
-from filterlake.derive.histograms import HistSpec
-from filterlake.derive.shifts import group_expression
+from filterlake.derived.histograms import HistSpec
+from filterlake.derived.shifts import group_expression
+from filterlake.numeric.kde import binned_kde, histogram_quantile, silverman_bandwidth
 
 SKIP_REASONS = {
     "skipped_1x1": "1x1 kernel (pointwise conv)",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from filterlake.derive.refresh import lake_connection
 from filterlake.ingest import ingest
+from filterlake.lake.duck import connect
 from filterlake.report.build import Report, build
 
 PERMUTATIONS = 200
@@ -21,7 +21,7 @@ class Built:
     report: Report
 
     def con(self):
-        return lake_connection(self.lake)
+        return connect(self.lake)
 
     def html(self) -> str:
         return self.report.index.read_text(encoding="utf-8")

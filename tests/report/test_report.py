@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filterlake.analysis.quality import entropy_threshold
+from filterlake.numeric.quality import entropy_threshold
 from filterlake.report.data import architecture_family, short, task_kind
 from filterlake.report.verdict import GroupFacts, medical_verdict
 

@@ -1,0 +1,124 @@
+"""`analyze`: bring every derived table up to date, layer_stats -> basis -> histograms -> shifts (incremental).
+
+Only what is missing is computed: new models get their layer statistics, an unchanged basis keeps its
+histograms, and regrouping reads only the stored histograms.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from filterlake.derived.basis import fit_from_lake
+from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
+from filterlake.derived.layer_stats import refresh_layer_stats
+from filterlake.derived.shifts import grouped_counts, pair_rows, shift_table, store_shifts
+from filterlake.errors import FilterlakeError
+from filterlake.lake.duck import connect
+from filterlake.lake.files import read_table
+from filterlake.lake.layout import committed_ids, model_file
+from filterlake.numeric.basis import Basis
+from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
+from filterlake.numeric.presets import PRESETS, Preset
+
+
+@dataclass
+class Analysis:
+    """The state of one analysis: the models it saw, its parameters, basis, histogram spec and what was
+    (re)computed. Everything a report states comes from here."""
+
+    lake: Path
+    model_ids: frozenset[str]
+    params: QualityParams
+    basis_on: str | None
+    basis_id: str
+    basis: Basis
+    preset: Preset
+    spec: HistSpec
+    stats: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, int] = field(default_factory=dict)
+    shifts: dict[str, Path] = field(default_factory=dict)
+    unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
+
+    def weights(self):
+        return self.preset.weights_for(self.basis)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection whose views see exactly this analysis's models."""
+        return connect(self.lake, self.model_ids)
+
+
+def _global_spec(lake: Path, basis_id: str, preset: Preset, model_ids: Collection[str]) -> HistSpec:
+    """The preset's histogram spec; for range=None the global (min, max) of all coefficients in the basis."""
+    subset = "nonsparse" if preset.exclude_sparse else "all"
+    if preset.range is not None:
+        return HistSpec(*preset.range, preset.bins, subset)
+    lo, hi = connect(lake, model_ids).execute(
+        "SELECT min(min), max(max) FROM coefficient_extents WHERE basis = ?", [basis_id]).fetchone()
+    return HistSpec(*preset.range_for(lo, hi), preset.bins, subset)
+
+
+def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("domain",),
+            basis_on: str | None = None, params: QualityParams = DEFAULT_QUALITY,
+            on_stage: Callable[[str, int], None] | None = None,
+            on_model: Callable[[str], None] | None = None) -> Analysis:
+    """Update layer_stats, the basis, the preset's histograms and the shifts of each grouping; return the state."""
+    if preset not in PRESETS:
+        raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    chosen = PRESETS[preset]
+    snapshot = committed_ids(lake)  # every stage sees these models, whatever ingests commit meanwhile
+    n_models = len(snapshot)
+    if not n_models:
+        raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
+    n_filters = sum(read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot)
+    if n_filters < 2:
+        raise FilterlakeError(f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
+                              f"least 2 (models without 3x3 conv layers are listed, not analysed)")
+    if on_stage:
+        on_stage("layer statistics", n_models)
+    stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+    con = connect(lake, snapshot)
+    basis_id, basis = fit_from_lake(con, lake, params.fingerprint, basis_on,
+                                    "nonsparse" if chosen.exclude_sparse else "all")
+    specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
+                          if chosen.range is not None else [])
+    if on_stage:
+        on_stage("histograms", n_models)
+    hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
+    spec = _global_spec(lake, basis_id, chosen, snapshot)
+    if spec not in specs:  # the global range is known only after the extents pass
+        if on_stage:
+            on_stage("histograms (global range)", n_models)
+        extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
+        hist = {k: hist[k] + extra[k] for k in hist}
+    analysis = Analysis(lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist)
+    _write_state(lake, analysis, basis_on)
+    for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
+        path = store_group_shifts(con, lake, analysis, column)
+        if path is None:
+            analysis.unlabelled.append(column)
+        else:
+            analysis.shifts[column] = path
+    return analysis
+
+
+def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis,
+                       group_by: str) -> Path | None:
+    """Compute and store the full pairwise shift matrix of one grouping; None when no model has a label."""
+    grouped = grouped_counts(con, analysis.basis_id, analysis.spec, group_by)
+    if not grouped.labels:
+        return None
+    labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
+    rows = pair_rows(labels, matrix, grouped, group_by=group_by, preset=analysis.preset.name,
+                     basis_id=analysis.basis_id, range_lo=analysis.spec.lo, range_hi=analysis.spec.hi,
+                     bins=analysis.spec.bins, weights=analysis.preset.weights, subset=analysis.spec.subset)
+    return store_shifts(lake, rows, group_by, analysis.preset.name, analysis.basis_id)
+
+
+def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
+    state = {"basis_id": analysis.basis_id, "basis_on": basis_on, "preset": analysis.preset.name,
+             "spec": analysis.spec.key}
+    (lake / "analysis.json").write_text(json.dumps(state, indent=2))

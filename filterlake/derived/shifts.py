@@ -1,0 +1,160 @@
+"""Pairwise distribution shifts D between groups of models or layers, from stored histograms (no filter reads).
+
+A grouping is a `models` column (domain, task, training_dataset, architecture, name, ...), `medical` (domain
+starting with "medical" vs the rest), `depth_decile` (layers by relative depth, P1 bins) or any key of the
+models' extra metadata.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from filterlake.derived.histograms import HistSpec, hist_file
+from filterlake.derived.store import write_atomic
+from filterlake.errors import FilterlakeError
+from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
+from filterlake.numeric.significance import PermutationResult, permutation_test
+
+MODEL_COLUMNS = ("name", "architecture", "task", "domain", "modality", "training_dataset", "license", "format")
+# P1 relative-depth deciles: [0, .1] (first layer included), (.1, .2], ..., (.9, 1]
+DEPTH_DECILE = ("CASE WHEN l.conv_depth_norm <= 0.1 THEN '[0.0, 0.1]' ELSE "
+                "printf('(%.1f, %.1f]', ceil(round(l.conv_depth_norm * 10, 9)) / 10 - 0.1, "
+                "ceil(round(l.conv_depth_norm * 10, 9)) / 10) END")
+
+
+def group_expression(group_by: str) -> tuple[str, bool]:
+    """SQL for a grouping's label and whether it is per layer (True) or per model (False)."""
+    if group_by in MODEL_COLUMNS:
+        return f"m.{group_by}", False
+    if group_by == "medical":
+        return "CASE WHEN m.domain LIKE 'medical%' THEN 'medical' ELSE 'non-medical' END", False
+    if group_by == "depth_decile":
+        return DEPTH_DECILE, True
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group_by):
+        raise FilterlakeError(f"--group-by {group_by!r}: not a column name or metadata key")
+    return f"json_extract_string(m.extra, '$.{group_by}')", False
+
+
+@dataclass
+class GroupedCounts:
+    """Summed histogram counts per group: labels (G,), counts (G, 9, B), filters and models per group."""
+
+    labels: list[str]
+    counts: np.ndarray
+    n_filters: np.ndarray
+    n_models: np.ndarray
+
+
+def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str) -> GroupedCounts:
+    """Sum the stored per-layer histograms over each group (groups with a missing label are left out).
+
+    The group of every model (or layer) is resolved once into a temporary table, and only the histogram files
+    of this basis and spec are read (`LAKE/histograms/basis=<id>/spec=<key>/`), so the cost depends on the
+    number of models and layers, never on the number of filters.
+    """
+    label, per_layer = group_expression(group_by)
+    keys = (f"SELECT m.model_id, l.layer_idx, {label} AS g FROM models AS m JOIN layers AS l USING (model_id)"
+            if per_layer else f"SELECT m.model_id, {label} AS g FROM models AS m")
+    table = f"_filterlake_groups_{uuid.uuid4().hex[:8]}"
+    con.execute(f"CREATE TEMP TABLE {table} AS SELECT *, dense_rank() OVER (ORDER BY g) - 1 AS gid "
+                f"FROM ({keys}) WHERE g IS NOT NULL")
+    try:
+        names = [g for g, _gid in con.execute(f"SELECT DISTINCT g, gid FROM {table} ORDER BY gid").fetchall()]
+        lake = Path(con.execute("SELECT getvariable('lake')").fetchone()[0])
+        folder = hist_file(lake, basis_id, spec, "_").parent
+        if any(folder.glob("*.parquet")):
+            rows = con.execute(f"""
+                SELECT k.gid, h.component, h.bin, sum(h.count)::BIGINT AS n
+                FROM read_parquet(?) AS h JOIN {table} AS k USING (model_id{", layer_idx" if per_layer else ""})
+                GROUP BY ALL""", [str(folder / "*.parquet")]).fetchnumpy()
+        else:
+            rows = {"gid": np.zeros(0, np.int64), "component": np.zeros(0, np.int64), "bin": np.zeros(0, np.int64),
+                    "n": np.zeros(0, np.int64)}
+        models_rows = con.execute(f"SELECT gid, count(DISTINCT model_id) FROM {table} GROUP BY gid").fetchall()
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    label_of = {int(i): names[i] for i in np.unique(np.asarray(rows["gid"], np.int64))}
+    labels = sorted(label_of.values())
+    where = {g: j for j, g in enumerate(labels)}
+    position = np.zeros(len(names), np.int64)
+    for gid, g in label_of.items():
+        position[gid] = where[g]
+    counts = np.zeros((len(labels), 9, spec.bins), np.int64)
+    gi = position[np.asarray(rows["gid"], np.int64)]
+    np.add.at(counts, (gi, np.asarray(rows["component"], np.int64), np.asarray(rows["bin"], np.int64)),
+              np.asarray(rows["n"], np.int64))
+    models = np.zeros(len(labels), np.int64)
+    for gid, n in models_rows:
+        if gid in label_of:
+            models[where[label_of[gid]]] = n
+    # every filter lands in exactly one bin per component unless it falls outside the range: use the max
+    return GroupedCounts(labels, counts, counts.sum(axis=2).max(axis=1), models)
+
+
+def shift_table(grouped: GroupedCounts, spec: HistSpec, weights: np.ndarray, sort: bool = True) -> tuple[
+        list[str], np.ndarray]:
+    """The full pairwise shift matrix of a grouping (rows sorted by ascending column mean, as in the papers)."""
+    edges = np.linspace(spec.lo, spec.hi, spec.bins + 1)
+    matrix = shift_matrix(grouped.counts, edges, weights)
+    if sort and len(grouped.labels) > 1:
+        matrix, labels = sort_by_column_mean(matrix, grouped.labels)
+        return list(labels), matrix
+    return list(grouped.labels), matrix
+
+
+def pair_rows(labels: list[str], matrix: np.ndarray, grouped: GroupedCounts, **context) -> list[dict]:
+    """One row per ordered pair (the `shifts` table and `--format csv` layout)."""
+    where = {g: i for i, g in enumerate(grouped.labels)}
+    return [{"group_a": a, "group_b": b, "shift": float(matrix[i, j]),
+             "n_filters_a": int(grouped.n_filters[where[a]]), "n_filters_b": int(grouped.n_filters[where[b]]),
+             "n_models_a": int(grouped.n_models[where[a]]), "n_models_b": int(grouped.n_models[where[b]]),
+             **context}
+            for i, a in enumerate(labels) for j, b in enumerate(labels)]
+
+
+def store_shifts(lake: Path, rows: list[dict], group_by: str, preset: str, basis_id: str) -> Path:
+    """Write one grouping's pairs to `shifts/<basis>__<preset>__<group_by>.parquet` (replacing older ones)."""
+    target = lake / "shifts" / f"{basis_id}__{preset}__{group_by}.parquet"
+    write_atomic(pa.Table.from_pylist(rows), target, lake)
+    return target
+
+
+def model_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str) -> tuple[
+        list[str], list[str], np.ndarray]:
+    """Per-model summed counts (M, 9, B) with each model's group label, for tests that resample models."""
+    label, per_layer = group_expression(group_by)
+    if per_layer:
+        raise FilterlakeError("the permutation test resamples models: use a per-model grouping, not depth")
+    rows = con.execute(f"""
+        SELECT h.model_id, {label} AS g, h.component, h.bin, sum(h.count)::BIGINT AS n
+        FROM histograms AS h JOIN models AS m USING (model_id)
+        WHERE h.basis = ? AND h.spec = ? AND {label} IS NOT NULL GROUP BY ALL""", [basis_id, spec.key]).fetchnumpy()
+    ids = sorted(set(rows["model_id"].tolist()))
+    index = {m: i for i, m in enumerate(ids)}
+    labels = [""] * len(ids)
+    for m, g in zip(rows["model_id"].tolist(), rows["g"].tolist()):
+        labels[index[m]] = g
+    counts = np.zeros((len(ids), 9, spec.bins), np.int64)
+    mi = np.array([index[m] for m in rows["model_id"].tolist()], dtype=np.int64)
+    np.add.at(counts, (mi, rows["component"].astype(np.int64), rows["bin"].astype(np.int64)), rows["n"])
+    return ids, labels, counts
+
+
+def permutation(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str, group_a: str,
+                group_b: str | None, weights: np.ndarray, n_permutations: int = 2000,
+                seed: int = 0) -> PermutationResult:
+    """Permutation test (models resampled) of D between `group_a` and `group_b` (None: all other models)."""
+    _, labels, counts = model_counts(con, basis_id, spec, group_by)
+    keep = [i for i, g in enumerate(labels) if g == group_a or group_b is None or g == group_b]
+    is_a = np.array([labels[i] == group_a for i in keep])
+    if is_a.all() or not is_a.any():
+        raise FilterlakeError(f"--group-by {group_by}: need models in both {group_a!r} and "
+                              f"{group_b or 'the rest'} for a permutation test")
+    edges = np.linspace(spec.lo, spec.hi, spec.bins + 1)
+    return permutation_test(counts[keep], is_a, edges, weights, n_permutations=n_permutations, seed=seed)

@@ -1,0 +1,129 @@
+"""Small helpers shared by the derived tables: atomic Parquet writes, stored fingerprints, BLAS threads."""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterlake.lake.files import read_table
+from filterlake.lake.layout import STAGING
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def staging(lake: Path) -> Iterator[Path]:
+    """One staging folder for many `write_atomic` calls (removed at the end; a killed process leaves it to
+    `filterlake check`, like any staging folder of a dead process)."""
+    stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_atomic(table: pa.Table, target: Path, lake: Path, stage: Path | None = None) -> None:
+    """Write `table` to a staging file, then rename it over `target` (readers see old or new, never half).
+
+    `stage` is a folder from `staging(lake)` to reuse (one per refresh pass instead of one per file).
+    """
+    if stage is None:
+        with staging(lake) as own:
+            write_atomic(table, target, lake, own)
+        return
+    tmp = stage / target.name
+    pq.write_table(table, tmp, compression="zstd")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+
+
+def read_param(path: Path, column: str = "params") -> str | None:
+    """The parameter fingerprint stored in a derived file, or None when the file is missing or unreadable."""
+    try:
+        table = read_table(path, columns=[column])
+    except (OSError, pa.ArrowException):
+        return None
+    values = table.column(column).unique().to_pylist()
+    return values[0] if len(values) == 1 else None
+
+
+WORKERS = min(os.cpu_count() or 1, 4)  # models analysed at once (threads: numpy and pyarrow release the GIL)
+
+
+def map_models(fn: Callable[[str], T], model_ids: list[str], workers: int = WORKERS) -> Iterator[T]:
+    """`fn(model_id)` for each model, results in order; with `workers` > 1 several models run in threads.
+
+    Per-model work is numpy and Parquet I/O that mostly runs without the GIL, and every model writes its own
+    files, so models are independent. Memory grows to `workers` models in flight at once.
+    """
+    if workers <= 1 or len(model_ids) <= 1:
+        yield from map(fn, model_ids)
+        return
+    with ThreadPoolExecutor(min(workers, len(model_ids)), thread_name_prefix="filterlake-derive") as pool:
+        futures = [pool.submit(fn, model_id) for model_id in model_ids]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:  # on an error (or an abandoned generator) do not start the models not begun yet
+            for future in futures:
+                future.cancel()
+
+
+@contextlib.contextmanager
+def blas_threads(n: int = 1) -> Iterator[None]:
+    """Run the block with the OpenBLAS libraries loaded in this process limited to `n` threads (then restored).
+
+    The per-layer work multiplies skinny (filters x 9) matrices, where OpenBLAS threads cost more than they
+    save (about 4x slower for (n, 9) @ (9, 9) on 2 cores, worse when the cores are busy). Results are the same:
+    OpenBLAS splits a product by output blocks, not along the summed dimension. A no-op without OpenBLAS.
+    """
+    libs = _openblas()
+    before = [get() for get, _set in libs]
+    for _get, set_threads in libs:
+        set_threads(n)
+    try:
+        yield
+    finally:
+        for (_get, set_threads), count in zip(libs, before):
+            set_threads(count)
+
+
+_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
+            "openblas_get_num_threads")
+
+
+def _openblas() -> list[tuple[Callable[[], int], Callable[[int], None]]]:
+    """(get, set) thread-count functions of every OpenBLAS mapped into this process."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = dict.fromkeys(m.group(1) for m in re.finditer(r"(/\S*openblas\S*\.so\S*)", maps.read()))
+    except OSError:
+        return []
+    return [found for path in paths if (found := _thread_functions(path)) is not None]
+
+
+@functools.cache
+def _thread_functions(path: str) -> tuple[Callable[[], int], Callable[[int], None]] | None:
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for getter in _GETTERS:
+        setter = getter.replace("_get_", "_set_")
+        if hasattr(lib, getter) and hasattr(lib, setter):
+            get, put = getattr(lib, getter), getattr(lib, setter)
+            get.restype, put.restype, put.argtypes = ctypes.c_int, None, [ctypes.c_int]
+            return get, put
+    return None

