@@ -1,7 +1,7 @@
 """The refresh flow: bring the analysis tables up to date after ingestion.
 
 Calls `filterlake.derived.analyze.analyze(lake)` when that module imports; otherwise (with a warning naming the
-import error) verifies and repairs the lake with `filterlake.lake.check.check_lake`.
+import error) verifies and repairs the lake with `filterlake.lake.maintenance.check_lake`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from prefect import flow
 from prefect.logging import get_run_logger
 
 from filterlake.errors import FilterlakeError
-from filterlake.lake.check import check_lake
+from filterlake.lake.maintenance import check_lake
 
 
 @flow(name="filterlake-refresh")

@@ -18,7 +18,7 @@ from prefect.states import State
 
 from filterlake.errors import CheckpointError, FilterlakeError
 from filterlake.ingest import Outcome, content_hash, ingest_file
-from filterlake.lake.writer import repair
+from filterlake.lake.maintenance import repair
 from filterlake.readers import open_checkpoint
 from filterlake.sources.discover import Source, discover, fetch
 from filterlake.sources.url import TransientSourceError, file_sha256

@@ -2,28 +2,28 @@
 
 -- Per-layer quality metrics and stored sufficient statistics (raw_*, sc_* scaled, scn_* scaled non-sparse).
 CREATE OR REPLACE VIEW layer_stats AS
-SELECT * FROM read_parquet(getvariable('lake') || '/layer_stats/*.parquet', union_by_name = true)
+SELECT * FROM read_parquet(lake_glob('layer_stats'))
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Fitted bases: id, selection, subset, N, EVR and mean (the full basis as JSON in `basis`).
 CREATE OR REPLACE VIEW basis AS
-SELECT * FROM read_parquet(getvariable('lake') || '/basis/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(lake_glob('basis'));
 
 -- Coefficient histograms per (basis, spec = 'lo_hi_bins_subset', model, layer, component, bin); zero bins omitted.
 CREATE OR REPLACE VIEW histograms AS
-SELECT * FROM read_parquet(getvariable('lake') || '/histograms/*/*/*.parquet', hive_partitioning = true,
+SELECT * FROM read_parquet(lake_glob('histograms'), hive_partitioning = true,
                            hive_types = {'basis': VARCHAR, 'spec': VARCHAR})
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Per-layer min/max of each coefficient in a basis (the global range of the cnn-filter-db preset).
 CREATE OR REPLACE VIEW coefficient_extents AS
-SELECT * FROM read_parquet(getvariable('lake') || '/extents/*/*.parquet', hive_partitioning = true,
+SELECT * FROM read_parquet(lake_glob('extents'), hive_partitioning = true,
                            hive_types = {'basis': VARCHAR})
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Stored pairwise shift matrices (one row per ordered pair of groups).
 CREATE OR REPLACE VIEW shifts AS
-SELECT * FROM read_parquet(getvariable('lake') || '/shifts/*.parquet', union_by_name = true);
+SELECT * FROM read_parquet(lake_glob('shifts'));
 
 -- Layer quality with model metadata: where are the degenerated layers?
 CREATE OR REPLACE VIEW layer_quality AS

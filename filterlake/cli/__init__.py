@@ -26,7 +26,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from filterlake.ingest import ingest
     from filterlake.lake.layout import resolve_lake
-    from filterlake.lake.writer import repair
+    from filterlake.lake.maintenance import repair
 
     lake = resolve_lake(args.lake)
     err = Console(stderr=True, soft_wrap=True)
@@ -96,8 +96,8 @@ def _query(args: argparse.Namespace, sql: str) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from filterlake.lake.check import check_lake
     from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.maintenance import check_lake
 
     report = check_lake(resolve_lake(args.lake), repair_leftovers=not args.no_repair)
     for line in report.lines():

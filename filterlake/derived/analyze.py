@@ -5,7 +5,6 @@ histograms, and regrouping reads only the stored histograms.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,9 @@ from filterlake.derived.layer_stats import refresh_layer_stats
 from filterlake.derived.shifts import grouped_counts, pair_rows, shift_table, store_shifts
 from filterlake.errors import FilterlakeError
 from filterlake.lake.duck import connect
-from filterlake.lake.files import read_table
-from filterlake.lake.layout import committed_ids, model_file
+from filterlake.lake.files import read_table, write_json_atomic
+from filterlake.lake.layout import committed_ids, model_file, state_file
+from filterlake.lake.maintenance import analysis_running
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -77,31 +77,32 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
     if n_filters < 2:
         raise FilterlakeError(f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
                               f"least 2 (models without 3x3 conv layers are listed, not analysed)")
-    if on_stage:
-        on_stage("layer statistics", n_models)
-    stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
-    con = connect(lake, snapshot)
-    basis_id, basis = fit_from_lake(con, lake, params.fingerprint, basis_on,
-                                    "nonsparse" if chosen.exclude_sparse else "all")
-    specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
-                          if chosen.range is not None else [])
-    if on_stage:
-        on_stage("histograms", n_models)
-    hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
-    spec = _global_spec(lake, basis_id, chosen, snapshot)
-    if spec not in specs:  # the global range is known only after the extents pass
+    with analysis_running(lake):  # no repair prunes the basis this analysis writes
         if on_stage:
-            on_stage("histograms (global range)", n_models)
-        extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
-        hist = {k: hist[k] + extra[k] for k in hist}
-    analysis = Analysis(lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist)
-    _write_state(lake, analysis, basis_on)
-    for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
-        path = store_group_shifts(con, lake, analysis, column)
-        if path is None:
-            analysis.unlabelled.append(column)
-        else:
-            analysis.shifts[column] = path
+            on_stage("layer statistics", n_models)
+        stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+        con = connect(lake, snapshot)
+        basis_id, basis = fit_from_lake(con, lake, params.fingerprint, basis_on,
+                                        "nonsparse" if chosen.exclude_sparse else "all")
+        specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
+                              if chosen.range is not None else [])
+        if on_stage:
+            on_stage("histograms", n_models)
+        hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
+        spec = _global_spec(lake, basis_id, chosen, snapshot)
+        if spec not in specs:  # the global range is known only after the extents pass
+            if on_stage:
+                on_stage("histograms (global range)", n_models)
+            extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
+            hist = {k: hist[k] + extra[k] for k in hist}
+        analysis = Analysis(lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist)
+        _write_state(lake, analysis, basis_on)
+        for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
+            path = store_group_shifts(con, lake, analysis, column)
+            if path is None:
+                analysis.unlabelled.append(column)
+            else:
+                analysis.shifts[column] = path
     return analysis
 
 
@@ -121,4 +122,4 @@ def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Ana
 def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
     state = {"basis_id": analysis.basis_id, "basis_on": basis_on, "preset": analysis.preset.name,
              "spec": analysis.spec.key}
-    (lake / "analysis.json").write_text(json.dumps(state, indent=2))
+    write_json_atomic(state, state_file(lake))

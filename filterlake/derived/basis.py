@@ -12,19 +12,15 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from filterlake.derived.layer_stats import moment_columns
-from filterlake.derived.store import write_atomic
 from filterlake.errors import FilterlakeError
-from filterlake.lake.files import read_table
+from filterlake.lake.files import read_table, staging, write_table_atomic
+from filterlake.lake.layout import basis_file
+from filterlake.lake.schema import arrow_schema, moment_columns
 from filterlake.numeric.basis import Basis, fit_basis
 from filterlake.numeric.moments import Moments
 from filterlake.numeric.params import fingerprint
 
 SUBSETS = {"all": "sc", "nonsparse": "scn"}
-
-
-def basis_file(lake: Path, basis_id: str) -> Path:
-    return lake / "basis" / f"{basis_id}.parquet"
 
 
 def selected_models(con: duckdb.DuckDBPyConnection, selection: str | None) -> list[str]:
@@ -62,7 +58,8 @@ def fit_from_lake(con: duckdb.DuckDBPyConnection, lake: Path, stats_id: str, sel
               "n_models": len(models), "created_at": datetime.now(UTC).isoformat(),
               "basis": json.dumps(basis.to_dict()), "n": basis.n, "evr": list(map(float, basis.evr)),
               "mean": list(map(float, basis.mean))}
-    write_atomic(pa.Table.from_pylist([record]), path, lake)
+    with staging(lake) as stage:
+        write_table_atomic(pa.Table.from_pylist([record], schema=arrow_schema("basis")), path, "basis", stage)
     return basis_id, basis
 
 

@@ -5,39 +5,22 @@ are unchanged, so ingesting a new model never recomputes the others.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from filterlake.derived.store import (
-    WORKERS,
-    blas_threads,
-    map_models,
-    read_param,
-    staging,
-    write_atomic,
-)
-from filterlake.lake.files import read_table
-from filterlake.lake.layout import committed_ids, layers_file
+from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
+from filterlake.lake.files import read_table, staging, write_table_atomic
+from filterlake.lake.layout import committed_ids, layers_file, stats_file, table_files
 from filterlake.lake.scan import iter_layers
-from filterlake.numeric.moments import FLAT_NAMES
+from filterlake.lake.schema import arrow_schema, moment_columns
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.quality import layer_quality
 
 MOMENT_SETS = {"raw": "moments_raw", "sc": "moments_scaled", "scn": "moments_scaled_nonsparse"}
-
-
-def moment_columns(prefix: str) -> list[str]:
-    """Column names of one stored moment set: n, s0..s8, o00..o88 (upper triangle) with a prefix."""
-    return [f"{prefix}_{name}" for name in FLAT_NAMES]
-
-
-def stats_file(lake: Path, model_id: str) -> Path:
-    return lake / "layer_stats" / f"{model_id}.parquet"
 
 
 def finite_channels(layer: np.ndarray) -> np.ndarray:
@@ -50,60 +33,55 @@ def finite_channels(layer: np.ndarray) -> np.ndarray:
     return layer if finite.all() else layer[finite]
 
 
+def layer_shapes(lake: Path, model_id: str) -> list[dict[str, Any]]:
+    """(layer_idx, n_filters, out_channels, in_channels) of each 3x3 layer of a model, in layer order."""
+    return read_table(layers_file(lake, model_id),
+                      columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
+
+
+def iter_model_layers(lake: Path, model_id: str) -> Iterator[tuple[int, np.ndarray]]:
+    """(layer_idx, (C_out, C_in, 9) float32 filters with non-finite channels left out) of each layer."""
+    layers = layer_shapes(lake, model_id)
+    shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"], 9) for row in layers}
+    for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
+        yield layer_idx, finite_channels(filters.reshape(shapes[layer_idx]))
+
+
 def model_layer_stats(lake: Path, model_id: str, params: QualityParams) -> pa.Table:
     """Stream one model's layers through `layer_quality` and return its layer_stats rows."""
-    layers = read_table(layers_file(lake, model_id),
-                           columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
-    shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"]) for row in layers}
-    tag = params.fingerprint
     rows = []
-    for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
-        quality = layer_quality(finite_channels(filters.reshape(*shapes[layer_idx], 9)), params)
-        row: dict[str, Any] = {"model_id": model_id, "layer_idx": layer_idx, "params": tag}
+    for layer_idx, layer in iter_model_layers(lake, model_id):
+        quality = layer_quality(layer, params)
+        row: dict[str, Any] = {"model_id": model_id, "layer_idx": layer_idx, "params": params.fingerprint}
         for prefix, key in MOMENT_SETS.items():
             row.update(zip(moment_columns(prefix), quality.pop(key).to_flat().tolist()))
         row.update(quality)
         rows.append(row)
-    return pa.Table.from_pylist(rows)
+    return pa.Table.from_pylist(rows, schema=arrow_schema("layer_stats"))
 
 
 def refresh_layer_stats(lake: Path, params: QualityParams = DEFAULT_QUALITY,
                         on_model: Callable[[str], None] | None = None, workers: int = WORKERS,
                         model_ids: Collection[str] | None = None) -> dict[str, int]:
-    """Compute layer_stats for models (default: all committed) that lack them or used other parameters."""
-    tag = params.fingerprint
-    ids = committed_ids(lake) if model_ids is None else set(model_ids)
-    computed = reused = 0
-    with blas_threads(1), staging(lake) as stage:
+    """Compute layer_stats for models (default: all committed) that lack them or used other parameters.
 
-        def one(model_id: str) -> bool:
-            """Compute and store one model's rows; False when its stored rows are still valid."""
+    Each file carries the parameters' fingerprint in its metadata (a model without 3x3 layers gets a zero-row
+    file, so it is not rescanned); files of models no longer in the lake are removed.
+    """
+    tag = params.fingerprint
+    with staging(lake) as stage:
+
+        def compute(model_id: str) -> bool:
             target = stats_file(lake, model_id)
-            if read_param(target) == tag or (target.exists() and _empty_with(target, tag)):
+            if stored_fingerprint(target) == tag:
                 return False
-            table = model_layer_stats(lake, model_id, params)
-            if not table.num_rows:  # a model without 3x3 layers: keep a marker so it is not rescanned
-                table = pa.table({"model_id": pa.array([], pa.string()), "layer_idx": pa.array([], pa.int32()),
-                                  "params": pa.array([], pa.string())}, metadata={"params": tag})
-            write_atomic(table, target, lake, stage)
+            write_table_atomic(model_layer_stats(lake, model_id, params), target, "layer_stats", stage,
+                               {"params": tag})
             return True
 
-        order = sorted(ids)
-        for model_id, done in zip(order, map_models(one, order, workers)):
-            computed += done
-            reused += not done
-            if on_model:
-                on_model(model_id)
-    removed = 0
+        counts = refresh_models(committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers)
     present = committed_ids(lake)  # not the snapshot: models committed meanwhile keep their statistics
-    for stale in (lake / "layer_stats").glob("*.parquet") if (lake / "layer_stats").is_dir() else ():
-        if stale.stem not in present:
-            stale.unlink()
-            removed += 1
-    return {"computed": computed, "reused": reused, "removed": removed}
-
-
-def _empty_with(path: Path, tag: str) -> bool:
-    """True for the zero-row marker file of a model without 3x3 layers computed with `tag`."""
-    meta = pq.read_schema(path).metadata or {}
-    return meta.get(b"params", b"").decode() == tag
+    stale = [path for path in table_files(lake, "layer_stats") if path.stem not in present]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return {**counts, "removed": len(stale)}

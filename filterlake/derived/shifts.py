@@ -15,13 +15,15 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.histograms import HistSpec, hist_file
-from filterlake.derived.store import write_atomic
+from filterlake.derived.histograms import HistSpec
 from filterlake.errors import FilterlakeError
+from filterlake.lake.files import staging, write_table_atomic
+from filterlake.lake.layout import hist_dir, shifts_file
+from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
 from filterlake.numeric.significance import PermutationResult, permutation_test
+from filterlake.vocab import GROUPABLE_COLUMNS, MEDICAL, medical_label_sql
 
-MODEL_COLUMNS = ("name", "architecture", "task", "domain", "modality", "training_dataset", "license", "format")
 # P1 relative-depth deciles: [0, .1] (first layer included), (.1, .2], ..., (.9, 1]
 DEPTH_DECILE = ("CASE WHEN l.conv_depth_norm <= 0.1 THEN '[0.0, 0.1]' ELSE "
                 "printf('(%.1f, %.1f]', ceil(round(l.conv_depth_norm * 10, 9)) / 10 - 0.1, "
@@ -30,10 +32,10 @@ DEPTH_DECILE = ("CASE WHEN l.conv_depth_norm <= 0.1 THEN '[0.0, 0.1]' ELSE "
 
 def group_expression(group_by: str) -> tuple[str, bool]:
     """SQL for a grouping's label and whether it is per layer (True) or per model (False)."""
-    if group_by in MODEL_COLUMNS:
+    if group_by in GROUPABLE_COLUMNS:
         return f"m.{group_by}", False
-    if group_by == "medical":
-        return "CASE WHEN m.domain LIKE 'medical%' THEN 'medical' ELSE 'non-medical' END", False
+    if group_by == MEDICAL:
+        return medical_label_sql("m.domain"), False
     if group_by == "depth_decile":
         return DEPTH_DECILE, True
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group_by):
@@ -67,7 +69,7 @@ def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec
     try:
         names = [g for g, _gid in con.execute(f"SELECT DISTINCT g, gid FROM {table} ORDER BY gid").fetchall()]
         lake = Path(con.execute("SELECT getvariable('lake')").fetchone()[0])
-        folder = hist_file(lake, basis_id, spec, "_").parent
+        folder = hist_dir(lake, basis_id, spec.key)
         if any(folder.glob("*.parquet")):
             rows = con.execute(f"""
                 SELECT k.gid, h.component, h.bin, sum(h.count)::BIGINT AS n
@@ -100,7 +102,7 @@ def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec
 def shift_table(grouped: GroupedCounts, spec: HistSpec, weights: np.ndarray, sort: bool = True) -> tuple[
         list[str], np.ndarray]:
     """The full pairwise shift matrix of a grouping (rows sorted by ascending column mean, as in the papers)."""
-    edges = np.linspace(spec.lo, spec.hi, spec.bins + 1)
+    edges = spec.edges
     matrix = shift_matrix(grouped.counts, edges, weights)
     if sort and len(grouped.labels) > 1:
         matrix, labels = sort_by_column_mean(matrix, grouped.labels)
@@ -119,9 +121,10 @@ def pair_rows(labels: list[str], matrix: np.ndarray, grouped: GroupedCounts, **c
 
 
 def store_shifts(lake: Path, rows: list[dict], group_by: str, preset: str, basis_id: str) -> Path:
-    """Write one grouping's pairs to `shifts/<basis>__<preset>__<group_by>.parquet` (replacing older ones)."""
-    target = lake / "shifts" / f"{basis_id}__{preset}__{group_by}.parquet"
-    write_atomic(pa.Table.from_pylist(rows), target, lake)
+    """Write one grouping's pairs to its `shifts` file (replacing an older one)."""
+    target = shifts_file(lake, basis_id, preset, group_by)
+    with staging(lake) as stage:
+        write_table_atomic(pa.Table.from_pylist(rows, schema=arrow_schema("shifts")), target, "shifts", stage)
     return target
 
 
@@ -156,5 +159,5 @@ def permutation(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, g
     if is_a.all() or not is_a.any():
         raise FilterlakeError(f"--group-by {group_by}: need models in both {group_a!r} and "
                               f"{group_b or 'the rest'} for a permutation test")
-    edges = np.linspace(spec.lo, spec.hi, spec.bins + 1)
+    edges = spec.edges
     return permutation_test(counts[keep], is_a, edges, weights, n_permutations=n_permutations, seed=seed)

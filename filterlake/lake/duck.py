@@ -8,13 +8,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from filterlake.lake.layout import model_file
-from filterlake.lake.schema import TABLES, arrow_schema
+from filterlake.lake.layout import GLOBS, model_file
+from filterlake.lake.schema import BASE_TABLES, arrow_schema
 from filterlake.resources import resource_dir
 
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
                pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
-_GLOBS = {"models": "models/*.parquet", "layers": "layers/*.parquet", "filters": "filters/*/*.parquet"}
 
 
 def statements(sql_file: str) -> list[str]:
@@ -32,7 +31,7 @@ def _empty_view(table: str) -> str:
 def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
     """The `models` view over exactly these committed models (a fixed snapshot of the lake)."""
     files = ", ".join("'" + str(model_file(lake, m)).replace("'", "''") + "'" for m in sorted(model_ids))
-    return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}], union_by_name = true)"
+    return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}])"
 
 
 DERIVED_SQL = ("analysis.sql",)
@@ -46,12 +45,14 @@ def connect(lake: Path, model_ids: Collection[str] | None = None) -> duckdb.Duck
     """
     con = duckdb.connect()
     con.execute("SET VARIABLE lake = ?", [str(lake)])
-    base = dict(zip(TABLES, statements("tables.sql")))
-    for table in TABLES:
+    macro, *views = statements("tables.sql")
+    con.execute(macro)
+    base = dict(zip(BASE_TABLES, views))
+    for table in BASE_TABLES:
         if table == "models" and model_ids:
             con.execute(_snapshot_view(lake, model_ids))
             continue
-        has_files = model_ids != set() and next(iter(lake.glob(_GLOBS[table])), None) is not None
+        has_files = model_ids != set() and next(iter(lake.glob(GLOBS[table])), None) is not None
         con.execute(base[table] if has_files else _empty_view(table))
     for statement in statements("views.sql"):
         con.execute(statement)

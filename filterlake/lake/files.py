@@ -1,12 +1,24 @@
-"""Read and write the lake's small Parquet files safely while other processes replace them."""
+"""The lake's file mechanics, in one place: safe reads of files others replace, staging folders, atomic
+schema-checked writes, atomic JSON state, and content hashes."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
-from collections.abc import Sequence
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from filterlake.lake.layout import staging_root
+from filterlake.lake.schema import arrow_schema
+
+HASH_CHUNK = 1 << 22
 
 
 def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
@@ -21,10 +33,87 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
         return pq.read_table(handle, columns=list(columns) if columns is not None else None)
 
 
+def read_metadata_value(path: Path, key: str) -> str | None:
+    """One key of a Parquet file's key-value metadata, or None when the file or the key is missing/unreadable."""
+    try:
+        with pa.OSFile(str(path)) as handle:
+            meta = pq.read_schema(handle).metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    value = meta.get(key.encode())
+    return value.decode() if value is not None else None
+
+
+def new_stage(lake: Path) -> Path:
+    """A fresh staging folder of this process (`_staging/<pid>-<random>`; a dead pid marks a leftover)."""
+    stage = staging_root(lake) / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    stage.mkdir(parents=True)
+    return stage
+
+
+@contextlib.contextmanager
+def staging(lake: Path) -> Iterator[Path]:
+    """One staging folder for many atomic writes, removed at the end (a killed process leaves it to the next
+    writing command's repair, like any staging folder of a dead process)."""
+    stage = new_stage(lake)
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """`table` with exactly the columns of lake table `name`, in schema order and type; ValueError otherwise."""
+    schema = arrow_schema(name)
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    extra = [c for c in table.column_names if c not in schema.names]
+    if missing or extra:
+        raise ValueError(f"{name}: columns differ from schemas/lake_tables.json (missing {missing}, extra {extra})")
+    return table.select(schema.names).cast(schema)
+
+
 def write_synced(table: pa.Table, path: Path) -> None:
-    """Write a small table and flush it to disk, ready to be renamed into place."""
+    """Write a table and flush it to disk, ready to be renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
         pq.write_table(table, out, compression="zstd")
         out.flush()
         os.fsync(out.fileno())
+
+
+def write_table_atomic(table: pa.Table, target: Path, name: str, stage: Path,
+                       metadata: Mapping[str, str] | None = None) -> None:
+    """Write `table` as a file of lake table `name` at `target`: schema-checked, fsynced in `stage`, then renamed
+    over `target`, so a reader sees the old file or the new one, never half of one."""
+    table = conform(table, name)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    tmp = stage / f"{uuid.uuid4().hex[:8]}-{target.name}"
+    write_synced(table, tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+
+
+def write_json_atomic(value: Any, target: Path) -> None:
+    """Write a JSON state file through a temporary sibling and a rename (never a half-written file)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(value, out, indent=2)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, target)
+
+
+def files_sha256(paths: Iterable[Path]) -> str:
+    """sha256 over the bytes of all files, in order (a model's id: main file, then external data or shards)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file."""
+    return files_sha256([path])

@@ -1,15 +1,38 @@
-"""Where each table's files live inside a lake folder, and how the lake folder is chosen."""
+"""Where every table's files live inside a lake folder, base and derived, and how the lake folder is chosen.
+
+The one owner of the lake's paths: the writers, the check, the DuckDB views (the `lake_glob` macro at the top of
+`sql/tables.sql` is generated from `GLOBS`, see `paths_sql`) and the benchmark all take them from here;
+`schemas/lake_tables.json` documents them.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-STAGING = "_staging"
+from filterlake.lake.schema import TABLES, table_glob
+
+STAGING = "_staging"  # per-process staging folders of writes in progress
+LOCK = ".lock"  # the lake lock file (commits and repairs)
+STATE = "analysis.json"  # what the last analysis used: basis, preset, spec
+
+# Each table's files relative to the lake folder, as a glob (the views of sql/ read exactly these), from the
+# documented paths of schemas/lake_tables.json; the functions below build paths that match them (a test checks).
+GLOBS: dict[str, str] = {table: table_glob(table) for table in TABLES}
 
 
 def resolve_lake(lake: str | Path | None) -> Path:
     """`--lake` if given, else `$FILTERLAKE_LAKE`, else `./lake`."""
     return Path(lake or os.environ.get("FILTERLAKE_LAKE") or "lake")
+
+
+def table_dir(lake: Path, table: str) -> Path:
+    """The top folder of a table."""
+    return lake / GLOBS[table].split("/", 1)[0]
+
+
+def table_files(lake: Path, table: str) -> list[Path]:
+    """Every file of a table, in a stable order."""
+    return sorted(lake.glob(GLOBS[table]))
 
 
 def model_file(lake: Path, model_id: str) -> Path:
@@ -26,7 +49,77 @@ def filters_dir(lake: Path, model_id: str) -> Path:
     return lake / "filters" / f"model_id={model_id}"
 
 
+def filters_part(lake: Path, model_id: str, part: int = 0) -> Path:
+    return filters_dir(lake, model_id) / f"part-{part}.parquet"
+
+
+def stats_file(lake: Path, model_id: str) -> Path:
+    """A model's `layer_stats` rows."""
+    return lake / "layer_stats" / f"{model_id}.parquet"
+
+
+def basis_file(lake: Path, basis_id: str) -> Path:
+    return lake / "basis" / f"{basis_id}.parquet"
+
+
+def hist_dir(lake: Path, basis_id: str, spec_key: str) -> Path:
+    """The histograms of every model for one basis and histogram spec (hive keys basis, spec)."""
+    return lake / "histograms" / f"basis={basis_id}" / f"spec={spec_key}"
+
+
+def hist_file(lake: Path, basis_id: str, spec_key: str, model_id: str) -> Path:
+    return hist_dir(lake, basis_id, spec_key) / f"{model_id}.parquet"
+
+
+def extents_file(lake: Path, basis_id: str, model_id: str) -> Path:
+    return lake / "extents" / f"basis={basis_id}" / f"{model_id}.parquet"
+
+
+def shifts_file(lake: Path, basis_id: str, preset: str, group_by: str) -> Path:
+    """One grouping's stored pairwise shift matrix."""
+    return lake / "shifts" / f"{basis_id}__{preset}__{group_by}.parquet"
+
+
+def state_file(lake: Path) -> Path:
+    return lake / STATE
+
+
+def staging_root(lake: Path) -> Path:
+    return lake / STAGING
+
+
+def lock_file(lake: Path) -> Path:
+    return lake / LOCK
+
+
 def committed_ids(lake: Path) -> set[str]:
     """Model ids whose `models` row exists, i.e. fully written models."""
-    folder = lake / "models"
+    folder = table_dir(lake, "models")
     return {p.stem for p in folder.glob("*.parquet")} if folder.is_dir() else set()
+
+
+PATHS_BEGIN = "-- lake_glob: generated from filterlake/lake/layout.py by `python -m filterlake.lake.layout`"
+PATHS_END = "-- end of lake_glob"
+
+
+def paths_sql() -> str:
+    """The DuckDB macro `lake_glob(table)`: the glob of a table's files in the lake of the variable `lake`.
+
+    It opens `sql/tables.sql` between `PATHS_BEGIN` and `PATHS_END`; a test keeps that block equal to this.
+    """
+    cases = "\n".join(f"    WHEN '{table}' THEN '/{glob}'" for table, glob in GLOBS.items())
+    return (f"{PATHS_BEGIN}\nCREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t\n{cases}\n"
+            f"    END;\n{PATHS_END}\n")
+
+
+def write_paths_sql(path: Path) -> None:
+    """Replace the generated `lake_glob` block of an SQL file (sql/tables.sql) with `paths_sql()`."""
+    text = path.read_text()
+    begin, end = text.index(PATHS_BEGIN), text.index(PATHS_END) + len(PATHS_END) + 1
+    path.write_text(text[:begin] + paths_sql() + text[end:])
+
+
+if __name__ == "__main__":
+    from filterlake.resources import resource_dir
+
+    write_paths_sql(resource_dir("sql") / "tables.sql")

@@ -2,7 +2,7 @@
 
 Commit order is filters partition, layers file, models row; the models row is the commit mark, so the
 views of `sql/` (which join on `models`) never see a partly written model, and anything a crash leaves
-behind without its models row is an orphan that `repair` removes.
+behind without its models row is an orphan that `lake.maintenance.repair` removes.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,8 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterlake.lake.files import read_table, write_synced
-from filterlake.lake.layout import STAGING, committed_ids, filters_dir, layers_file, model_file
+from filterlake.lake.files import new_stage, read_table, write_synced
+from filterlake.lake.layout import (
+    filters_dir,
+    filters_part,
+    layers_file,
+    lock_file,
+    model_file,
+    table_dir,
+)
 from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
 
 ROW_GROUP_ROWS = 1 << 20  # ~40 MB of filters per row group: bounded memory, efficient scans
@@ -30,7 +36,7 @@ TRANSPOSE_BLOCK = 1 << 16  # rows transposed at a time into the column buffers (
 def lake_lock(lake: Path) -> Iterator[None]:
     """Exclusive lock over commits and repairs of one lake (an advisory flock on `LAKE/.lock`)."""
     lake.mkdir(parents=True, exist_ok=True)
-    with open(lake / ".lock", "a+") as handle:
+    with open(lock_file(lake), "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -79,8 +85,7 @@ class ModelWriter:
     def __init__(self, lake: Path, model_id: str):
         self.lake = lake
         self.model_id = model_id
-        self.stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.stage.mkdir(parents=True)
+        self.stage = new_stage(lake)
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[tuple[int, np.ndarray]] = []
         self._pending_rows = 0
@@ -88,7 +93,7 @@ class ModelWriter:
 
     @property
     def _filters_file(self) -> Path:
-        return self.stage / "filters" / "part-0.parquet"
+        return filters_part(self.stage, self.model_id)
 
     def add_layer(self, layer_idx: int, filters: np.ndarray) -> None:
         """Queue one layer's (n, 9) float32 filters; rows are flushed in row groups of ~1M filters."""
@@ -136,7 +141,7 @@ class ModelWriter:
                              (self.stage / "model.parquet", model_file(self.lake, self.model_id))):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
-            _fsync_dir(self.lake / "models")
+            _fsync_dir(table_dir(self.lake, "models"))
         shutil.rmtree(self.stage, ignore_errors=True)
         return True
 
@@ -164,7 +169,7 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
     model never lose each other's change. Filters and layers stay untouched.
     """
     target = model_file(lake, model_id)
-    stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    stage = new_stage(lake)
     try:
         with lake_lock(lake):
             row = update(read_table(target).to_pylist()[0])
@@ -175,41 +180,3 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
             return True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def leftovers(lake: Path) -> dict[str, list[Path]]:
-    """What interrupted writes left behind: stale staging folders, orphan filter partitions and layer files."""
-    found: dict[str, list[Path]] = {"staging": [], "orphan_filters": [], "orphan_layers": []}
-    stage_root = lake / STAGING
-    if stage_root.is_dir():
-        for stage in stage_root.iterdir():
-            pid = stage.name.split("-", 1)[0]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
-                found["staging"].append(stage)
-    ids = committed_ids(lake)
-    if (lake / "filters").is_dir():
-        found["orphan_filters"] = [d for d in (lake / "filters").iterdir()
-                                   if d.name.removeprefix("model_id=") not in ids]
-    if (lake / "layers").is_dir():
-        found["orphan_layers"] = [f for f in (lake / "layers").glob("*.parquet") if f.stem not in ids]
-    return found
-
-
-def repair(lake: Path) -> dict[str, int]:
-    """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight)."""
-    with lake_lock(lake):
-        found = leftovers(lake)
-        for paths in found.values():
-            for path in paths:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    return {kind: len(paths) for kind, paths in found.items()}

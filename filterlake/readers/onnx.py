@@ -1,4 +1,10 @@
-"""ONNX models: conv weights resolved through initializers, Constant, Identity, Cast, DequantizeLinear and Mul."""
+"""ONNX models: conv weights resolved through initializers, Constant, Identity, Cast, DequantizeLinear and Mul.
+
+Quantized convs are read as their real weights, ``(w - w_zero_point) * w_scale``, kept with the stored dtype
+(int8/uint8) in ``ConvTensor.dtype`` while ``load()`` returns the dequantised float32 values; see
+`_Resolver.weight` for where each op keeps its scale.
+"""
+
 from __future__ import annotations
 
 import math
@@ -36,6 +42,11 @@ class _Scope:
     def __init__(self, graph: GraphProto, parent: _Scope | None = None):
         self.tensors = {t.name: t for t in graph.initializer}
         self.nodes = {out: node for node in graph.node for out in node.output if out}
+        self.users: dict[str, list[NodeProto]] = {}
+        for node in graph.node:
+            for name in dict.fromkeys(i for i in node.input if i):
+                self.users.setdefault(name, []).append(node)
+        self.outputs = {o.name for o in graph.output}
         self.parent = parent
 
     def lookup(self, name: str) -> tuple[TensorProto | NodeProto, _Scope] | None:
@@ -98,8 +109,9 @@ def levels(graph: GraphProto) -> dict[int, int]:
     return level
 
 
-def _conv_nodes(graph: GraphProto, scope: _Scope, level: int | None = None
-                ) -> Iterator[tuple[NodeProto, _Scope, int | None]]:
+def _conv_nodes(
+    graph: GraphProto, scope: _Scope, level: int | None = None
+) -> Iterator[tuple[NodeProto, _Scope, int | None]]:
     """Conv-like nodes in graph order, subgraph nodes at their parent's position and level."""
     node_levels = levels(graph) if scope.parent is None else {}
     for i, node in enumerate(graph.node):
@@ -116,6 +128,7 @@ class _Resolver:
     def __init__(self, path: Path):
         self.path = path
         self.budget = MAX_CHAIN
+        self.notes: list[str] = []
 
     def tensor(self, t: TensorProto) -> _Value:
         """A stored tensor, inline or in an external data file."""
@@ -130,16 +143,21 @@ class _Resolver:
 
         def load() -> np.ndarray:
             if length != nbytes or offset + nbytes > file.stat().st_size:
-                raise CheckpointError(self.path, f"external data of {t.name} in {file.name}: offset {offset} and "
-                                                 f"length {length} do not fit {shape} {dtype.name}")
+                raise CheckpointError(
+                    self.path,
+                    f"external data of {t.name} in {file.name}: offset {offset} and "
+                    f"length {length} do not fit {shape} {dtype.name}",
+                )
             with open(file, "rb") as fh:
                 fh.seek(offset)
                 return np.frombuffer(fh.read(nbytes), dtype).reshape(shape)
 
         return _Value(shape, dtype.name, t.name, load)
 
-    def dequantize(self, x: _Value | None, scale: _Value | None, zero: _Value | None, axis: int) -> _Value | None:
-        """(x - zero) * scale, per tensor or per `axis`; `scale` None means 1 (ConvInteger)."""
+    def dequantize(
+        self, x: _Value | None, scale: _Value | None, zero: _Value | None, axis: int
+    ) -> _Value | None:
+        """(x - zero) * scale, per tensor or per `axis`; `scale` None means 1 (ConvInteger without a scale)."""
         if x is None:
             return None
 
@@ -191,38 +209,168 @@ class _Resolver:
         main = a if math.prod(a.shape) >= math.prod(b.shape) else b
         return _Value(shape, main.dtype, main.name, lambda: a.load() * b.load())
 
-    def weight(self, node: NodeProto, scope: _Scope) -> _Value | None:
-        """The effective (dequantized) weight of a conv-like node."""
+    def _per_channel(self, value: _Value, out_channels: int, what: str, label: str) -> _Value:
+        """A QLinearConv/ConvInteger weight scale or zero point as a scalar or a vector along axis 0.
+
+        The ONNX spec allows a scalar (per tensor) or a 1-D tensor of one value per output channel; anything else
+        is refused, since it cannot be matched to the weight's output channels.
+        """
+        if math.prod(value.shape) == 1:
+            return _Value((), value.dtype, value.name, lambda: value.load().reshape(()))
+        if value.shape == (out_channels,):
+            return value
+        raise CheckpointError(
+            self.path,
+            f"{label}: {what} {value.name} has shape {list(value.shape)}, neither a "
+            f"scalar nor one value per output channel ({out_channels})",
+        )
+
+    def _output_scale(
+        self, node: NodeProto, scope: _Scope, weight: tuple[int, ...], label: str
+    ) -> tuple[_Value | None, str]:
+        """The weight scale a ConvInteger's output is multiplied by, or None and why it was not found.
+
+        ConvInteger has no scale input: onnxruntime's quantize_dynamic applies it after the conv, as
+        ConvInteger -> [Add of the int32 bias] -> Cast(float) -> Mul(., S) with S = Mul(x_scale, w_scale) and
+        x_scale an output of the DynamicQuantizeLinear (or an input of the QuantizeLinear) that made the conv's
+        input. w_scale is the factor of S that is not x_scale (or, failing that, its only constant factor). It
+        multiplies the output (N, M, *spatial), so it must be a scalar or (M, 1, ...) aligned with output axis 1;
+        a 1-D (M,) vector would multiply the last spatial axis and is refused.
+        """
+        out, cast = node.output[0], False
+        for _ in range(4):
+            users = scope.users.get(out, [])
+            if out in scope.outputs:
+                return None, f"{out} is a graph output"
+            if len(users) != 1:
+                return None, f"{out} feeds {len(users)} nodes, not one Cast or Mul"
+            user = users[0]
+            if user.op_type == "Mul" and cast and len(user.input) == 2:
+                break
+            if not (user.op_type in ("Cast", "Identity") or user.op_type == "Add" and not cast):
+                return None, f"{out} feeds {user.op_type}, not Cast then Mul"
+            cast = cast or user.op_type == "Cast"
+            out = user.output[0]
+        else:
+            return None, "no Mul within 4 nodes of its output"
+        combined = user.input[1] if user.input[0] == out else user.input[0]
+        found = scope.lookup(combined)
+        if found is None or not isinstance(found[0], NodeProto) or found[0].op_type != "Mul":
+            return None, f"the output Mul's factor {combined} is not a product x_scale * w_scale"
+        factors, owner = list(found[0].input), found[1]
+        source = scope.lookup(node.input[0]) if node.input else None
+        x_scale = None
+        if source is not None and isinstance(source[0], NodeProto):
+            quantize = source[0]
+            if quantize.op_type == "DynamicQuantizeLinear" and len(quantize.output) > 1:
+                x_scale = quantize.output[1]
+            elif quantize.op_type == "QuantizeLinear" and len(quantize.input) > 1:
+                x_scale = quantize.input[1]
+        if x_scale is not None:
+            pair = len(factors) == 2 and x_scale in factors and factors[0] != factors[1]
+            scale = self.resolve(factors[1 - factors.index(x_scale)], owner) if pair else None
+        else:  # the conv's input comes quantized from elsewhere: take the Mul's only constant factor
+            constant = [v for v in (self.resolve(f, owner) for f in factors) if v is not None]
+            scale = constant[0] if len(factors) == 2 and len(constant) == 1 else None
+        if scale is None:
+            return None, f"the weight factor of {combined} is not a constant"
+        shape, out_channels = scale.shape, weight[0]
+        if math.prod(shape) == 1 and len(shape) <= len(weight):
+            return _Value((), scale.dtype, scale.name, lambda: scale.load().reshape(())), ""
+        # The output's channel axis (1), right-aligned into the scale's shape as broadcasting does.
+        axis = len(shape) - len(weight) + 1
+        if 0 <= axis < len(shape) <= len(weight) and shape[axis] == math.prod(shape) == out_channels:
+            return _Value((out_channels,), scale.dtype, scale.name, lambda: scale.load().reshape(-1)), ""
+        raise CheckpointError(
+            self.path,
+            f"{label}: weight scale {scale.name} applied after the conv has shape "
+            f"{list(shape)}, neither a scalar nor one value per output channel "
+            f"({out_channels}, 1, ...)",
+        )
+
+    def weight(self, node: NodeProto, scope: _Scope, label: str = "") -> _Value | None:
+        """The effective (dequantized) weight of a conv-like node, None when it cannot be resolved.
+
+        - Conv / ConvTranspose: input 1 through the chains of `resolve`.
+        - QLinearConv: ``(w - w_zero_point) * w_scale`` from inputs 3, 5 and 4, each scale/zero point a scalar or
+          one value per output channel (axis 0), else a CheckpointError.
+        - ConvInteger: ``(w - w_zero_point) * w_scale`` with w (input 1), w_zero_point (input 3, scalar or per
+          output channel) and w_scale read from the Mul that scales the conv's output (`_output_scale`). Where no
+          such scale is found the weight stays ``w - w_zero_point`` (quantisation steps, exact integers) and a note
+          "unscaled weight for node ..." says so: a per-tensor or per-output-channel scale is one positive factor
+          per 3x3 filter, so each filter is still proportional to the real one, but its values are not weights.
+        The tensor's dtype stays the stored int8/uint8.
+        """
         self.budget = MAX_CHAIN
         inputs = list(node.input) + [""] * 6
-        if node.op_type == "QLinearConv":
-            parts = [self.resolve(i, scope) for i in inputs[3:6]]
-            return None if parts[1] is None else self.dequantize(*parts, axis=0)
-        if node.op_type == "ConvInteger" and inputs[3]:
-            return self.dequantize(self.resolve(inputs[1], scope), None, self.resolve(inputs[3], scope), axis=0)
-        return self.resolve(inputs[1], scope)
+        label = label or node.name or node.op_type
+        if node.op_type not in ("QLinearConv", "ConvInteger"):
+            return self.resolve(inputs[1], scope)
+        w_at, scale_at, zero_at = (3, 4, 5) if node.op_type == "QLinearConv" else (1, None, 3)
+        w = self.resolve(inputs[w_at], scope)
+        zero = self.resolve(inputs[zero_at], scope) if inputs[zero_at] else None
+        if w is None or (zero is None and inputs[zero_at]):  # a named zero point must resolve too
+            return None
+        if len(w.shape) not in LAYOUTS:  # not a conv weight; read_onnx skips it
+            return w
+        where = f"{node.op_type} node {label}"
+        zero = None if zero is None else self._per_channel(zero, w.shape[0], "w_zero_point", where)
+        if scale_at is not None:
+            scale = self.resolve(inputs[scale_at], scope) if inputs[scale_at] else None
+            if scale is None:
+                return None
+            return self.dequantize(w, self._per_channel(scale, w.shape[0], "w_scale", where), zero, axis=0)
+        scale, why = self._output_scale(node, scope, w.shape, where)
+        if scale is None:
+            self.notes.append(
+                f"unscaled weight for node {label} (ConvInteger): no weight scale found ({why}); "
+                f"its filters are w - w_zero_point in quantisation steps"
+            )
+        return self.dequantize(w, scale, zero, axis=0)
 
 
 def read_onnx(path: Path) -> Checkpoint:
     """Open an ONNX model (external data read lazily, only from files inside the model's folder)."""
     model = onnx.load(str(path), load_external_data=False)
-    files = {contained_file(path, {e.key: e.value for e in t.external_data}.get("location", ""))
-             for t in _all_tensors(model.graph) if t.data_location == TensorProto.EXTERNAL}
+    files = {
+        contained_file(path, {e.key: e.value for e in t.external_data}.get("location", ""))
+        for t in _all_tensors(model.graph)
+        if t.data_location == TensorProto.EXTERNAL
+    }
     resolver, tensors, notes = _Resolver(path), [], []
     for index, (node, scope, level) in enumerate(_conv_nodes(model.graph, _Scope(model.graph))):
-        value = resolver.weight(node, scope)
+        label = node.name or f"#{index} ({node.op_type})"
+        value = resolver.weight(node, scope, label)
+        notes += resolver.notes
+        resolver.notes.clear()
         if value is None:
-            notes.append(f"unresolved weight for node {node.name or f'#{index} ({node.op_type})'}")
+            notes.append(f"unresolved weight for node {label}")
             continue
         if len(value.shape) not in LAYOUTS:
             continue
         attrs = _attrs(node)
         name = node.name or value.name.removesuffix(".weight") or f"{node.op_type}_{index}"
         dilation = tuple(int(d) for d in attrs.get("dilations") or [1] * (len(value.shape) - 2))
-        load = guarded(path, f"tensor {name}", lambda v=value: np.ascontiguousarray(v.load(), dtype=np.float32))
-        tensors.append(ConvTensor(name, value.shape, value.dtype, LAYOUTS[len(value.shape)], load,
-                                  "transposed" if node.op_type == "ConvTranspose" else "conv",
-                                  int(attrs.get("group", 1)), dilation, level))
-    notes += [f"unresolved weight for node {node.name or node.op_type} in local function {function.name}"
-              for function in model.functions for node in function.node if node.op_type in WEIGHT_INPUT]
+        load = guarded(
+            path, f"tensor {name}", lambda v=value: np.ascontiguousarray(v.load(), dtype=np.float32)
+        )
+        tensors.append(
+            ConvTensor(
+                name,
+                value.shape,
+                value.dtype,
+                LAYOUTS[len(value.shape)],
+                load,
+                "transposed" if node.op_type == "ConvTranspose" else "conv",
+                int(attrs.get("group", 1)),
+                dilation,
+                level,
+            )
+        )
+    notes += [
+        f"unresolved weight for node {node.name or node.op_type} in local function {function.name}"
+        for function in model.functions
+        for node in function.node
+        if node.op_type in WEIGHT_INPUT
+    ]
     return Checkpoint(path, "onnx", [path, *sorted(files)], "onnx", tensors, "graph", notes)

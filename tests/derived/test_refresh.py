@@ -9,9 +9,9 @@ import pytest
 import scipy.stats
 
 from filterlake.derived.analyze import analyze
-from filterlake.derived.layer_stats import moment_columns
 from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
+from filterlake.lake.schema import moment_columns
 
 
 @pytest.fixture(scope="module")

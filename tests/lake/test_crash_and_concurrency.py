@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
+from filterlake.lake.maintenance import check_lake
 from tests.conftest import REPO, manifest_rows
 
 TOTAL_FILTERS = sum(int(r["filters_3x3"]) if r["format"] in ("onnx", "torchscript", "torch-full-pickle",

@@ -1,4 +1,5 @@
 """ONNX reader: weight resolution chains, quantized weights, subgraphs, levels, external data, cross-format pairs."""
+
 from __future__ import annotations
 
 import warnings
@@ -51,7 +52,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Net, onnx.ModelP
 def _assert_net(checkpoint: Checkpoint, net: Net) -> None:
     """Names, kinds, groups, dilations, levels and exact values of the exported Net."""
     assert [(t.kind, t.groups, t.dilation) for t in checkpoint.tensors] == [
-        ("conv", 1, (1, 1)), ("conv", 2, (2, 2)), ("conv", 8, (1, 1)), ("transposed", 1, (1, 1)), ("conv", 1, (1, 1))]
+        ("conv", 1, (1, 1)),
+        ("conv", 2, (2, 2)),
+        ("conv", 8, (1, 1)),
+        ("transposed", 1, (1, 1)),
+        ("conv", 1, (1, 1)),
+    ]
     assert [t.level for t in checkpoint.tensors] == [0, 1, 2, 3, 4]
     assert (checkpoint.format, checkpoint.depth_source, checkpoint.notes) == ("onnx", "graph", [])
     expected = [m.weight.detach().numpy() for m in (net.conv, net.grouped, net.depthwise, net.up, net.head)]
@@ -72,8 +78,14 @@ def _external(tmp_path: Path, model: onnx.ModelProto) -> Path:
     """Save a copy of `model` with all tensors in w.data (save_model mutates the model it is given)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    onnx.save_model(copy, tmp_path / "net.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="w.data", size_threshold=0)
+    onnx.save_model(
+        copy,
+        tmp_path / "net.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="w.data",
+        size_threshold=0,
+    )
     return tmp_path / "net.onnx"
 
 
@@ -86,12 +98,15 @@ def test_exported_external_data(tmp_path: Path, exported: tuple[Net, onnx.ModelP
     _assert_net(checkpoint, net)
 
 
-@pytest.mark.parametrize(("location", "reason"), [
-    ("missing.data", "missing file .*missing.data"),
-    ("../outside.data", "not a plain path inside"),
-    ("/etc/hostname", "not a plain path inside"),
-    ("link.data", "resolves outside"),
-])
+@pytest.mark.parametrize(
+    ("location", "reason"),
+    [
+        ("missing.data", "missing file .*missing.data"),
+        ("../outside.data", "not a plain path inside"),
+        ("/etc/hostname", "not a plain path inside"),
+        ("link.data", "resolves outside"),
+    ],
+)
 def test_external_location_refused(tmp_path: Path, location: str, reason: str) -> None:
     """Missing files and locations escaping the model folder (.., absolute, symlink) are refused."""
     (tmp_path / "outside.data").write_bytes(W.tobytes())
@@ -118,17 +133,22 @@ def test_external_length_past_end(tmp_path: Path) -> None:
         checkpoint.tensors[0].load()
 
 
-def _conv(weight: str, name: str = "conv", op: str = "Conv", inputs: tuple[str, ...] = ("x",), **attrs: object
-          ) -> onnx.NodeProto:
+def _conv(
+    weight: str, name: str = "conv", op: str = "Conv", inputs: tuple[str, ...] = ("x",), **attrs: object
+) -> onnx.NodeProto:
     """A conv-like node reading `weight`."""
     return helper.make_node(op, [*inputs, weight], [f"{name}_out"], name=name, **attrs)
 
 
 def _model(nodes: list[onnx.NodeProto], initializers: list[TensorProto], opset: int = 13) -> onnx.ModelProto:
     """A model with graph input x and the output of the last node."""
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
-                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
-                              initializer=initializers)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)],
+        initializer=initializers,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -145,7 +165,11 @@ PER_AXIS = (Q.astype(np.float32) - ZERO[:, None, None, None]) * SCALE[:, None, N
 def _dequantize_per_axis() -> tuple[onnx.ModelProto, np.ndarray, str]:
     """int8 weight, per-output-channel scale and zero point."""
     dq = helper.make_node("DequantizeLinear", ["q", "s", "z"], ["w"], axis=0)
-    return _model([dq, _conv("w")], [_tensor("q", Q), _tensor("s", SCALE), _tensor("z", ZERO)]), PER_AXIS, "int8"
+    return (
+        _model([dq, _conv("w")], [_tensor("q", Q), _tensor("s", SCALE), _tensor("z", ZERO)]),
+        PER_AXIS,
+        "int8",
+    )
 
 
 def _dequantize_per_tensor() -> tuple[onnx.ModelProto, np.ndarray, str]:
@@ -159,57 +183,57 @@ def _dequantize_per_tensor() -> tuple[onnx.ModelProto, np.ndarray, str]:
 def _identity_mul() -> tuple[onnx.ModelProto, np.ndarray, str]:
     """weight -> Identity -> Mul by a per-channel scale from a Constant node."""
     scale = SCALE.reshape(4, 1, 1, 1)
-    nodes = [helper.make_node("Constant", [], ["s"], value=_tensor("s_value", scale)),
-             helper.make_node("Identity", ["w0"], ["w1"]), helper.make_node("Mul", ["w1", "s"], ["w"]), _conv("w")]
+    nodes = [
+        helper.make_node("Constant", [], ["s"], value=_tensor("s_value", scale)),
+        helper.make_node("Identity", ["w0"], ["w1"]),
+        helper.make_node("Mul", ["w1", "s"], ["w"]),
+        _conv("w"),
+    ]
     return _model(nodes, [_tensor("w0", W)]), W * scale, "float32"
 
 
 def _cast_fp16() -> tuple[onnx.ModelProto, np.ndarray, str]:
     """fp16 weight cast to float."""
     nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT), _conv("w")]
-    return _model(nodes, [_tensor("w16", W.astype(np.float16))]), W.astype(np.float16).astype(np.float32), "float16"
-
-
-def _qlinearconv() -> tuple[onnx.ModelProto, np.ndarray, str]:
-    """QLinearConv with per-channel weight scale and zero point."""
-    quantize = helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"])
-    conv = helper.make_node("QLinearConv", ["xq", "xs", "xz", "q", "s", "z", "ys", "yz"], ["yq"], name="conv")
-    inits = [_tensor("xs", np.array(0.1, np.float32)), _tensor("xz", np.array(0, np.int8)), _tensor("q", Q),
-             _tensor("s", SCALE), _tensor("z", ZERO), _tensor("ys", np.array(0.2, np.float32)),
-             _tensor("yz", np.array(0, np.int8))]
-    return _model([quantize, conv], inits), PER_AXIS, "int8"
-
-
-def _convinteger() -> tuple[onnx.ModelProto, np.ndarray, str]:
-    """ConvInteger: weight minus its per-channel zero point."""
-    cast = helper.make_node("Cast", ["x"], ["xq"], to=TensorProto.INT8)
-    conv = helper.make_node("ConvInteger", ["xq", "q", "", "z"], ["y"], name="conv")
-    return _model([cast, conv], [_tensor("q", Q), _tensor("z", ZERO)]), Q.astype(np.float32) - ZERO[:, None, None, None], \
-        "int8"
+    return (
+        _model(nodes, [_tensor("w16", W.astype(np.float16))]),
+        W.astype(np.float16).astype(np.float32),
+        "float16",
+    )
 
 
 def _if_subgraph() -> tuple[onnx.ModelProto, np.ndarray, str]:
     """A Conv inside an If branch, its weight an initializer of the outer graph."""
-    branch = helper.make_graph([_conv("w", "inner")], "then", [],
-                               [helper.make_tensor_value_info("inner_out", TensorProto.FLOAT, None)])
+    branch = helper.make_graph(
+        [_conv("w", "inner")],
+        "then",
+        [],
+        [helper.make_tensor_value_info("inner_out", TensorProto.FLOAT, None)],
+    )
     cond = helper.make_node("Constant", [], ["c"], value=_tensor("c_value", np.array(True)))
     relu = helper.make_node("Relu", ["x"], ["r"])
-    other = helper.make_graph([helper.make_node("Identity", ["r"], ["e"])], "else", [],
-                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["r"], ["e"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)],
+    )
     node = helper.make_node("If", ["c"], ["conv_out"], then_branch=branch, else_branch=other, name="if")
     return _model([cond, relu, node], [_tensor("w", W)]), W, "float32"
 
 
 CHAINS: dict[str, Callable[[], tuple[onnx.ModelProto, np.ndarray, str]]] = {
-    "dequantize-per-axis": _dequantize_per_axis, "dequantize-per-tensor": _dequantize_per_tensor,
-    "identity-mul": _identity_mul, "cast-fp16": _cast_fp16, "qlinearconv": _qlinearconv,
-    "convinteger": _convinteger, "if-subgraph": _if_subgraph,
+    "dequantize-per-axis": _dequantize_per_axis,
+    "dequantize-per-tensor": _dequantize_per_tensor,
+    "identity-mul": _identity_mul,
+    "cast-fp16": _cast_fp16,
+    "if-subgraph": _if_subgraph,
 }
 
 
 @pytest.mark.parametrize("case", list(CHAINS))
 def test_weight_chains(tmp_path: Path, case: str) -> None:
-    """Weights behind Constant/Identity/Cast/DequantizeLinear/Mul, quantized convs and subgraphs resolve exactly."""
+    """Weights behind Constant/Identity/Cast/DequantizeLinear/Mul and in subgraphs resolve exactly."""
     model, expected, dtype = CHAINS[case]()
     onnx.save_model(model, tmp_path / "m.onnx")
     checkpoint = open_checkpoint(tmp_path / "m.onnx")
@@ -218,9 +242,230 @@ def test_weight_chains(tmp_path: Path, case: str) -> None:
     np.testing.assert_array_equal(checkpoint.tensors[0].load(), expected)
 
 
+Q_U8 = (Q.astype(np.int16) + 128).astype(np.uint8)
+SCALE_U8, ZERO_U8 = np.array([0.03, 0.5, 0.125, 0.07], np.float32), np.array([128, 120, 131, 0], np.uint8)
+
+
+def _real(q: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
+    """Independent reference: (q - zero) * scale in float64, per output channel for vectors, rounded to float32.
+
+    (q - zero) is a small integer and scale a float32, so the float64 product is exact and rounds once, as the
+    reader's float32 arithmetic must.
+    """
+
+    def along_out(a: np.ndarray) -> np.ndarray | np.float64:
+        return a.astype(np.float64).reshape(-1, 1, 1, 1) if a.size > 1 else np.float64(a.reshape(()))
+
+    return ((q.astype(np.float64) - along_out(zero)) * along_out(scale)).astype(np.float32)
+
+
+def _shaped(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with its conv output typed (1, 4, 6, 6) float, so that the checker's full check applies."""
+    output = helper.make_tensor_value_info("conv_out", TensorProto.FLOAT, [1, 4, 6, 6])
+    model.graph.output.pop()
+    model.graph.output.append(output)
+    return model
+
+
+def _qlinearconv(q: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> onnx.ModelProto:
+    """Static quantization as exporters emit it: QuantizeLinear -> QLinearConv -> DequantizeLinear."""
+    inits = [
+        _tensor("x_scale", np.array(0.1, np.float32)),
+        _tensor("x_zp", np.array(128, np.uint8)),
+        _tensor("w_q", q),
+        _tensor("w_scale", scale),
+        _tensor("w_zp", zero),
+        _tensor("y_scale", np.array(0.2, np.float32)),
+        _tensor("y_zp", np.array(128, np.uint8)),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"]),
+        helper.make_node(
+            "QLinearConv",
+            ["x_q", "x_scale", "x_zp", "w_q", "w_scale", "w_zp", "y_scale", "y_zp"],
+            ["y_q"],
+            name="conv",
+        ),
+        helper.make_node("DequantizeLinear", ["y_q", "y_scale", "y_zp"], ["conv_out"]),
+    ]
+    return _shaped(_model(nodes, inits))
+
+
+def _convinteger(
+    q: np.ndarray, scale: np.ndarray | None, zero: np.ndarray, bias: bool = False
+) -> onnx.ModelProto:
+    """A Conv as onnxruntime's quantize_dynamic rewrites it (operators/conv.py, ConvInteger.quantize).
+
+    DynamicQuantizeLinear(x) -> ConvInteger(x_q, w_q, x_zp, w_zp) -> Cast(float) -> Mul(., x_scale * w_scale);
+    with `bias` the int32 bias is added before the Cast, as onnxruntime < 1.11 did (ddddocr's common_old.onnx).
+    Without `scale` the Mul is left out (a Relu takes the cast output).
+    """
+    nodes = [
+        helper.make_node("DynamicQuantizeLinear", ["x"], ["x_q", "x_scale", "x_zp"]),
+        helper.make_node("ConvInteger", ["x_q", "w_q", "x_zp", "w_zp"], ["y_int"], name="conv_quant"),
+    ]
+    inits = [_tensor("w_q", q), _tensor("w_zp", zero)]
+    out = "y_int"
+    if bias:
+        nodes += [
+            helper.make_node("Reshape", ["b", "b_shape"], ["b_r"]),
+            helper.make_node("Add", ["y_int", "b_r"], ["y_bias"]),
+        ]
+        inits += [
+            _tensor("b", np.arange(4, dtype=np.int32)),
+            _tensor("b_shape", np.array([1, -1, 1, 1], np.int64)),
+        ]
+        out = "y_bias"
+    nodes.append(helper.make_node("Cast", [out], ["y_cast"], to=TensorProto.FLOAT))
+    if scale is None:
+        nodes.append(helper.make_node("Relu", ["y_cast"], ["conv_out"]))
+    else:
+        inits.append(_tensor("w_scale", scale))
+        nodes += [
+            helper.make_node("Mul", ["x_scale", "w_scale"], ["conv_quant_scales_mul:0"]),
+            helper.make_node("Mul", ["y_cast", "conv_quant_scales_mul:0"], ["conv_out"]),
+        ]
+    return _shaped(_model(nodes, inits))
+
+
+QUANTIZED: dict[str, tuple[Callable[[], onnx.ModelProto], np.ndarray, str]] = {
+    "qlinearconv-int8-per-channel": (lambda: _qlinearconv(Q, SCALE, ZERO), _real(Q, SCALE, ZERO), "int8"),
+    "qlinearconv-int8-per-tensor": (
+        lambda: _qlinearconv(Q, np.array(0.0625, np.float32), np.array(-3, np.int8)),
+        _real(Q, np.array(0.0625, np.float32), np.array(-3, np.int8)),
+        "int8",
+    ),
+    "qlinearconv-uint8-per-channel": (
+        lambda: _qlinearconv(Q_U8, SCALE_U8, ZERO_U8),
+        _real(Q_U8, SCALE_U8, ZERO_U8),
+        "uint8",
+    ),
+    "qlinearconv-uint8-per-tensor": (
+        lambda: _qlinearconv(Q_U8, np.array(0.03, np.float32), np.array(128, np.uint8)),
+        _real(Q_U8, np.array(0.03, np.float32), np.array(128, np.uint8)),
+        "uint8",
+    ),
+    "convinteger-uint8-per-tensor-bias": (
+        lambda: _convinteger(Q_U8, np.array(0.03, np.float32), np.array(131, np.uint8), bias=True),
+        _real(Q_U8, np.array(0.03, np.float32), np.array(131, np.uint8)),
+        "uint8",
+    ),
+    "convinteger-int8-per-tensor": (
+        lambda: _convinteger(Q, np.array(0.0625, np.float32), np.array(5, np.int8)),
+        _real(Q, np.array(0.0625, np.float32), np.array(5, np.int8)),
+        "int8",
+    ),
+    "convinteger-int8-per-channel": (
+        lambda: _convinteger(Q, SCALE.reshape(4, 1, 1), ZERO),
+        _real(Q, SCALE, ZERO),
+        "int8",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(QUANTIZED))
+def test_quantized_convs_are_dequantized(tmp_path: Path, case: str) -> None:
+    """QLinearConv and ConvInteger (scale from the output Mul) give exact (q - zp) * scale, dtype kept as stored."""
+    build, expected, dtype = QUANTIZED[case]
+    model = build()
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, tmp_path / "m.onnx")
+    checkpoint = open_checkpoint(tmp_path / "m.onnx")
+    assert [(t.shape, t.dtype, t.kind) for t in checkpoint.tensors] == [(W.shape, dtype, "conv")]
+    assert checkpoint.notes == []
+    loaded = checkpoint.tensors[0].load()
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, expected)
+    assert not np.array_equal(loaded, np.round(loaded))
+
+
+def test_convinteger_scale_matches_the_graph(tmp_path: Path) -> None:
+    """The dequantised ConvInteger weight reproduces the quantized graph's output (onnx reference evaluator)."""
+    from onnx.reference import ReferenceEvaluator
+
+    model = _convinteger(Q, SCALE.reshape(4, 1, 1), ZERO, bias=False)
+    onnx.save_model(model, tmp_path / "m.onnx")
+    weight = open_checkpoint(tmp_path / "m.onnx").tensors[0].load()
+    x = RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    (got,) = ReferenceEvaluator(model).run(None, {"x": x})
+    quantize = _model([helper.make_node("DynamicQuantizeLinear", ["x"], ["x_q", "x_scale", "x_zp"])], [])
+    quantize.graph.output.extend(
+        [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in ("x_scale", "x_zp")]
+    )
+    x_q, x_scale, x_zp = ReferenceEvaluator(quantize).run(None, {"x": x})
+    float_conv = _model([_conv("w")], [_tensor("w", weight)])
+    x_real = (x_q.astype(np.float32) - x_zp.astype(np.float32)) * x_scale
+    (want,) = ReferenceEvaluator(float_conv).run(None, {"x": x_real})
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_convinteger_without_scale_is_noted(tmp_path: Path) -> None:
+    """No Mul after the ConvInteger: the weight stays q - zp (exact integers) and a note says it is unscaled."""
+    model = _convinteger(Q, None, ZERO)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, tmp_path / "m.onnx")
+    checkpoint = open_checkpoint(tmp_path / "m.onnx")
+    assert [(t.name, t.dtype) for t in checkpoint.tensors] == [("conv_quant", "int8")]
+    note = (
+        "unscaled weight for node conv_quant (ConvInteger): no weight scale found (y_cast feeds Relu, not Cast "
+        "then Mul); its filters are w - w_zero_point in quantisation steps"
+    )
+    assert checkpoint.notes == [note]
+    np.testing.assert_array_equal(checkpoint.tensors[0].load(), _real(Q, np.array(1.0, np.float32), ZERO))
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (
+            lambda: _qlinearconv(Q, SCALE[:3], ZERO),
+            r"QLinearConv node conv: w_scale w_scale has shape \[3\], neither",
+        ),
+        (lambda: _qlinearconv(Q, SCALE.reshape(2, 2), ZERO), r"w_scale w_scale has shape \[2, 2\]"),
+        (lambda: _qlinearconv(Q, SCALE, np.zeros(5, np.int8)), r"w_zero_point w_zp has shape \[5\]"),
+        (
+            lambda: _convinteger(Q, SCALE, ZERO),
+            r"ConvInteger node conv_quant: weight scale w_scale applied after the conv has shape \[4\]",
+        ),
+        (lambda: _convinteger(Q, SCALE.reshape(1, 4, 1, 1, 1), ZERO), r"has shape \[1, 4, 1, 1, 1\]"),
+    ],
+    ids=[
+        "qlinear-scale-length",
+        "qlinear-scale-2d",
+        "qlinear-zero-length",
+        "convinteger-1d-scale",
+        "convinteger-scale-rank",
+    ],
+)
+def test_quantization_parameters_that_fit_no_channel_are_refused(
+    tmp_path: Path, build: Callable[[], onnx.ModelProto], reason: str
+) -> None:
+    """A scale or zero point neither scalar nor one per output channel is a one-line CheckpointError naming the file."""
+    onnx.save_model(build(), tmp_path / "m.onnx")
+    with pytest.raises(CheckpointError, match=reason) as error:
+        open_checkpoint(tmp_path / "m.onnx")
+    assert str(error.value).startswith(str(tmp_path / "m.onnx")) and "\n" not in str(error.value)
+
+
+def test_unresolved_zero_point_is_not_taken_as_zero(tmp_path: Path) -> None:
+    """A named w_zero_point that is computed at run time makes the weight unresolved (never zero by default)."""
+    model = _qlinearconv(Q, SCALE, ZERO)
+    conv = model.graph.node[1]
+    model.graph.node.insert(1, helper.make_node("Identity", ["x_zp_dynamic_src"], ["w_zp_dynamic"]))
+    model.graph.input.append(helper.make_tensor_value_info("x_zp_dynamic_src", TensorProto.INT8, [4]))
+    conv.input[5] = "w_zp_dynamic"
+    onnx.save_model(model, tmp_path / "m.onnx")
+    checkpoint = open_checkpoint(tmp_path / "m.onnx")
+    assert checkpoint.tensors == [] and checkpoint.notes == ["unresolved weight for node conv"]
+
+
 def test_unresolved_weight_is_noted(tmp_path: Path) -> None:
     """A weight computed from a graph input yields no tensor and an 'unresolved' note."""
-    nodes = [helper.make_node("Relu", ["x"], ["w"]), _conv("w", "dynamic"), _conv("w2", "static", inputs=("dynamic_out",))]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["w"]),
+        _conv("w", "dynamic"),
+        _conv("w2", "static", inputs=("dynamic_out",)),
+    ]
     onnx.save_model(_model(nodes, [_tensor("w2", W)]), tmp_path / "m.onnx")
     checkpoint = open_checkpoint(tmp_path / "m.onnx")
     assert [t.name for t in checkpoint.tensors] == ["static"]
@@ -237,23 +482,39 @@ def test_hostile_chains_stay_bounded(tmp_path: Path) -> None:
 
 def test_conv_in_local_function_is_noted(tmp_path: Path) -> None:
     """Convs inside model-local functions are not read; each is reported as an unresolved weight."""
-    function = helper.make_function("local", "Block", ["x", "w"], ["y"],
-                                     [helper.make_node("Conv", ["x", "w"], ["y"], name="inner")],
-                                     [helper.make_opsetid("", 13)])
+    function = helper.make_function(
+        "local",
+        "Block",
+        ["x", "w"],
+        ["y"],
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="inner")],
+        [helper.make_opsetid("", 13)],
+    )
     model = _model([helper.make_node("Block", ["x", "w"], ["conv_out"], domain="local")], [_tensor("w", W)])
     model.functions.append(function)
     model.opset_import.append(helper.make_opsetid("local", 1))
     onnx.save_model(model, tmp_path / "m.onnx")
     checkpoint = open_checkpoint(tmp_path / "m.onnx")
-    assert checkpoint.tensors == [] and checkpoint.notes == ["unresolved weight for node inner in local function Block"]
+    assert checkpoint.tensors == [] and checkpoint.notes == [
+        "unresolved weight for node inner in local function Block"
+    ]
 
 
 def test_levels_are_longest_paths(tmp_path: Path) -> None:
     """Level = longest path from a graph input: x->Relu->A, x->B, Add(A,B)->C gives A 1, B 0, C 3."""
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), _conv("w", "A", inputs=("r",)), _conv("w", "B"),
-             helper.make_node("Add", ["A_out", "B_out"], ["s"]), _conv("w", "C", inputs=("s",))]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        _conv("w", "A", inputs=("r",)),
+        _conv("w", "B"),
+        helper.make_node("Add", ["A_out", "B_out"], ["s"]),
+        _conv("w", "C", inputs=("s",)),
+    ]
     onnx.save_model(_model(nodes, [_tensor("w", np.ones((2, 2, 3, 3), np.float32))]), tmp_path / "m.onnx")
-    assert [(t.name, t.level) for t in open_checkpoint(tmp_path / "m.onnx").tensors] == [("A", 1), ("B", 0), ("C", 3)]
+    assert [(t.name, t.level) for t in open_checkpoint(tmp_path / "m.onnx").tensors] == [
+        ("A", 1),
+        ("B", 0),
+        ("C", 3),
+    ]
 
 
 def test_unnamed_nodes_take_the_weight_name(corpus: Path) -> None:
@@ -270,10 +531,13 @@ def _three_by_three(path: Path) -> list[np.ndarray]:
     return sorted(arrays, key=lambda a: (a.shape, a.tobytes()))
 
 
-@pytest.mark.parametrize(("onnx_file", "twin"), [
-    ("unet2d_nuclei_broad/weights.onnx", "unet2d_nuclei_broad/weights.pt"),
-    ("ultraface_rfb320/version-RFB-320.onnx", "ultraface_rfb320/version-RFB-320.pth"),
-])
+@pytest.mark.parametrize(
+    ("onnx_file", "twin"),
+    [
+        ("unet2d_nuclei_broad/weights.onnx", "unet2d_nuclei_broad/weights.pt"),
+        ("ultraface_rfb320/version-RFB-320.onnx", "ultraface_rfb320/version-RFB-320.pth"),
+    ],
+)
 def test_cross_format_pairs(corpus: Path, onnx_file: str, twin: str) -> None:
     """The ONNX file and its TorchScript / state-dict twin hold identical 3x3 weights, tensor by tensor."""
     # ultraface's ONNX graph order differs from its module definition order (heads interleave with the backbone).

@@ -1,4 +1,4 @@
-"""Small helpers shared by the derived tables: atomic Parquet writes, stored fingerprints, BLAS threads."""
+"""The one per-model refresh loop of the derived tables: which models to (re)compute, threads, BLAS threads."""
 from __future__ import annotations
 
 import contextlib
@@ -6,57 +6,19 @@ import ctypes
 import functools
 import os
 import re
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from filterlake.lake.files import read_table
-from filterlake.lake.layout import STAGING
+from filterlake.lake.files import read_metadata_value
 
 T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def staging(lake: Path) -> Iterator[Path]:
-    """One staging folder for many `write_atomic` calls (removed at the end; a killed process leaves it to
-    `filterlake check`, like any staging folder of a dead process)."""
-    stage = lake / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    stage.mkdir(parents=True, exist_ok=True)
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
-def write_atomic(table: pa.Table, target: Path, lake: Path, stage: Path | None = None) -> None:
-    """Write `table` to a staging file, then rename it over `target` (readers see old or new, never half).
-
-    `stage` is a folder from `staging(lake)` to reuse (one per refresh pass instead of one per file).
-    """
-    if stage is None:
-        with staging(lake) as own:
-            write_atomic(table, target, lake, own)
-        return
-    tmp = stage / target.name
-    pq.write_table(table, tmp, compression="zstd")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
-
-
-def read_param(path: Path, column: str = "params") -> str | None:
-    """The parameter fingerprint stored in a derived file, or None when the file is missing or unreadable."""
-    try:
-        table = read_table(path, columns=[column])
-    except (OSError, pa.ArrowException):
-        return None
-    values = table.column(column).unique().to_pylist()
-    return values[0] if len(values) == 1 else None
+def stored_fingerprint(path: Path) -> str | None:
+    """The parameter fingerprint a derived file was computed with (its `params` metadata), or None."""
+    return read_metadata_value(path, "params")
 
 
 WORKERS = min(os.cpu_count() or 1, 4)  # models analysed at once (threads: numpy and pyarrow release the GIL)
@@ -79,6 +41,23 @@ def map_models(fn: Callable[[str], T], model_ids: list[str], workers: int = WORK
         finally:  # on an error (or an abandoned generator) do not start the models not begun yet
             for future in futures:
                 future.cancel()
+
+
+def refresh_models(model_ids: Collection[str], compute: Callable[[str], bool],
+                   on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
+    """Run `compute(model_id)` for every model (sorted), several at once, with BLAS on one thread each.
+
+    `compute` stores the model's rows and returns False when its stored rows were still valid; the counts of
+    both come back as {"computed": ..., "reused": ...}. `on_model` sees each model as it finishes.
+    """
+    order = sorted(model_ids)
+    computed = 0
+    with blas_threads(1):
+        for model_id, done in zip(order, map_models(compute, order, workers)):
+            computed += done
+            if on_model:
+                on_model(model_id)
+    return {"computed": computed, "reused": len(order) - computed}
 
 
 @contextlib.contextmanager

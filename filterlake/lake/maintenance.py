@@ -1,0 +1,286 @@
+"""Keep a lake sound: find and remove what interrupted writes left, verify every table, base and derived.
+
+Base tables (`models`, `layers`, `filters`) are the data: a problem there is reported, never deleted silently.
+Derived tables are recomputable: a derived file that is unreadable, has the wrong schema, belongs to a model
+no longer in the lake or does not match its model is removed by the repair, and the next `filterlake analyze`
+computes it again. Files of bases other than the current analysis's are pruned when no analysis is running.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filterlake.lake.files import read_table
+from filterlake.lake.layout import (
+    committed_ids,
+    filters_dir,
+    layers_file,
+    model_file,
+    staging_root,
+    state_file,
+    table_dir,
+    table_files,
+)
+from filterlake.lake.schema import DERIVED_TABLES, arrow_schema
+from filterlake.lake.writer import lake_lock
+
+ANALYSIS_LOCK = ".analysis.lock"  # held shared by every running analysis, exclusive by a pruning repair
+
+
+@contextlib.contextmanager
+def analysis_running(lake: Path) -> Iterator[None]:
+    """Mark an analysis in progress (a shared flock), so that no repair prunes the basis it is writing."""
+    lake.mkdir(parents=True, exist_ok=True)
+    with open(lake / ANALYSIS_LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def no_analysis_running(lake: Path) -> Iterator[bool]:
+    """True inside when no analysis runs now (and none starts until the block ends); False otherwise."""
+    path = lake / ANALYSIS_LOCK
+    if not path.exists():
+        yield True
+        return
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftovers(lake: Path) -> dict[str, list[Path]]:
+    """What interrupted writes left behind: stale staging folders, orphan filter partitions and layer files."""
+    found: dict[str, list[Path]] = {"staging": [], "orphan_filters": [], "orphan_layers": []}
+    root = staging_root(lake)
+    if root.is_dir():
+        for stage in root.iterdir():
+            pid = stage.name.split("-", 1)[0]
+            if not pid.isdigit() or not _pid_alive(int(pid)):
+                found["staging"].append(stage)
+    ids = committed_ids(lake)
+    if table_dir(lake, "filters").is_dir():
+        found["orphan_filters"] = [d for d in table_dir(lake, "filters").iterdir()
+                                   if d.name.removeprefix("model_id=") not in ids]
+    found["orphan_layers"] = [f for f in table_files(lake, "layers") if f.stem not in ids]
+    return found
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def repair(lake: Path) -> dict[str, int]:
+    """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight)."""
+    with lake_lock(lake):
+        found = leftovers(lake)
+        for paths in found.values():
+            for path in paths:
+                _remove(path)
+    return {kind: len(paths) for kind, paths in found.items()}
+
+
+def schema_problem(path: Path, table: str) -> str | None:
+    """Why a file is not a valid file of `table` (unreadable, missing or mistyped columns), or None."""
+    try:
+        with pa.OSFile(str(path)) as handle:
+            schema = pq.read_schema(handle)
+    except (OSError, pa.ArrowException) as exc:
+        return f"{path}: unreadable Parquet ({exc})"
+    expected = arrow_schema(table)
+    missing = [f.name for f in expected if f.name not in schema.names]
+    wrong = [f"{f.name} is {schema.field(f.name).type}, expected {f.type}"
+             for f in expected if f.name in schema.names and not schema.field(f.name).type.equals(f.type)]
+    if missing or wrong:
+        shown = missing[:5] + (["..."] if len(missing) > 5 else [])
+        return f"{path}: schema differs from schemas/lake_tables.json ({'; '.join(shown + wrong)})"
+    return None
+
+
+def _model_of(path: Path, table: str) -> str | None:
+    """The model a per-model derived file belongs to (None for per-basis and per-grouping tables)."""
+    return path.stem if table in ("layer_stats", "histograms", "extents") else None
+
+
+def current_basis(lake: Path) -> str | None:
+    """The basis of the last analysis (its state file), or None when the lake was never analysed."""
+    try:
+        return json.loads(state_file(lake).read_text())["basis_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _basis_of(path: Path, table: str) -> str | None:
+    if table == "basis":
+        return path.stem
+    if table == "shifts":
+        return path.stem.split("__", 1)[0]
+    for part in path.parts:
+        if part.startswith("basis="):
+            return part.split("=", 1)[1]
+    return None
+
+
+@dataclass
+class DerivedFindings:
+    """Derived files to remove, by reason: broken (unreadable, wrong schema or rows), orphan, stale basis."""
+
+    broken: dict[Path, str] = field(default_factory=dict)
+    orphans: list[Path] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)
+
+
+def derived_findings(lake: Path, ids: set[str]) -> DerivedFindings:
+    """Every derived file that no analysis can use: broken, of a model not in the lake, or of an old basis."""
+    found = DerivedFindings()
+    basis = current_basis(lake)
+    for table in DERIVED_TABLES:
+        for path in table_files(lake, table):
+            model = _model_of(path, table)
+            if model is not None and model not in ids:
+                found.orphans.append(path)
+            elif (problem := schema_problem(path, table)) or table == "layer_stats" and (problem := _layer_stats_problem(lake, path)):
+                found.broken[path] = problem
+            elif basis is not None and _basis_of(path, table) not in (None, basis):
+                found.stale.append(path)
+    return found
+
+
+def _layer_stats_problem(lake: Path, path: Path) -> str | None:
+    """A layer_stats file whose rows are not its model's 3x3 layers (e.g. written for other bytes)."""
+    try:
+        layers = read_table(layers_file(lake, path.stem), columns=["layer_idx"]).column("layer_idx").to_pylist()
+    except (OSError, pa.ArrowException, KeyError):
+        return None  # the model's own problem, reported by the check of the base tables
+    rows = read_table(path, columns=["layer_idx"]).column("layer_idx").to_pylist()
+    if rows != layers:
+        return f"{path}: holds layers {rows[:5]}{'...' if len(rows) > 5 else ''}, the model has {len(layers)}"
+    return None
+
+
+@dataclass
+class CheckReport:
+    """Findings of `check_lake`: problems that remain, and what was repaired."""
+
+    models: int = 0
+    filters: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    repaired: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        out = [f"problem: {p}" for p in self.problems]
+        out += [f"note: {n}" for n in self.notes]
+        out += [f"repaired: removed {n} {kind.replace('_', ' ')}" for kind, n in self.repaired.items() if n]
+        out.append(f"{'ok' if self.ok else 'NOT OK'}: {self.models} models, {self.filters:,} filters"
+                   + ("" if self.ok else f", {len(self.problems)} problems"))
+        return out
+
+
+def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
+    """Problems of one committed model, and its number of filters."""
+    path = model_file(lake, model_id)
+    problem = schema_problem(path, "models")
+    if problem:
+        return [problem], 0
+    row = read_table(path, columns=["model_id", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
+    if len(row) != 1 or row[0]["model_id"] != model_id:
+        return [f"{path}: must hold exactly one row for model {model_id}"], 0
+    n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]
+    problems = []
+    lpath = layers_file(lake, model_id)
+    if not lpath.exists():
+        problems.append(f"model {model_id}: layers file missing")
+    elif problem := schema_problem(lpath, "layers"):
+        problems.append(problem)
+    elif (rows := pq.ParquetFile(lpath).metadata.num_rows) != n_layers:
+        problems.append(f"model {model_id}: {rows} layer rows, models says {n_layers}")
+    parts = sorted(filters_dir(lake, model_id).glob("*.parquet"))
+    rows = 0
+    for part in parts:
+        if problem := schema_problem(part, "filters"):
+            problems.append(problem)
+        else:
+            rows += pq.ParquetFile(part).metadata.num_rows
+    if rows != n_filters:
+        problems.append(f"model {model_id}: filters partition holds {rows} rows, models says {n_filters}")
+    return problems, n_filters
+
+
+def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bool) -> None:
+    """Verify the derived tables; with `repair_it`, remove what no analysis can use (recomputed on demand)."""
+    found = derived_findings(lake, ids)
+    if repair_it:
+        for path in [*found.broken, *found.orphans]:
+            _remove(path)
+        report.repaired["broken_derived_files"] = len(found.broken)
+        report.repaired["orphan_derived_files"] = len(found.orphans)
+        report.notes += [f"removed {reason}; `filterlake analyze` computes it again"
+                         for reason in found.broken.values()]
+        with no_analysis_running(lake) as idle:
+            if idle:
+                for path in found.stale:
+                    _remove(path)
+                report.repaired["files_of_old_bases"] = len(found.stale)
+            elif found.stale:
+                report.notes.append(f"{len(found.stale)} files of old bases kept: an analysis is running")
+        return
+    report.problems += list(found.broken.values())
+    report.problems += [f"orphan derived file (its model is not in the lake): {p}" for p in found.orphans]
+    if found.stale:
+        report.notes.append(f"{len(found.stale)} derived files belong to bases other than the current "
+                            f"analysis's; `filterlake check` (without --no-repair) removes them")
+
+
+def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
+    """Check every committed model and every derived file; repair what is repairable when `repair_leftovers`."""
+    report = CheckReport()
+    if not lake.is_dir():
+        report.problems.append(f"{lake}: no such lake folder")
+        return report
+    if repair_leftovers:
+        report.repaired = repair(lake)
+    else:
+        report.problems += [f"leftover {kind.replace('_', ' ')}: {p}" for kind, paths in leftovers(lake).items()
+                            for p in paths]
+    with lake_lock(lake):  # a stable view: no commit lands while we count
+        ids = committed_ids(lake)
+        for model_id in sorted(ids):
+            problems, n_filters = _model_problems(lake, model_id)
+            report.problems += problems
+            report.models += 1
+            report.filters += n_filters
+        _check_derived(lake, ids, report, repair_leftovers)
+    return report
