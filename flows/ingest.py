@@ -1,4 +1,4 @@
-"""The ingestion flow: discover -> per checkpoint (in parallel) fetch -> hash -> skip known -> ingest -> refresh.
+"""The ingestion flow: discover -> per checkpoint (in parallel) fetch -> identify + load -> refresh.
 
 Final state: a bad source fails its own task, never the flow: the run ends **Completed** and its message and
 summary name every failed source and why (all other sources are still ingested). The run ends **Failed** only
@@ -6,8 +6,9 @@ when the flow itself could not finish its job (the refresh of the analysis table
 the result of a Completed run and the `.summary` of the `IngestFailed` exception of a Failed one
 (`run_summary(state)` gives it in both cases).
 Each run writes a table artifact `filterlake-ingest-models` and a markdown artifact `filterlake-ingest-summary`.
-A re-run does no work for known checkpoints: `ingest_checkpoint` is cached on content hash + lake folder, and
-such sources report status `cached`.
+A re-run does no work for unchanged checkpoints: `ingest_checkpoint` is cached on the fetched file's identity
+(path, inode, size, mtime, ctime) + lake folder + metadata, trusted only while its model is in the lake, and such
+sources report status `cached`.
 
 Run once: `python -m flows.ingest SOURCE... [--lake DIR] [--catalog FILE] [--concurrency N]`.
 """
@@ -23,24 +24,17 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import model_file, resolve_lake
 from filterlake.sources.discover import Source
+from filterlake.vocab import CACHED, INGESTED, STATUSES, UPDATED
 from flows.refresh import refresh_flow
-from flows.tasks import (
-    discover_sources,
-    failure_row,
-    fetch_source,
-    hash_checkpoint,
-    ingest_checkpoint,
-    repair_lake,
-)
-
-STATUSES = ("ingested", "cached", "present", "updated", "failed")
+from flows.tasks import discover_sources, failure_row, fetch_source, ingest_checkpoint, repair_lake
 
 
 class IngestFailed(FilterlakeError):
@@ -65,30 +59,33 @@ def _reason(exc: BaseException) -> str:
 
 
 def _run_pipelines(sources: list[Source], lake: Path, concurrency: int) -> list[dict[str, Any]]:
-    """Fetch, hash and ingest every source as tasks, with at most `concurrency` sources in flight at once."""
-    rows: dict[int, dict[str, Any]] = {}
-    queue = list(enumerate(sources))
-    running: dict[PrefectFuture, tuple[str, int, Source, str | None]] = {}
-    while queue or running:
-        while queue and len(running) < concurrency:
-            index, source = queue.pop(0)
-            running[fetch_source.submit(source)] = ("fetch", index, source, None)
-        future = next(as_completed(list(running)))
-        stage, index, source, path = running.pop(future)
-        value = future.result(raise_on_failure=False)
-        if isinstance(value, BaseException):
-            rows[index] = failure_row(source.uri, _reason(value))
-        elif stage == "fetch":
-            expected = source.spec.get("sha256") if source.kind == "path" else None
-            running[hash_checkpoint.submit(value, expected)] = ("hash", index, source, value)
-        elif stage == "hash":
-            # Known content is served from the cache; unknown content refreshes it (the lake may have been wiped).
-            task = ingest_checkpoint.with_options(refresh_cache=not model_file(lake, value).exists())
-            running[task.submit(path, value, str(lake), source.uri, source.metadata)] = ("ingest", index, source, path)
-        else:
-            cached = future.state.name == "Cached"
-            rows[index] = {**value, "source": source.uri, "status": "cached" if cached else value["status"]}
-    return [rows[i] for i in sorted(rows)]
+    """Fetch, then identify and load every source as tasks on a thread-pool task runner of `concurrency`
+    workers (so at most that many checkpoints are in memory); one row per source, in source order."""
+    def ingest(task, path: PrefectFuture, source: Source) -> PrefectFuture:
+        return runner.submit(task, {"path": path, "lake": str(lake), "source_uri": source.uri,
+                                    "meta": source.metadata, "expected_sha256": source.expected_sha256})
+
+    with ThreadPoolTaskRunner(max_workers=concurrency) as runner:
+        fetched = [runner.submit(fetch_source, {"source": source}) for source in sources]
+        ingested = [ingest(ingest_checkpoint, path, source) for path, source in zip(fetched, sources)]
+        rows = [_row(*chain) for chain in zip(sources, fetched, ingested)]
+        for i, row in enumerate(rows):  # a cached result is valid only while its model is in the lake
+            if row["status"] == CACHED and not model_file(lake, row["model_id"]).exists():
+                refreshed = ingest(ingest_checkpoint.with_options(refresh_cache=True), fetched[i], sources[i])
+                rows[i] = _row(sources[i], fetched[i], refreshed)
+    return rows
+
+
+def _row(source: Source, fetched: PrefectFuture, ingested: PrefectFuture) -> dict[str, Any]:
+    """The outcome row of one source: its ingest task's result, or the failure of its fetch or ingest and why."""
+    for future in (fetched, ingested):
+        future.wait()
+        if not future.state.is_completed():
+            error = future.state.result(raise_on_failure=False)
+            return failure_row(source.uri, _reason(error) if isinstance(error, BaseException)
+                               else future.state.message or future.state.name)
+    value = ingested.state.result()
+    return {**value, "source": source.uri, "status": CACHED if ingested.state.name == "Cached" else value["status"]}
 
 
 def _failure_line(row: dict[str, Any]) -> str:
@@ -99,7 +96,7 @@ def _failure_line(row: dict[str, Any]) -> str:
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The run summary as text: one line of counts, then one line per failure naming the source (or the refresh)
     and why."""
-    counts, new = summary["counts"], [r for r in summary["models"] if r["status"] == "ingested"]
+    counts, new = summary["counts"], [r for r in summary["models"] if r["status"] == INGESTED]
     n = len(summary["models"])
     lines = [f"{n} source{'' if n == 1 else 's'}: " + ", ".join(f"{counts[s]} {s}" for s in STATUSES)
              + f"; new: {sum(r['layers'] for r in new)} layers, {sum(r['filters'] for r in new):,} filters;"
@@ -134,7 +131,7 @@ def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catal
     failures = [row for row in rows if row["status"] == "failed"]
     refreshed = None
     refresh_failure = None
-    if refresh and (counts["ingested"] or counts["updated"]):
+    if refresh and (counts[INGESTED] or counts[UPDATED]):
         state = refresh_flow(str(lake_dir), return_state=True)
         refreshed = state.result(raise_on_failure=False)
         if state.is_failed():

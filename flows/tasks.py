@@ -1,4 +1,4 @@
-"""Prefect tasks over filterlake's plain functions: discover, fetch, hash, ingest, repair.
+"""Prefect tasks over filterlake's public stage functions: discover, fetch (retried), identify + load, repair.
 
 Tasks return small dicts, strings or `Source` records, never arrays: `ingest_checkpoint` results are persisted
 for its cache (in `$PREFECT_HOME/storage`).
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,18 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 
-from filterlake.errors import CheckpointError, FilterlakeError
-from filterlake.ingest import Outcome, content_hash, ingest_file
+from filterlake.errors import FilterlakeError, TransientSourceError
+from filterlake.ingest import Outcome, fetch, identify, load
 from filterlake.lake.maintenance import repair
-from filterlake.readers import open_checkpoint
-from filterlake.sources.discover import Source, discover, fetch
-from filterlake.sources.url import TransientSourceError, file_sha256
+from filterlake.sources.discover import Source, discover
+from filterlake.vocab import FAILED
 
 FETCH_RETRY_DELAYS = [1, 5, 15]  # seconds before the 1st, 2nd and 3rd retry of a transient network failure
 
 
 def failure_row(source: str, message: str) -> dict[str, Any]:
     """An outcome row (the shape of `Outcome.as_row`) for a source that failed."""
-    return Outcome(source=source, status="failed", message=message).as_row()
+    return Outcome(source=source, status=FAILED, message=message).as_row()
 
 
 @task(cache_policy=NO_CACHE)
@@ -63,28 +63,24 @@ def fetch_source(source: Source) -> str:
     return str(fetch(source))
 
 
-@task(cache_policy=NO_CACHE)
-def hash_checkpoint(path: str, expected_sha256: str | None = None) -> str:
-    """The model id (sha256 over all files of the checkpoint), after checking the catalog's checksum if given."""
-    checkpoint = open_checkpoint(Path(path))
-    model_id = content_hash(checkpoint.files)
-    if expected_sha256:
-        digest = model_id if len(checkpoint.files) == 1 else file_sha256(Path(path))
-        if digest != expected_sha256.lower():
-            raise CheckpointError(path, f"sha256 differs from the catalog's {expected_sha256.lower()}")
-    return model_id
-
-
 def ingest_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str:
-    """Cache key of `ingest_checkpoint`: content hash + lake folder (+ the metadata to apply, so edits apply)."""
+    """Cache key of `ingest_checkpoint`: the local file's identity (path, inode, size, mtime, ctime: any rewrite
+    or replacement changes it), the lake folder and the metadata to apply (so edits apply).
+
+    A cached result is trusted only while its model is in the lake: the flow re-runs a cached source whose
+    model is gone (a wiped or pruned lake) with the cache refreshed.
+    """
+    path = Path(parameters["path"]).resolve()
+    stat = os.stat(path)
     meta = json.dumps(parameters.get("meta") or {}, sort_keys=True, default=str)
-    ident = f"{parameters['model_id']}|{Path(parameters['lake']).resolve()}|{meta}"
+    ident = (f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|"
+             f"{Path(parameters['lake']).resolve()}|{meta}")
     return "filterlake-ingest-" + hashlib.sha256(ident.encode()).hexdigest()
 
 
 @task(cache_key_fn=ingest_cache_key, persist_result=True)
-def ingest_checkpoint(path: str, model_id: str, lake: str, source_uri: str,
-                      meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read, extract, write and register one checkpoint (`model_id` keys the cache); no retries for bad files."""
-    outcome = ingest_file(Path(path), Path(lake), source_uri, meta)
+def ingest_checkpoint(path: str, lake: str, source_uri: str, meta: dict[str, Any] | None = None,
+                      expected_sha256: str | None = None) -> dict[str, Any]:
+    """Identify (hash and open, once) and load one fetched checkpoint; no retries for bad files."""
+    outcome = load(identify(Path(path), source_uri, expected_sha256), Path(lake), meta)
     return {**outcome.as_row(), "model_id": outcome.model_id}

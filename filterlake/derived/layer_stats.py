@@ -73,7 +73,7 @@ def refresh_layer_stats(lake: Path, params: QualityParams = DEFAULT_QUALITY,
 
         def compute(model_id: str) -> bool:
             target = stats_file(lake, model_id)
-            if stored_fingerprint(target) == tag:
+            if stored_fingerprint(target, "layer_stats") == tag:
                 return False
             write_table_atomic(model_layer_stats(lake, model_id, params), target, "layer_stats", stage,
                                {"params": tag})

@@ -11,14 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from filterlake.lake.files import read_metadata_value
+from filterlake.lake.files import read_schema
+from filterlake.lake.schema import arrow_schema
 
 T = TypeVar("T")
 
 
-def stored_fingerprint(path: Path) -> str | None:
-    """The parameter fingerprint a derived file was computed with (its `params` metadata), or None."""
-    return read_metadata_value(path, "params")
+def stored_fingerprint(path: Path, table: str) -> str | None:
+    """The parameter fingerprint a derived file of `table` was computed with (its `params` metadata); None when
+    the file is missing, unreadable or of another schema (e.g. written by an older filterlake)."""
+    schema = read_schema(path)
+    if schema is None or not schema.remove_metadata().equals(arrow_schema(table)):
+        return None
+    value = (schema.metadata or {}).get(b"params")
+    return value.decode() if value is not None else None
 
 
 WORKERS = min(os.cpu_count() or 1, 4)  # models analysed at once (threads: numpy and pyarrow release the GIL)

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,13 @@ def read_table(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
         return pq.read_table(handle, columns=list(columns) if columns is not None else None)
 
 
-def read_metadata_value(path: Path, key: str) -> str | None:
-    """One key of a Parquet file's key-value metadata, or None when the file or the key is missing/unreadable."""
+def read_schema(path: Path) -> pa.Schema | None:
+    """A Parquet file's schema (with its key-value metadata), or None when it is missing or unreadable."""
     try:
         with pa.OSFile(str(path)) as handle:
-            meta = pq.read_schema(handle).metadata or {}
+            return pq.read_schema(handle)
     except (OSError, pa.ArrowException):
         return None
-    value = meta.get(key.encode())
-    return value.decode() if value is not None else None
 
 
 def new_stage(lake: Path) -> Path:
@@ -104,16 +102,22 @@ def write_json_atomic(value: Any, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def files_sha256(paths: Iterable[Path]) -> str:
-    """sha256 over the bytes of all files, in order (a model's id: main file, then external data or shards)."""
-    digest = hashlib.sha256()
-    for path in paths:
+def hash_files(paths: Sequence[Path]) -> tuple[str, str]:
+    """(sha256 over the bytes of all files in order, sha256 of the first file), in one read of the bytes.
+
+    The first is a model's id (main file, then external data or shards); the second is what a catalog's
+    `sha256` of the main file is checked against.
+    """
+    everything, first = hashlib.sha256(), hashlib.sha256()
+    for i, path in enumerate(paths):
         with open(path, "rb") as handle:
             while chunk := handle.read(HASH_CHUNK):
-                digest.update(chunk)
-    return digest.hexdigest()
+                everything.update(chunk)
+                if i == 0:
+                    first.update(chunk)
+    return everything.hexdigest(), first.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
     """sha256 of one file."""
-    return files_sha256([path])
+    return hash_files([path])[0]

@@ -114,7 +114,7 @@ def schema_problem(path: Path, table: str) -> str | None:
         with pa.OSFile(str(path)) as handle:
             schema = pq.read_schema(handle)
     except (OSError, pa.ArrowException) as exc:
-        return f"{path}: unreadable Parquet ({exc})"
+        return f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]})"
     expected = arrow_schema(table)
     missing = [f.name for f in expected if f.name not in schema.names]
     wrong = [f"{f.name} is {schema.field(f.name).type}, expected {f.type}"

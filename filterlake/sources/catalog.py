@@ -1,7 +1,8 @@
 """Catalog files: many checkpoints with their sources and metadata, as CSV, JSON or TOML.
 
-CSV: one row per checkpoint, a `path`, `url` or `wheel`+`member` column, metadata columns (empty cells are
-missing values; other columns become extra metadata, so ../shared/corpus/MANIFEST.csv is a catalog as is).
+CSV: one row per checkpoint, a `path`, `url` or `wheel`+`member` column, metadata columns (other columns become
+extra metadata, so ../shared/corpus/MANIFEST.csv is a catalog as is). In every format an empty cell, an empty
+string or null is a missing value, for every optional field.
 JSON: a list of entries or {"models": [...]}. TOML: `[[model]]` tables.
 """
 from __future__ import annotations
@@ -44,6 +45,11 @@ def _raw_entries(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+def present(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry without its missing values: an empty cell, an empty string and null all mean "not given"."""
+    return {k: v for k, v in entry.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+
+
 def load_catalog(path: Path) -> list[CatalogEntry]:
     """Read and validate every entry of a catalog; the first invalid entry raises MetadataError naming it."""
     try:
@@ -51,7 +57,8 @@ def load_catalog(path: Path) -> list[CatalogEntry]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, csv.Error) as exc:
         raise MetadataError(f"{path}: cannot read catalog ({exc})") from exc
     entries = []
-    for number, entry in enumerate(raw, start=1):
+    for number, given in enumerate(raw, start=1):
+        entry = present(given)
         where = f"{path.name} entry {number}" + (f" ({entry['name']})" if entry.get("name") else "")
         metadata.validate(entry, where, "catalog.schema.json")
         source = {k: entry[k] for k in metadata.SOURCE_KEYS if entry.get(k) is not None}

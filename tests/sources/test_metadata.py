@@ -75,3 +75,19 @@ def test_demo_catalog_is_valid():
     entries = load_catalog(REPO / "catalog" / "pypi_zoo.toml")
     assert len(entries) == 16
     assert {e.metadata["domain"] for e in entries} >= {"medical mri", "medical histology", "faces"}
+
+
+def test_empty_optional_cells_are_missing_values_in_every_format(tmp_path):
+    """Regression: an empty wheel_sha256 or python_version cell failed the whole catalog ("None is not of type
+    'string'"); empty means missing for every optional field."""
+    (tmp_path / "c.csv").write_text("name,wheel,member,wheel_sha256,python_version,domain,license\n"
+                                    "a,pkg==1.0,p/a.pt,,,,\n"
+                                    "b,pkg==1.0,p/b.pt, ,3.11,faces,MIT\n")
+    (tmp_path / "c.json").write_text(json.dumps([{"name": "c", "url": "https://example.org/c.pt", "sha256": None,
+                                                  "domain": "", "license": None}]))
+    a, b = load_catalog(tmp_path / "c.csv")
+    assert a.source == {"wheel": "pkg==1.0", "member": "p/a.pt"} and a.metadata == {"name": "a", "extra": {}}
+    assert b.source == {"wheel": "pkg==1.0", "member": "p/b.pt", "python_version": "3.11"}
+    assert b.metadata == {"name": "b", "domain": "faces", "license": "MIT", "extra": {}}
+    [c] = load_catalog(tmp_path / "c.json")
+    assert c.source == {"url": "https://example.org/c.pt"} and c.metadata == {"name": "c", "extra": {}}

@@ -1,0 +1,167 @@
+"""The `filterlake` subcommands: each parses nothing, calls the package's public functions and prints."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from filterlake.errors import FilterlakeError
+from filterlake.vocab import FAILED, INGESTED, PRESENT, STATUS_WORDS, UPDATED
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from filterlake.cli.progress import progress_bar
+    from filterlake.ingest import ingest
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.maintenance import repair
+
+    lake = resolve_lake(args.lake)
+    err = Console(stderr=True, soft_wrap=True)
+    if lake.is_dir():
+        repair(lake)
+    start = time.perf_counter()
+    with progress_bar(args.quiet, "ingest") as progress:
+        task = progress.add_task("discovering", total=None)
+        outcomes = ingest(
+            args.sources, lake, [Path(c) for c in args.catalog],
+            on_start=lambda sources: progress.update(task, total=len(sources), description=""),
+            on_result=lambda o: (progress.advance(task),
+                                 progress.update(task, description=o.name or o.source),
+                                 _report(err, o, args.quiet)),
+            update_metadata=args.update_metadata, workers=args.workers or os.cpu_count() or 1,
+        )
+    _summary(err, outcomes, time.perf_counter() - start)
+    return 1 if any(o.status == FAILED for o in outcomes) else 0
+
+
+def _report(console, outcome, quiet: bool) -> None:
+    if outcome.status == FAILED:
+        console.print(f"[red]failed[/red] {outcome.message}", highlight=False)
+    elif not quiet:
+        console.print(f"{outcome.status:>8}  {outcome.name}  ({outcome.n_layers} layers, {outcome.n_filters:,} "
+                      f"filters){'  ' + outcome.message if outcome.message else ''}", highlight=False)
+
+
+def _summary(console, outcomes, seconds: float) -> None:
+    counts = {s: sum(o.status == s for o in outcomes) for s in (INGESTED, PRESENT, UPDATED, FAILED)}
+    new = [o for o in outcomes if o.status == INGESTED]
+    skipped = sum(sum(o.skipped.values()) for o in new)
+    console.print(
+        f"{len(outcomes)} sources: " + ", ".join(f"{n} {STATUS_WORDS[s]}" for s, n in counts.items())
+        + f"; new: {sum(o.n_layers for o in new)} layers, {sum(o.n_filters for o in new):,} filters, "
+        f"{skipped} layers skipped (not 2-D 3x3); {seconds:.1f} s", highlight=False)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    return _query(args, "SELECT name, domain, task, architecture, format, n_layers_3x3, n_filters_3x3, "
+                        "left(model_id, 12) AS model_id FROM models ORDER BY name, model_id")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    return _query(args, args.query)
+
+
+def _query(args: argparse.Namespace, sql: str) -> int:
+    import duckdb
+
+    from filterlake.cli.output import emit
+    from filterlake.lake.duck import connect
+    from filterlake.lake.layout import resolve_lake
+
+    con = connect(resolve_lake(args.lake))  # base and analysis views, as sql/init.sql in the DuckDB CLI
+    try:
+        result = con.execute(sql)
+    except duckdb.Error as exc:
+        raise FilterlakeError(f"SQL error: {exc}") from exc
+    if result.description is None:
+        return 0
+    emit([d[0] for d in result.description], result.fetchall(), args.format)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.maintenance import check_lake
+
+    report = check_lake(resolve_lake(args.lake), repair_leftovers=not args.no_repair)
+    for line in report.lines():
+        print(line)
+    return 0 if report.ok else 1
+
+
+def run_analysis(args: argparse.Namespace):
+    """The incremental analysis the options ask for, with a progress bar per stage."""
+    from filterlake.cli.progress import stages
+    from filterlake.derived.analyze import analyze
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.numeric.params import QualityParams
+
+    with stages(getattr(args, "quiet", False)) as bar:
+        return analyze(resolve_lake(args.lake), args.preset, tuple(args.group_by), args.basis_on,
+                       QualityParams().with_(eps=args.sparsity_eps), on_stage=bar.on_stage, on_model=bar.on_item)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    given = args.group_by is not None
+    args.group_by = args.group_by or ["domain"]
+    analysis = run_analysis(args)
+    evr = ", ".join(f"{v:.3f}" for v in analysis.basis.evr)
+    print(f"basis {analysis.basis_id}: N = {analysis.basis.n:,} filters; EVR = [{evr}]")
+    print(f"layer statistics: {analysis.stats['computed']} models computed, {analysis.stats['reused']} reused; "
+          f"histograms: {analysis.histograms['computed']} models computed, {analysis.histograms['reused']} reused")
+    print(f"preset {analysis.preset.name}: {analysis.spec.bins} bins over "
+          f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
+    for column, path in analysis.shifts.items():
+        print(f"shifts by {column}: {path}")
+    if analysis.unlabelled and not given:  # the default grouping: a note, not an error
+        print(f"note: no model has a {analysis.unlabelled[0]}; give metadata or choose --group-by", file=sys.stderr)
+    else:
+        _warn_unlabelled(analysis)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    return 1 if analysis.unlabelled and given else 0
+
+
+def _warn_unlabelled(analysis) -> None:
+    for column in analysis.unlabelled:
+        print(f"filterlake: error: --group-by {column}: no model has a value for it (a models column, 'medical', "
+              f"'depth_decile' or a key of the extra metadata)", file=sys.stderr)
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from filterlake.cli.output import emit
+    from filterlake.derived.shifts import permutation
+
+    args.quiet = True
+    analysis = run_analysis(args)
+    if analysis.unlabelled:
+        _warn_unlabelled(analysis)
+        return 1
+    con = analysis.connect()
+    rows = con.execute("SELECT * FROM read_parquet(?)", [str(analysis.shifts[args.group_by[0]])]).fetchall()
+    columns = [d[0] for d in con.description]
+    if args.format == "table":
+        labels = list(dict.fromkeys(r[0] for r in rows))
+        value = {(r[0], r[1]): r[2] for r in rows}
+        emit(["group", *labels], [[a, *(round(value[a, b], 4) for b in labels)] for a in labels], "table")
+    else:
+        emit(columns, rows, args.format)
+    if args.permutations:
+        groups = list(dict.fromkeys(r[0] for r in rows))
+        a, b = (args.test[0], args.test[1] if len(args.test) > 1 else None) if args.test else (groups[0], None)
+        result = permutation(con, analysis.basis_id, analysis.spec, args.group_by[0], a, b, analysis.weights(),
+                             args.permutations, args.seed)
+        print(f"{a} vs {b or 'rest'}: D = {result.observed:.4f}, permutation p = {result.p_value:.4g} "
+              f"({result.n_permutations} permutations of models), bootstrap {int(result.confidence * 100)}% "
+              f"interval [{result.ci_low:.4f}, {result.ci_high:.4f}]", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from filterlake.report.command import cmd_report as run
+
+    return run(args)

@@ -1,0 +1,29 @@
+"""Ingest many sources in worker processes: the pool and the loop that keeps outcomes in source order."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+from filterlake.ingest.pipeline import Outcome, ingest_source
+from filterlake.sources.discover import Source
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for `ingest(pool=...)`: forkserver, so each starts clean, not as a fork of a process that
+    may already run threads (DuckDB, torch, a progress bar)."""
+    return ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
+
+
+def outcomes(sources: list[Source], lake: Path, cache: Path | None, update_metadata: bool,
+             executor: Executor | None) -> Iterator[tuple[int, Outcome]]:
+    """(index, outcome) of every source: in order in this process, or as they finish on the executor."""
+    if executor is None:
+        for i, source in enumerate(sources):
+            yield i, ingest_source(source, lake, cache, update_metadata)
+        return
+    futures = {executor.submit(ingest_source, source, lake, cache, update_metadata): i
+               for i, source in enumerate(sources)}
+    for future in as_completed(futures):
+        yield futures[future], future.result()

