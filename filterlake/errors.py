@@ -28,3 +28,12 @@ class SourceError(FilterlakeError):
 class TransientSourceError(SourceError):
     """A network failure worth retrying (connection refused or reset, timeout, DNS, HTTP 5xx), for every source
     kind; a missing package, file or a wrong checksum is a plain SourceError."""
+
+
+class ParameterError(FilterlakeError, ValueError):
+    """A parameter outside its domain (a quality threshold, a bin count, a number of permutations)."""
+
+
+class LakeError(FilterlakeError):
+    """A lake whose files are missing, unreadable or inconsistent; the message names the file or model and says
+    which command repairs it."""

@@ -18,8 +18,7 @@ from prefect.context import TaskRunContext
 from prefect.states import State
 
 from filterlake.errors import FilterlakeError, TransientSourceError
-from filterlake.ingest import Outcome, fetch, identify, load
-from filterlake.lake.maintenance import repair
+from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
 from filterlake.sources.discover import Source, discover
 from filterlake.vocab import FAILED
 
@@ -48,7 +47,7 @@ def discover_sources(names: list[str], catalogs: list[str]) -> tuple[list[Source
 @task(cache_policy=NO_CACHE)
 def repair_lake(lake: str) -> dict[str, int]:
     """Remove what interrupted writes left in the lake (stale staging folders, orphan partitions)."""
-    return repair(Path(lake)) if Path(lake).is_dir() else {}
+    return prepare_lake(Path(lake))
 
 
 def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:

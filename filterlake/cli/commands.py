@@ -17,12 +17,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from filterlake.cli.progress import progress_bar
     from filterlake.ingest import ingest
     from filterlake.lake.layout import resolve_lake
-    from filterlake.lake.maintenance import repair
 
     lake = resolve_lake(args.lake)
     err = Console(stderr=True, soft_wrap=True)
-    if lake.is_dir():
-        repair(lake)
     start = time.perf_counter()
     with progress_bar(args.quiet, "ingest") as progress:
         task = progress.add_task("discovering", total=None)

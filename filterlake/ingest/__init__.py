@@ -10,11 +10,20 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from filterlake.ingest.parallel import outcomes, worker_pool
-from filterlake.ingest.pipeline import Identified, Outcome, fetch, identify, ingest_file, ingest_source, load
+from filterlake.ingest.pipeline import (
+    Identified,
+    Outcome,
+    fetch,
+    identify,
+    ingest_file,
+    ingest_source,
+    load,
+    prepare_lake,
+)
 from filterlake.sources.discover import Source, discover
 
 __all__ = ["Identified", "Outcome", "fetch", "identify", "ingest", "ingest_file", "ingest_source", "load",
-           "worker_pool"]
+           "prepare_lake", "worker_pool"]
 
 
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
@@ -29,6 +38,7 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
     needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code. A `pool` from `worker_pool`
     is used instead when given (and left open), e.g. to start the workers once for several calls.
     """
+    prepare_lake(lake)
     sources = discover(names, list(catalogs))
     if on_start:
         on_start(sources)

@@ -16,6 +16,7 @@ from filterlake.extract import ModelShape, iter_filters, model_shape
 from filterlake.ingest.records import layer_row, merged_row, model_row
 from filterlake.lake.files import hash_files, read_table
 from filterlake.lake.layout import model_file
+from filterlake.lake.maintenance import repair
 from filterlake.lake.writer import ModelWriter, update_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
@@ -23,7 +24,12 @@ from filterlake.sources.discover import Source
 from filterlake.sources.fetch import fetch
 from filterlake.vocab import FAILED, INGESTED, PRESENT, UPDATED
 
-__all__ = ["Identified", "Outcome", "fetch", "identify", "ingest_file", "ingest_source", "load"]
+__all__ = ["Identified", "Outcome", "fetch", "identify", "ingest_file", "ingest_source", "load", "prepare_lake"]
+
+
+def prepare_lake(lake: Path) -> dict[str, int]:
+    """Before writing: remove what dead writers left in the lake (stale staging folders, orphan partitions)."""
+    return repair(lake) if lake.is_dir() else {}
 
 
 @dataclass

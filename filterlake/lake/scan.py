@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from filterlake.errors import LakeError
 from filterlake.lake.layout import filters_dir
 from filterlake.lake.schema import WEIGHT_COLUMNS
 
@@ -39,4 +40,4 @@ def iter_layers(lake: Path, model_id: str, layer_sizes: Sequence[tuple[int, int]
         yield current[0], np.empty((0, 9), np.float32)
         current = next(sizes, None)
     if current is not None or have:
-        raise ValueError(f"model {model_id}: filter rows do not match its layers table (run `filterlake check`)")
+        raise LakeError(f"model {model_id}: filter rows do not match its layers table (run `filterlake check`)")

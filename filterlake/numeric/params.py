@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 from typing import Any, Literal
 
+from filterlake.errors import ParameterError
+
 SparsityRule = Literal["abs-strict", "p2-le", "p3-signed"]
 SPARSITY_RULES: tuple[str, ...] = ("abs-strict", "p2-le", "p3-signed")
 
@@ -35,15 +37,15 @@ class QualityParams:
 
     def __post_init__(self) -> None:
         if not 0 < self.eps < 1:
-            raise ValueError(f"eps must lie in (0, 1), got {self.eps}")
+            raise ParameterError(f"eps must lie in (0, 1), got {self.eps}")
         if self.rule not in SPARSITY_RULES:
-            raise ValueError(f"rule must be one of {SPARSITY_RULES}, got {self.rule!r}")
+            raise ParameterError(f"rule must be one of {SPARSITY_RULES}, got {self.rule!r}")
         if self.zero_layer_value not in (0.0, 1.0):
-            raise ValueError(f"zero_layer_value must be 0.0 or 1.0, got {self.zero_layer_value}")
+            raise ParameterError(f"zero_layer_value must be 0.0 or 1.0, got {self.zero_layer_value}")
         if not 0 < self.tol < 0.5:
-            raise ValueError(f"tol must lie in (0, 0.5), got {self.tol}")
+            raise ParameterError(f"tol must lie in (0, 0.5), got {self.tol}")
         if not 0 < self.level_resolution <= 1:
-            raise ValueError(f"level_resolution must lie in (0, 1], got {self.level_resolution}")
+            raise ParameterError(f"level_resolution must lie in (0, 1], got {self.level_resolution}")
 
     def with_(self, **changes: Any) -> QualityParams:
         """A copy with some parameters changed (None values are ignored, as unset CLI options)."""
