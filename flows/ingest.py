@@ -32,7 +32,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import model_file, resolve_lake
 from filterlake.sources.discover import Source
-from filterlake.vocab import CACHED, INGESTED, STATUSES, UPDATED
+from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.refresh import refresh_flow
 from flows.tasks import discover_sources, failure_row, fetch_source, ingest_checkpoint, repair_lake
 
@@ -102,15 +102,26 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
              + f"; new: {sum(r['layers'] for r in new)} layers, {sum(r['filters'] for r in new):,} filters;"
              f" {summary['seconds']:.1f} s"]
     lines += [f"failed: {_failure_line(row)}" for row in summary["failures"]]
+    lines += [f"note: {note}" for note in summary.get("notes", [])]
     if summary["refresh"]:
-        lines.append("refresh: " + ", ".join(f"{key} {value}" for key, value in summary["refresh"].items()))
+        lines.append(refresh_line(summary["refresh"]))
     return lines
+
+
+def refresh_line(refresh: dict[str, Any]) -> str:
+    """The refresh flow's result in words (its counts, not a dict)."""
+    if refresh.get("action") == "check":
+        return f"refresh: checked the lake ({refresh['models']} models, {refresh['filters']:,} filters)"
+    stats, hist = refresh["layer_stats"], refresh["histograms"]
+    return (f"refresh: basis {refresh['basis_id']}; layer statistics of {stats['computed']} models computed, "
+            f"{stats['reused']} reused; histograms of {hist['computed']} computed, {hist['reused']} reused; "
+            f"shifts by {', '.join(refresh['shifts']) or 'nothing'}")
 
 
 def _markdown(summary: dict[str, Any]) -> str:
     lines = summary_lines(summary)
     failures = [f"- `{r['source']}`: {r['message']}" for r in summary["failures"]] or ["none"]
-    refreshed = lines[-1] if summary["refresh"] else "refresh: not run (nothing new, or it failed)"
+    refreshed = refresh_line(summary["refresh"]) if summary["refresh"] else "refresh: not run (nothing new, or it failed)"
     return "\n".join([f"# filterlake ingest into `{summary['lake']}`", "", lines[0], "",
                       f"## Failures ({len(summary['failures'])})", "", *failures, "", refreshed])
 
@@ -125,10 +136,10 @@ def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catal
     logger = get_run_logger()
     lake_dir = resolve_lake(lake).resolve()
     repair_lake(str(lake_dir))
-    found, rows = discover_sources(sources or [], catalogs or [])
+    found, rows, notes = discover_sources(sources or [], catalogs or [])
     rows += _run_pipelines(found, lake_dir, concurrency)
     counts = Counter(row["status"] for row in rows)
-    failures = [row for row in rows if row["status"] == "failed"]
+    failures = [row for row in rows if row["status"] == FAILED]
     refreshed = None
     refresh_failure = None
     if refresh and (counts[INGESTED] or counts[UPDATED]):
@@ -139,7 +150,8 @@ def ingest_flow(sources: list[str] | None = None, lake: str | None = None, catal
             failures.append(refresh_failure)
             refreshed = None
     summary = {"lake": str(lake_dir), "counts": {s: counts[s] for s in STATUSES}, "models": rows,
-               "failures": failures, "refresh": refreshed, "seconds": round(time.perf_counter() - start, 2)}
+               "failures": failures, "notes": notes, "refresh": refreshed,
+               "seconds": round(time.perf_counter() - start, 2)}
     create_table_artifact(key="filterlake-ingest-models", table=summary["models"],
                           description=f"Sources of this run and their outcome (lake {lake_dir})")
     create_markdown_artifact(key="filterlake-ingest-summary", markdown=_markdown(summary),

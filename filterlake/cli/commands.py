@@ -30,6 +30,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                                  progress.update(task, description=o.name or o.source),
                                  _report(err, o, args.quiet)),
             update_metadata=args.update_metadata, workers=args.workers or os.cpu_count() or 1,
+            on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False),
         )
     _summary(err, outcomes, time.perf_counter() - start)
     return 1 if any(o.status == FAILED for o in outcomes) else 0
@@ -38,7 +39,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def _report(console, outcome, quiet: bool) -> None:
     if outcome.status == FAILED:
         console.print(f"[red]failed[/red] {outcome.message}", highlight=False)
-    elif not quiet:
+    elif not quiet or outcome.message and outcome.status != INGESTED:
         console.print(f"{outcome.status:>8}  {outcome.name}  ({outcome.n_layers} layers, {outcome.n_filters:,} "
                       f"filters){'  ' + outcome.message if outcome.message else ''}", highlight=False)
 

@@ -20,7 +20,7 @@ from filterlake.ingest.pipeline import (
     load,
     prepare_lake,
 )
-from filterlake.sources.discover import Source, discover
+from filterlake.sources.discover import Source, discover_all
 
 __all__ = ["Identified", "Outcome", "fetch", "identify", "ingest", "ingest_file", "ingest_source", "load",
            "prepare_lake", "worker_pool"]
@@ -29,17 +29,23 @@ __all__ = ["Identified", "Outcome", "fetch", "identify", "ingest", "ingest_file"
 def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
            on_start: Callable[[list[Source]], None] | None = None,
            on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
-           workers: int = 1, pool: Executor | None = None) -> list[Outcome]:
+           workers: int = 1, pool: Executor | None = None,
+           on_note: Callable[[str], None] | None = None) -> list[Outcome]:
     """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
 
     With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;
     commits are serialised by the lake lock). Outcomes come back in source order; `on_result` sees them as they
     finish. Workers start with a fresh interpreter (forkserver), so a script calling this with `workers` > 1
     needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code. A `pool` from `worker_pool`
-    is used instead when given (and left open), e.g. to start the workers once for several calls.
+    is used instead when given (and left open), e.g. to start the workers once for several calls. `on_note`
+    gets one line per group of files passed over in folders and per warning about metadata keys.
     """
     prepare_lake(lake)
-    sources = discover(names, list(catalogs))
+    found = discover_all(names, list(catalogs))
+    sources = found.sources
+    if on_note:
+        for line in [*found.lines(), *(note for source in sources for note in source.notes)]:
+            on_note(line)
     if on_start:
         on_start(sources)
     parallel = pool is None and workers > 1 and len(sources) > 1

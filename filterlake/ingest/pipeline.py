@@ -13,14 +13,14 @@ from typing import Any
 
 from filterlake.errors import CheckpointError, FilterlakeError
 from filterlake.extract import ModelShape, iter_filters, model_shape
-from filterlake.ingest.records import layer_row, merged_row, model_row
+from filterlake.ingest.records import conflicts, layer_row, merged_row, model_row
 from filterlake.lake.files import hash_files, read_table
 from filterlake.lake.layout import model_file
 from filterlake.lake.maintenance import repair
 from filterlake.lake.writer import ModelWriter, update_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
-from filterlake.sources.discover import Source
+from filterlake.sources.discover import Source, printable
 from filterlake.sources.fetch import fetch
 from filterlake.vocab import FAILED, INGESTED, PRESENT, UPDATED
 
@@ -89,7 +89,7 @@ def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
     its metadata merged. Raises FilterlakeError for a bad file; the lake is untouched then."""
     start = time.perf_counter()
     shape, model_id, meta = identified.shape, identified.model_id, meta or {}
-    outcome = Outcome(source=identified.source_uri, status=PRESENT, model_id=model_id, n_layers=len(shape.layers),
+    outcome = Outcome(source=printable(identified.source_uri), status=PRESENT, model_id=model_id, n_layers=len(shape.layers),
                       n_filters=shape.n_filters, skipped=dict(shape.skipped))
     if model_file(lake, model_id).exists():
         return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
@@ -116,9 +116,19 @@ def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
 
 
 def _merge(outcome: Outcome, lake: Path, meta: dict[str, Any], overwrite: bool) -> Outcome:
-    """Merge the source's metadata into the committed model's row (under the lake lock)."""
-    if meta and update_model_row(lake, outcome.model_id, lambda row: merged_row(row, meta, overwrite)):
+    """Merge the source's metadata into the committed model's row (under the lake lock); say what was kept."""
+    if not meta:
+        return outcome
+    kept: list[str] = []
+
+    def update(row: dict[str, Any]) -> dict[str, Any] | None:
+        kept[:] = [] if overwrite else conflicts(row, meta)
+        return merged_row(row, meta, overwrite)
+
+    if update_model_row(lake, outcome.model_id, update):
         outcome.status = UPDATED
+    if kept:
+        outcome.message = f"already in the lake; kept {', '.join(kept)}: --update-metadata replaces them"
     return outcome
 
 
@@ -140,8 +150,11 @@ def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dic
 def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
     """Fetch, identify and load one source; a failure becomes a 'failed' outcome naming the source and why."""
     start = time.perf_counter()
+    if source.problem:
+        return Outcome(source=printable(source.uri), status=FAILED, message=source.problem)
     try:
         path = fetch(source, cache)
         return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata)
     except FilterlakeError as exc:
-        return Outcome(source=source.uri, status=FAILED, message=str(exc), seconds=time.perf_counter() - start)
+        return Outcome(source=printable(source.uri), status=FAILED, message=printable(str(exc)),
+                       seconds=time.perf_counter() - start)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import filterlake
 from filterlake.extract import LayerRecord, ModelShape
 from filterlake.readers.base import Checkpoint
+from filterlake.sources.discover import printable
 from filterlake.vocab import KIND_UNKNOWN, MODEL_FIELDS, ORIENTATION_KNOWN, ORIENTATION_UNKNOWN, SKIP_REASONS
 
 UNSCALED_NOTE = "unscaled"  # a reader's note: quantised weights kept in quantisation steps (no scale found)
@@ -46,7 +48,11 @@ def model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sourc
               n_nonfinite: int) -> dict[str, Any]:
     """The `models` row of a checkpoint: its metadata, provenance, counts and skipped layers by reason."""
     row: dict[str, Any] = {key: meta.get(key) for key in MODEL_FIELDS}
-    row["name"] = row["name"] or default_name(checkpoint.path)
+    row["name"] = row["name"] or printable(default_name(checkpoint.path))
+    extra = dict(meta.get("extra") or {})
+    if printable(source_uri) != source_uri:  # a file name that is not UTF-8: stored readable, bytes kept
+        extra["source_uri_bytes_hex"] = os.fsencode(source_uri).hex()
+        source_uri = printable(source_uri)
     known = all(t.kind != KIND_UNKNOWN for t in checkpoint.tensors)
     notes = [shape.message(), *(n for n in checkpoint.notes if n.startswith(UNSCALED_NOTE))]
     if n_nonfinite:
@@ -58,7 +64,7 @@ def model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sourc
         kernel_shapes=shape.kernel_shapes_json(), n_nonfinite=n_nonfinite,
         orientation=ORIENTATION_KNOWN if known else ORIENTATION_UNKNOWN,
         depth_source=checkpoint.depth_source, message="; ".join(n for n in notes if n) or None,
-        extra=json.dumps(meta.get("extra") or {}, sort_keys=True, default=str),
+        extra=json.dumps(extra, sort_keys=True, default=str),
         ingested_at=datetime.now(UTC), filterlake_version=filterlake.__version__,
     )
     row.update({f"skipped_{reason}": shape.skipped.get(reason, 0) for reason in SKIP_REASONS})
@@ -79,3 +85,9 @@ def merged_row(row: dict[str, Any], meta: dict[str, Any], overwrite: bool) -> di
     if not changed and new_extra == extra:
         return None
     return {**row, **changed, "extra": json.dumps(new_extra, sort_keys=True, default=str)}
+
+
+def conflicts(row: dict[str, Any], meta: dict[str, Any]) -> list[str]:
+    """The fields a source gives differently from the committed row (kept unless --update-metadata), as text."""
+    return [f"{k}={row[k]!r} (this source says {v!r})" for k, v in meta.items()
+            if k in MODEL_FIELDS and v is not None and row.get(k) is not None and row[k] != v]

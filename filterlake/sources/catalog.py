@@ -25,6 +25,8 @@ class CatalogEntry:
     where: str  # "catalog.toml entry 3" for messages
     source: dict[str, Any]  # path (absolute) | url | wheel+member, plus sha256 / python_version / ...
     metadata: dict[str, Any]
+    problem: str | None = None  # why the entry is invalid: it fails alone, the others are still ingested
+    notes: tuple[str, ...] = ()  # warnings, e.g. a likely misspelt field
 
 
 def _raw_entries(path: Path) -> list[dict[str, Any]]:
@@ -51,7 +53,8 @@ def present(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_catalog(path: Path) -> list[CatalogEntry]:
-    """Read and validate every entry of a catalog; the first invalid entry raises MetadataError naming it."""
+    """Read and validate every entry of a catalog. A catalog that cannot be read raises MetadataError; an invalid
+    entry comes back with its `problem`, so it fails alone."""
     try:
         raw = _raw_entries(path)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, csv.Error) as exc:
@@ -60,9 +63,14 @@ def load_catalog(path: Path) -> list[CatalogEntry]:
     for number, given in enumerate(raw, start=1):
         entry = present(given)
         where = f"{path.name} entry {number}" + (f" ({entry['name']})" if entry.get("name") else "")
-        metadata.validate(entry, where, "catalog.schema.json")
-        source = {k: entry[k] for k in metadata.SOURCE_KEYS if entry.get(k) is not None}
+        source = {k: entry[k] for k in metadata.SOURCE_KEYS if isinstance(entry.get(k), str)}
         if "path" in source:
             source["path"] = str((path.parent / source["path"]).resolve())
-        entries.append(CatalogEntry(where=where, source=source, metadata=metadata.split(entry)))
+        try:
+            metadata.validate(entry, where, "catalog.schema.json")
+        except MetadataError as exc:
+            entries.append(CatalogEntry(where, source, {}, problem=f"{path}: {exc}"))
+            continue
+        entries.append(CatalogEntry(where, source, metadata.split(entry), notes=tuple(metadata.misspellings(
+            entry, f"{path} {where.split(' ', 1)[1]}" if " " in where else str(path)))))
     return entries

