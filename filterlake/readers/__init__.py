@@ -1,4 +1,5 @@
 """Checkpoint readers: detect a file's format by content and list its conv weights with lazy loaders."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,12 +7,12 @@ from pathlib import Path
 
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import Checkpoint, ConvTensor
-from filterlake.readers.detect import describe, sniff_format
+from filterlake.readers.detect import describe, describe_unknown, recognise, sniff_format
 from filterlake.readers.onnx import read_onnx
 from filterlake.readers.safetensors import read_safetensors
 from filterlake.readers.torch import read_torch
 
-__all__ = ["Checkpoint", "ConvTensor", "open_checkpoint", "sniff_format"]
+__all__ = ["Checkpoint", "ConvTensor", "open_checkpoint", "recognise", "sniff_format"]
 
 _READERS: dict[str, Callable[[Path, str], Checkpoint]] = {
     "onnx": lambda path, _kind: read_onnx(path),
@@ -20,6 +21,14 @@ _READERS: dict[str, Callable[[Path, str], Checkpoint]] = {
     "torch-zip": read_torch,
     "torchscript": read_torch,
     "torch-legacy": read_torch,
+}
+_NAMES = {
+    "onnx": "ONNX",
+    "safetensors": "safetensors",
+    "safetensors-index": "safetensors index",
+    "torch-zip": "PyTorch zip",
+    "torchscript": "TorchScript",
+    "torch-legacy": "legacy PyTorch",
 }
 
 
@@ -30,10 +39,10 @@ def open_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(path, "no such file")
     kind = sniff_format(path)
     if kind is None:
-        raise CheckpointError(path, "unknown format: not ONNX, safetensors or a PyTorch checkpoint (by content)")
+        raise CheckpointError(path, describe_unknown(path))
     try:
         return _READERS[kind](path, kind)
     except CheckpointError:
         raise
     except Exception as exc:  # untrusted bytes: any failure becomes a CheckpointError
-        raise CheckpointError(path, f"unreadable {kind} file: {describe(exc)}") from exc
+        raise CheckpointError(path, f"unreadable {_NAMES[kind]} file: {describe(exc)}") from exc

@@ -1,4 +1,5 @@
 """What every reader yields: conv weights found in a checkpoint, with their names and a lazy loader."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -46,7 +47,9 @@ class Checkpoint:
 
     path: Path
     format: str  # "onnx", "safetensors", "torch-state-dict", "torch-checkpoint-dict", "torchscript", "torch-full-pickle", "torch-legacy-pickle"
-    files: list[Path]  # every file whose bytes make up the model (main file first, then external data / shards)
+    files: list[
+        Path
+    ]  # every file whose bytes make up the model (main file first, then external data / shards)
     load_method: str  # e.g. "torch.load(weights_only=True)", "restricted-unpickler", "onnx", "safetensors"
     tensors: list[ConvTensor]
     depth_source: Literal["graph", "definition_order"] = "definition_order"

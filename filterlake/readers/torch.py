@@ -1,4 +1,5 @@
 """PyTorch checkpoints: torch.load(weights_only=True) first, the restricted unpickler when torch refuses."""
+
 from __future__ import annotations
 
 import warnings
@@ -48,12 +49,18 @@ def _module_info(obj: Inert) -> tuple[Kind, int | None, tuple[int, ...] | None]:
     return kind, groups, tuple(dilation) if ok else None
 
 
-def _collect_object(obj: Inert, prefix: str, is_tensor: Callable[[Any], bool], seen: set[int]) -> list[_Found]:
+def _collect_object(
+    obj: Inert, prefix: str, is_tensor: Callable[[Any], bool], seen: set[int]
+) -> list[_Found]:
     """Tensors of a placeholder object: an nn.Module, a TorchScript module, or any object holding a dict."""
     attrs = obj.attributes
     if "_parameters" in attrs or "_modules" in attrs:
-        members = [(k, v) for key in ("_parameters", "_buffers", "_modules")
-                   if isinstance(attrs.get(key), Mapping) for k, v in attrs[key].items()]
+        members = [
+            (k, v)
+            for key in ("_parameters", "_buffers", "_modules")
+            if isinstance(attrs.get(key), Mapping)
+            for k, v in attrs[key].items()
+        ]
     elif obj.qualname.startswith("__torch__."):
         members = list(attrs.items())
     else:
@@ -85,14 +92,18 @@ def _collect(obj: Any, prefix: str, is_tensor: Callable[[Any], bool], seen: set[
     for key in PREFERRED_KEYS:
         if key in obj and (found := _collect(obj[key], prefix, is_tensor, seen)):
             return found
-    return [f for k, v in obj.items() if not any(s in str(k).lower() for s in SKIPPED_KEYS)
-            for f in _collect(v, _join(prefix, k), is_tensor, seen)]
+    return [
+        f
+        for k, v in obj.items()
+        if not any(s in str(k).lower() for s in SKIPPED_KEYS)
+        for f in _collect(v, _join(prefix, k), is_tensor, seen)
+    ]
 
 
 def _layer_name(name: str) -> str:
     """Drop DataParallel `module.` prefixes and a trailing `.weight`."""
     while name.startswith("module."):
-        name = name[len("module."):]
+        name = name[len("module.") :]
     return name.removesuffix(".weight")
 
 
@@ -102,8 +113,9 @@ def _dict_format(obj: Any, is_tensor: Callable[[Any], bool]) -> str:
     return "torch-state-dict" if flat else "torch-checkpoint-dict"
 
 
-def _checkpoint(path: Path, fmt: str, method: str, found: list[_Found],
-                info: Callable[[Any], TensorInfo | None]) -> Checkpoint:
+def _checkpoint(
+    path: Path, fmt: str, method: str, found: list[_Found], info: Callable[[Any], TensorInfo | None]
+) -> Checkpoint:
     """Checkpoint of the floating 3-D/4-D/5-D tensors among `found`."""
     tensors = []
     for item in found:
@@ -112,8 +124,18 @@ def _checkpoint(path: Path, fmt: str, method: str, found: list[_Found],
             continue
         shape, dtype, load = described
         name = _layer_name(item.name)
-        tensors.append(ConvTensor(name, shape, dtype, LAYOUTS[len(shape)], guarded(path, f"tensor {name}", load),
-                                  item.kind, item.groups, item.dilation))
+        tensors.append(
+            ConvTensor(
+                name,
+                shape,
+                dtype,
+                LAYOUTS[len(shape)],
+                guarded(path, f"tensor {name}", load),
+                item.kind,
+                item.groups,
+                item.dilation,
+            )
+        )
     return Checkpoint(path, fmt, [path], method, tensors)
 
 
@@ -185,8 +207,9 @@ def read_torch(path: Path, kind: str) -> Checkpoint:
                 return isinstance(value, torch.Tensor)
 
             found = _collect(obj, "", is_tensor, set())
-            return _checkpoint(path, _dict_format(obj, is_tensor), "torch.load(weights_only=True)", found,
-                               _torch_info)
+            return _checkpoint(
+                path, _dict_format(obj, is_tensor), "torch.load(weights_only=True)", found, _torch_info
+            )
     try:
         checkpoint = _read_restricted(path, kind)
     except CheckpointError:

@@ -1,4 +1,5 @@
 """A pickle reader that never imports or calls anything named in the file: torch checkpoints read with numpy only."""
+
 from __future__ import annotations
 
 import ast
@@ -20,14 +21,33 @@ from filterlake.errors import CheckpointError
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch/serialization.py: first pickle of a legacy (pre-1.6) file
 PROTOCOL_VERSION = 1001
 STORAGE_DTYPES = {
-    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
-    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
-    "ByteStorage": "uint8", "BoolStorage": "bool", "ComplexFloatStorage": "complex64",
-    "ComplexDoubleStorage": "complex128", "UntypedStorage": "uint8",
+    "FloatStorage": "float32",
+    "DoubleStorage": "float64",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
+    "ComplexFloatStorage": "complex64",
+    "ComplexDoubleStorage": "complex128",
+    "UntypedStorage": "uint8",
 }
 NUMPY_CODES = {
-    "float32": "f4", "float64": "f8", "float16": "f2", "bfloat16": "u2", "int64": "i8", "int32": "i4", "int16": "i2",
-    "int8": "i1", "uint8": "u1", "bool": "?", "complex64": "c8", "complex128": "c16",
+    "float32": "f4",
+    "float64": "f8",
+    "float16": "f2",
+    "bfloat16": "u2",
+    "int64": "i8",
+    "int32": "i4",
+    "int16": "i2",
+    "int8": "i1",
+    "uint8": "u1",
+    "bool": "?",
+    "complex64": "c8",
+    "complex128": "c16",
 }
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -68,7 +88,7 @@ class Storage:
         if self.dtype not in NUMPY_CODES:
             raise CheckpointError(self.path, f"unsupported storage dtype {self.dtype}")
         if self.offset is None:
-            raise CheckpointError(self.path, "a storage referenced by the pickle has no data in the file")
+            raise CheckpointError(self.path, "the file holds no data for this tensor")
         dtype = np.dtype(self.byteorder + NUMPY_CODES[self.dtype])
         if self.numel == 0:
             return np.empty(0, dtype)
@@ -95,8 +115,9 @@ class LazyTensor:
     def numpy(self) -> np.ndarray:
         """Read the view as a float32 array in C order (floating dtypes only)."""
         raw = self.storage.array()
-        view = np.lib.stride_tricks.as_strided(raw[self.offset:], self.shape,
-                                               tuple(s * raw.itemsize for s in self.stride))
+        view = np.lib.stride_tricks.as_strided(
+            raw[self.offset :], self.shape, tuple(s * raw.itemsize for s in self.stride)
+        )
         return np.ascontiguousarray(widen(view, self.dtype))
 
 
@@ -111,7 +132,9 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *
         raise pickle.UnpicklingError(f"malformed tensor record: size {size!r}, stride {stride!r}")
     extent = 0 if 0 in dims else storage_offset + sum((d - 1) * s for d, s in zip(dims, steps)) + 1
     if extent > storage.numel:
-        raise pickle.UnpicklingError(f"tensor of size {dims} reaches element {extent} of a {storage.numel}-element storage")
+        raise pickle.UnpicklingError(
+            f"tensor of size {dims} reaches element {extent} of a {storage.numel}-element storage"
+        )
     return LazyTensor(storage, storage_offset, dims, steps)
 
 
@@ -139,7 +162,9 @@ class Inert:
     """An object of a global the file names but that is never imported: records the name, arguments and state."""
 
     qualname = "?"
-    constants: ClassVar[dict[str, Any]] = {}  # TorchScript class constants parsed from the archive's code/ (never executed)
+    constants: ClassVar[
+        dict[str, Any]
+    ] = {}  # TorchScript class constants parsed from the archive's code/ (never executed)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         """Absorb NEWOBJ/REDUCE arguments."""
@@ -210,23 +235,29 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> Any:
         """Storages come from the container; legacy ('module', cls, ...) ids give the class."""
         if not isinstance(pid, tuple) or not pid:
-            raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
+            raise pickle.UnpicklingError("the pickle refers to outside data that is not a tensor storage")
         kind = pid[0].decode("ascii", "replace") if isinstance(pid[0], bytes) else pid[0]
         if kind == "module" and len(pid) > 1:
             return pid[1]
-        if kind != "storage" or self._storage is None or len(pid) < 5 or not isinstance(pid[1], StorageType):
-            raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
+        if kind != "storage" or self._storage is None:
+            raise pickle.UnpicklingError("the pickle refers to outside data that is not a tensor storage")
+        if len(pid) < 5 or not isinstance(pid[1], StorageType) or type(pid[4]) is not int or pid[4] < 0:
+            raise pickle.UnpicklingError("malformed tensor storage record in the pickle")
         return self._storage(pid[1:])
 
 
 def _entry_offset(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
     """Byte offset of a stored (uncompressed) zip entry's data in the archive file."""
     if info.compress_type != zipfile.ZIP_STORED:
-        raise CheckpointError(path, f"zip entry {info.filename} is compressed; torch writes storages uncompressed")
+        raise CheckpointError(
+            path, "a tensor's data is compressed in the zip archive (torch.save never does that)"
+        )
     zf.fp.seek(info.header_offset)
     header = zf.fp.read(30)
     if len(header) < 30 or header[:4] != b"PK\x03\x04":
-        raise CheckpointError(path, f"zip entry {info.filename}: bad local header (truncated or corrupt archive)")
+        raise CheckpointError(
+            path, "truncated or corrupt zip archive: a tensor's data has a bad entry header"
+        )
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     return info.header_offset + 30 + name_len + extra_len
 
@@ -240,7 +271,9 @@ def _code_constants(zf: zipfile.ZipFile, prefix: str, qualname: str) -> dict[str
         return {}
     match = re.search(rf"^class {re.escape(cls)}\(.*?(?=^class |\Z)", source, re.MULTILINE | re.DOTALL)
     found = {}
-    for name, literal in re.findall(r"^\s+(\w+) : Final\[.*\] = (.+)$", match.group(0) if match else "", re.MULTILINE):
+    for name, literal in re.findall(
+        r"^\s+(\w+) : Final\[.*\] = (.+)$", match.group(0) if match else "", re.MULTILINE
+    ):
         try:
             found[name] = ast.literal_eval(literal)
         except (ValueError, SyntaxError):
@@ -253,14 +286,22 @@ def load_zip(path: Path) -> tuple[Any, Any]:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(path, f"not a PyTorch checkpoint: truncated or corrupt zip archive ({exc})") from exc
+        raise CheckpointError(
+            path, f"not a PyTorch checkpoint: truncated or corrupt zip archive ({exc})"
+        ) from exc
     with zf:
         infos = {info.filename: info for info in zf.infolist()}
-        pickles = [n for n in infos if PurePosixPath(n).name == "data.pkl" and len(PurePosixPath(n).parts) == 2]
+        pickles = [
+            n for n in infos if PurePosixPath(n).name == "data.pkl" and len(PurePosixPath(n).parts) == 2
+        ]
         if not pickles:
-            raise CheckpointError(path, "zip archive without <archive>/data.pkl: not a torch.save/TorchScript file")
+            raise CheckpointError(
+                path, "zip archive without <archive>/data.pkl: not a torch.save/TorchScript file"
+            )
         prefix = str(PurePosixPath(pickles[0]).parent)
-        order = zf.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in infos else "little"
+        order = (
+            zf.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in infos else "little"
+        )
         size = path.stat().st_size
 
         def unpickle(name: str, folder: str) -> tuple[Any, RestrictedUnpickler]:
@@ -268,11 +309,19 @@ def load_zip(path: Path) -> tuple[Any, Any]:
                 storage_type, key, _location, numel = pid[:4]
                 entry = infos.get(f"{prefix}/{folder}/{key}")
                 if entry is None:
-                    raise CheckpointError(path, f"storage {prefix}/{folder}/{key} is missing from the archive")
+                    raise CheckpointError(path, "a tensor's data is missing from the zip archive")
                 item = np.dtype(NUMPY_CODES.get(storage_type.dtype, "u1")).itemsize
                 offset = _entry_offset(path, zf, entry)
-                if numel * item > entry.file_size or offset + entry.file_size > size:
-                    raise CheckpointError(path, f"storage {entry.filename} is shorter than its {numel} elements")
+                if offset + entry.file_size > size:
+                    raise CheckpointError(
+                        path, f"truncated: a tensor's data ends past the end of the file ({size} bytes)"
+                    )
+                if numel * item > entry.file_size:
+                    raise CheckpointError(
+                        path,
+                        f"a tensor's data holds {entry.file_size} bytes, fewer than its "
+                        f"{numel} {storage_type.dtype} elements need",
+                    )
                 return Storage(path, storage_type.dtype, numel, offset, "<" if order == "little" else ">")
 
             unpickler = RestrictedUnpickler(zf.read(name), storage)
@@ -301,7 +350,10 @@ def load_legacy(path: Path) -> Any:
             return root
         view_key, offset, view_numel = view
         if not 0 <= offset <= offset + view_numel <= root.numel:
-            raise pickle.UnpicklingError(f"storage view [{offset}, +{view_numel}] outside its {root.numel} elements")
+            raise pickle.UnpicklingError(
+                f"a view of {view_numel} elements from element {offset} lies outside its "
+                f"{root.numel}-element tensor storage"
+            )
         if str(view_key) not in storages:
             storages[str(view_key)] = Storage(path, root.dtype, view_numel)
             views.append((storages[str(view_key)], str(key), offset))
@@ -312,7 +364,7 @@ def load_legacy(path: Path) -> Any:
             raise CheckpointError(path, "not a PyTorch checkpoint: a pickle without the torch magic number")
         version = RestrictedUnpickler(fh).load()
         if version != PROTOCOL_VERSION:
-            raise CheckpointError(path, f"unsupported legacy torch protocol version {version!r}")
+            raise CheckpointError(path, f"unsupported legacy torch protocol version {str(version)[:40]}")
         sys_info = RestrictedUnpickler(fh).load()
         order = "<" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else ">"
         result = RestrictedUnpickler(fh, storage).load()
@@ -322,21 +374,36 @@ def load_legacy(path: Path) -> Any:
         pos, size = fh.tell(), path.stat().st_size
         for key in keys:
             if str(key) not in storages:
-                raise CheckpointError(path, f"storage {key} is written but never referenced")
+                raise CheckpointError(
+                    path, "corrupt legacy file: it holds tensor data that its pickle never uses"
+                )
             root = storages[str(key)]
             fh.seek(pos)
             head = fh.read(8)
             if len(head) < 8:
-                raise CheckpointError(path, "truncated: storage data ends early")
+                raise CheckpointError(
+                    path, f"truncated: a tensor's data ends past the end of the file ({size} bytes)"
+                )
+            if root.dtype not in NUMPY_CODES:
+                raise CheckpointError(path, f"unsupported storage dtype {root.dtype}")
             (count,) = struct.unpack(order + "q", head)
-            if count != root.numel or root.dtype not in NUMPY_CODES:
-                raise CheckpointError(path, f"storage {key}: {count} elements of {root.dtype}, expected {root.numel}")
+            if count != root.numel:
+                raise CheckpointError(
+                    path,
+                    f"corrupt legacy file: a tensor's data records {count} {root.dtype} "
+                    f"elements where its pickle declares {root.numel}",
+                )
             root.offset, root.byteorder = pos + 8, order
             pos += 8 + count * np.dtype(NUMPY_CODES[root.dtype]).itemsize
             if pos > size:
-                raise CheckpointError(path, f"truncated: storage {key} ends at byte {pos} of {size}")
+                raise CheckpointError(
+                    path, f"truncated: a tensor's data ends past the end of the file ({size} bytes)"
+                )
     for view, key, offset in views:
         root = storages[key]
         if root.offset is not None:
-            view.offset, view.byteorder = root.offset + offset * np.dtype(NUMPY_CODES[root.dtype]).itemsize, order
+            view.offset, view.byteorder = (
+                root.offset + offset * np.dtype(NUMPY_CODES[root.dtype]).itemsize,
+                order,
+            )
     return result

@@ -1,4 +1,5 @@
 """safetensors reader: dtypes, channel-last (MLX) layout vote, sharded indexes and header validation."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,11 @@ from filterlake.readers import open_checkpoint, sniff_format
 
 RNG = np.random.default_rng(0)
 STATE = {
-    "features.10.conv.weight": torch.randn(16, 8, 3, 3), "features.2.conv.weight": torch.randn(8, 3, 3, 3),
-    "features.2.bn.weight": torch.randn(8), "stem.weight": torch.randn(4, 4, 5), "head.weight": torch.randn(2, 16),
+    "features.10.conv.weight": torch.randn(16, 8, 3, 3),
+    "features.2.conv.weight": torch.randn(8, 3, 3, 3),
+    "features.2.bn.weight": torch.randn(8),
+    "stem.weight": torch.randn(4, 4, 5),
+    "head.weight": torch.randn(2, 16),
 }
 
 
@@ -27,28 +31,41 @@ def test_dtypes(tmp_path: Path, dtype: torch.dtype) -> None:
     state = {k: v.to(dtype) for k, v in STATE.items()}
     save_torch(state, str(tmp_path / "model.safetensors"))
     checkpoint = open_checkpoint(tmp_path / "model.safetensors")
-    assert (checkpoint.format, checkpoint.load_method, checkpoint.files) == \
-        ("safetensors", "safetensors", [tmp_path / "model.safetensors"])
+    assert (checkpoint.format, checkpoint.load_method, checkpoint.files) == (
+        "safetensors",
+        "safetensors",
+        [tmp_path / "model.safetensors"],
+    )
     assert [(t.name, t.layout, t.kind) for t in checkpoint.tensors] == [
-        ("features.2.conv", "OIHW", "unknown"), ("features.10.conv", "OIHW", "unknown"), ("stem", "OIW", "unknown")]
+        ("features.2.conv", "OIHW", "unknown"),
+        ("features.10.conv", "OIHW", "unknown"),
+        ("stem", "OIW", "unknown"),
+    ]
     for tensor in checkpoint.tensors:
         want = state[tensor.name + ".weight"]
         assert tensor.dtype == str(dtype).removeprefix("torch.")
         np.testing.assert_array_equal(tensor.load(), want.float().numpy())
 
 
-MLX = {"conv1.weight": RNG.standard_normal((16, 3, 3, 3)), "conv2.weight": RNG.standard_normal((32, 3, 3, 16)),
-       "fc.weight": RNG.standard_normal((10, 32))}
+MLX = {
+    "conv1.weight": RNG.standard_normal((16, 3, 3, 3)),
+    "conv2.weight": RNG.standard_normal((32, 3, 3, 16)),
+    "fc.weight": RNG.standard_normal((10, 32)),
+}
 
 
-@pytest.mark.parametrize(("tensors", "metadata", "layout"), [
-    (MLX, None, "OHWI"),
-    ({"conv1.weight": MLX["conv1.weight"]}, None, "OIHW"),  # ambiguous alone: channel-first by default
-    ({"conv1.weight": MLX["conv1.weight"]}, {"format": "mlx"}, "OHWI"),
-    ({**MLX, "conv3.weight": RNG.standard_normal((8, 16, 3, 3))}, None, "OIHW"),  # conflicting: no flip
-])
-def test_channel_last_vote(tmp_path: Path, tensors: dict[str, np.ndarray], metadata: dict | None, layout: str
-                           ) -> None:
+@pytest.mark.parametrize(
+    ("tensors", "metadata", "layout"),
+    [
+        (MLX, None, "OHWI"),
+        ({"conv1.weight": MLX["conv1.weight"]}, None, "OIHW"),  # ambiguous alone: channel-first by default
+        ({"conv1.weight": MLX["conv1.weight"]}, {"format": "mlx"}, "OHWI"),
+        ({**MLX, "conv3.weight": RNG.standard_normal((8, 16, 3, 3))}, None, "OIHW"),  # conflicting: no flip
+    ],
+)
+def test_channel_last_vote(
+    tmp_path: Path, tensors: dict[str, np.ndarray], metadata: dict | None, layout: str
+) -> None:
     """MLX [out, kH, kW, in] weights are detected per file and returned as OIHW."""
     arrays = {k: v.astype(np.float32) for k, v in tensors.items()}
     save_numpy(arrays, str(tmp_path / "m.safetensors"), metadata=metadata)
@@ -91,16 +108,27 @@ def _raw(header: dict, data: bytes, length_delta: int = 0) -> bytes:
 F32 = {"dtype": "F32", "shape": [2, 1, 3, 3], "data_offsets": [0, 72]}
 
 
-@pytest.mark.parametrize(("content", "reason"), [
-    (_raw({"w": {**F32, "shape": [2, 2, 3, 3]}}, bytes(72)), "needs 144 bytes but data_offsets span 72"),
-    (_raw({"w": {**F32, "data_offsets": [0, 80]}}, bytes(72)), "invalid for a 72-byte data section"),
-    (_raw({"w": F32}, bytes(72), length_delta=10_000), "header length"),
-    (_raw({"w": {**F32, "shape": [-2, 1, 3, 3]}}, bytes(72)), "invalid"),
-    (_raw({"w": {"dtype": "F32"}}, bytes(72)), "malformed header entry"),
-    (_raw({"w": F32}, bytes(72))[:-20], "invalid for a 52-byte data section"),
-    (b"\x05\0\0\0\0\0\0\0{oops" + bytes(8), "not valid JSON"),
-], ids=["shape-vs-bytes", "offsets-past-end", "header-too-long", "negative-dim", "no-offsets", "truncated",
-        "bad-json"])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (_raw({"w": {**F32, "shape": [2, 2, 3, 3]}}, bytes(72)), "needs 144 bytes but data_offsets span 72"),
+        (_raw({"w": {**F32, "data_offsets": [0, 80]}}, bytes(72)), "invalid for a 72-byte data section"),
+        (_raw({"w": F32}, bytes(72), length_delta=10_000), "header length"),
+        (_raw({"w": {**F32, "shape": [-2, 1, 3, 3]}}, bytes(72)), "invalid"),
+        (_raw({"w": {"dtype": "F32"}}, bytes(72)), "malformed header entry"),
+        (_raw({"w": F32}, bytes(72))[:-20], "invalid for a 52-byte data section"),
+        (b"\x05\0\0\0\0\0\0\0{oops" + bytes(8), "not valid JSON"),
+    ],
+    ids=[
+        "shape-vs-bytes",
+        "offsets-past-end",
+        "header-too-long",
+        "negative-dim",
+        "no-offsets",
+        "truncated",
+        "bad-json",
+    ],
+)
 def test_bad_headers(tmp_path: Path, content: bytes, reason: str) -> None:
     """Headers that disagree with the bytes are refused with a CheckpointError."""
     (tmp_path / "m.safetensors").write_bytes(content)
@@ -108,10 +136,13 @@ def test_bad_headers(tmp_path: Path, content: bytes, reason: str) -> None:
         open_checkpoint(tmp_path / "m.safetensors")
 
 
-@pytest.mark.parametrize(("shard_of", "reason"), [
-    ({k: "../outside.safetensors" for k in STATE}, "not a plain path inside"),
-    ({k: "missing.safetensors" for k in STATE}, "missing file"),
-])
+@pytest.mark.parametrize(
+    ("shard_of", "reason"),
+    [
+        ({k: "../outside.safetensors" for k in STATE}, "not a plain path inside"),
+        ({k: "missing.safetensors" for k in STATE}, "missing file"),
+    ],
+)
 def test_bad_index(tmp_path: Path, shard_of: dict[str, str], reason: str) -> None:
     """Shards outside the index's folder or missing are refused."""
     folder = tmp_path / "model"
@@ -145,4 +176,7 @@ def test_chess_cv_needs_the_vote(zoo, fetch_zoo) -> None:
     checkpoint = open_checkpoint(fetch_zoo(zoo["pieces.safetensors"]))
     assert sum(1 for t in checkpoint.tensors if t.shape[-2:] == (3, 3)) == 1
     assert [(t.layout, t.kernel, t.load().shape) for t in checkpoint.tensors] == [
-        ("OHWI", (3, 3), (16, 3, 3, 3)), ("OHWI", (3, 3), (32, 16, 3, 3)), ("OHWI", (3, 3), (64, 32, 3, 3))]
+        ("OHWI", (3, 3), (16, 3, 3, 3)),
+        ("OHWI", (3, 3), (32, 16, 3, 3)),
+        ("OHWI", (3, 3), (64, 32, 3, 3)),
+    ]

@@ -1,4 +1,5 @@
 """PyTorch reader: state dicts, checkpoint dicts, TorchScript and pickled modules, all with exact values."""
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,11 @@ def net() -> Net:
 
 def _conv_weights(net: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """Expected layer name -> weight of the 3-D/4-D/5-D parameters."""
-    return {prefix + k.removesuffix(".weight"): v.detach() for k, v in net.state_dict().items() if 3 <= v.ndim <= 5}
+    return {
+        prefix + k.removesuffix(".weight"): v.detach()
+        for k, v in net.state_dict().items()
+        if 3 <= v.ndim <= 5
+    }
 
 
 def _assert_weights(path: Path, expected: dict[str, torch.Tensor], fmt: str, method: str) -> Any:
@@ -61,19 +66,45 @@ def _assert_weights(path: Path, expected: dict[str, torch.Tensor], fmt: str, met
 Saver = Callable[[nn.Module, Path], None]
 CASES: dict[str, tuple[Saver, str, str, str]] = {  # name: (save, file name, format, method)
     "zip": (lambda m, p: torch.save(m.state_dict(), p), "w.pt", "torch-state-dict", TORCH_LOAD),
-    "legacy": (lambda m, p: torch.save(m.state_dict(), p, _use_new_zipfile_serialization=False), "w.pth",
-               "torch-state-dict", TORCH_LOAD),
-    "nested": (lambda m, p: torch.save({"epoch": 3, "optimizer": {"state": {}}, "model_state_dict": m.state_dict()}, p),
-               "w.ckpt", "torch-checkpoint-dict", TORCH_LOAD),
-    "dataparallel": (lambda m, p: torch.save({f"module.{k}": v for k, v in m.state_dict().items()}, p), "w.th",
-                     "torch-state-dict", TORCH_LOAD),
+    "legacy": (
+        lambda m, p: torch.save(m.state_dict(), p, _use_new_zipfile_serialization=False),
+        "w.pth",
+        "torch-state-dict",
+        TORCH_LOAD,
+    ),
+    "nested": (
+        lambda m, p: torch.save(
+            {"epoch": 3, "optimizer": {"state": {}}, "model_state_dict": m.state_dict()}, p
+        ),
+        "w.ckpt",
+        "torch-checkpoint-dict",
+        TORCH_LOAD,
+    ),
+    "dataparallel": (
+        lambda m, p: torch.save({f"module.{k}": v for k, v in m.state_dict().items()}, p),
+        "w.th",
+        "torch-state-dict",
+        TORCH_LOAD,
+    ),
     "no-extension": (lambda m, p: torch.save(m.state_dict(), p), "weights", "torch-state-dict", TORCH_LOAD),
-    "namespace": (lambda m, p: torch.save({"hyper_parameters": argparse.Namespace(lr=0.1),
-                                           "state_dict": m.state_dict()}, p),
-                  "lightning.ckpt", "torch-checkpoint-dict", RESTRICTED),
-    "namespace-legacy": (lambda m, p: torch.save({"args": argparse.Namespace(lr=0.1), "net": m.state_dict()}, p,
-                                                 _use_new_zipfile_serialization=False),
-                         "lightning.pth", "torch-checkpoint-dict", RESTRICTED),
+    "namespace": (
+        lambda m, p: torch.save(
+            {"hyper_parameters": argparse.Namespace(lr=0.1), "state_dict": m.state_dict()}, p
+        ),
+        "lightning.ckpt",
+        "torch-checkpoint-dict",
+        RESTRICTED,
+    ),
+    "namespace-legacy": (
+        lambda m, p: torch.save(
+            {"args": argparse.Namespace(lr=0.1), "net": m.state_dict()},
+            p,
+            _use_new_zipfile_serialization=False,
+        ),
+        "lightning.pth",
+        "torch-checkpoint-dict",
+        RESTRICTED,
+    ),
 }
 
 
@@ -103,8 +134,11 @@ def _module_tensors(checkpoint: Any) -> dict[str, tuple[str, int | None, tuple[i
 
 
 MODULE_INFO = {
-    "conv": ("conv", 1, (1, 1)), "grouped": ("conv", 2, (2, 2)), "depthwise": ("conv", 8, (1, 1)),
-    "up": ("transposed", 1, (1, 1)), "line": ("conv", 1, (1,)),
+    "conv": ("conv", 1, (1, 1)),
+    "grouped": ("conv", 2, (2, 2)),
+    "depthwise": ("conv", 8, (1, 1)),
+    "up": ("transposed", 1, (1, 1)),
+    "line": ("conv", 1, (1,)),
 }
 
 
@@ -117,27 +151,40 @@ def test_torchscript(tmp_path: Path, net: Net) -> None:
     assert _module_tensors(checkpoint) == MODULE_INFO
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated", "ignore:`torch.jit.freeze` is deprecated")
+@pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated", "ignore:`torch.jit.freeze` is deprecated"
+)
 def test_frozen_torchscript(tmp_path: Path, net: Net) -> None:
     """torch.jit.freeze moves the weights into constants.pkl: they are still found (orientation unknown)."""
     torch.jit.freeze(torch.jit.script(net)).save(str(tmp_path / "frozen.pt"))
     checkpoint = open_checkpoint(tmp_path / "frozen.pt")
     assert checkpoint.format == "torchscript" and {t.kind for t in checkpoint.tensors} == {"unknown"}
     loaded = sorted((t.load() for t in checkpoint.tensors), key=lambda a: (a.shape, a.tobytes()))
-    expected = sorted((w.float().numpy() for w in _conv_weights(net).values()), key=lambda a: (a.shape, a.tobytes()))
+    expected = sorted(
+        (w.float().numpy() for w in _conv_weights(net).values()), key=lambda a: (a.shape, a.tobytes())
+    )
     assert len(loaded) == len(expected)
     for a, b in zip(loaded, expected):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize(("wrap", "zip_format", "fmt"), [
-    (False, True, "torch-full-pickle"), (False, False, "torch-full-pickle"),
-    (True, True, "torch-full-pickle"), (True, False, "torch-legacy-pickle"),
-], ids=["module-zip", "module-legacy", "dict-zip", "dict-legacy"])
+@pytest.mark.parametrize(
+    ("wrap", "zip_format", "fmt"),
+    [
+        (False, True, "torch-full-pickle"),
+        (False, False, "torch-full-pickle"),
+        (True, True, "torch-full-pickle"),
+        (True, False, "torch-legacy-pickle"),
+    ],
+    ids=["module-zip", "module-legacy", "dict-zip", "dict-legacy"],
+)
 def test_pickled_module(tmp_path: Path, net: Net, wrap: bool, zip_format: bool, fmt: str) -> None:
     """torch.save(model) (alone or in a training dict) is read through placeholders, classes never imported."""
-    torch.save({"epoch": 50, "model": net} if wrap else net, tmp_path / "m.pth",
-               _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        {"epoch": 50, "model": net} if wrap else net,
+        tmp_path / "m.pth",
+        _use_new_zipfile_serialization=zip_format,
+    )
     checkpoint = _assert_weights(tmp_path / "m.pth", _conv_weights(net), fmt, RESTRICTED)
     assert _module_tensors(checkpoint) == MODULE_INFO
     assert any("Unsupported global" in note for note in checkpoint.notes)
@@ -174,10 +221,15 @@ def _truncate(path: Path, keep: float) -> None:
     path.write_bytes(data[: int(len(data) * keep)])
 
 
-@pytest.mark.parametrize(("zip_format", "keep", "reason"), [
-    (True, 0.5, "truncated or corrupt zip"), (False, 0.5, "truncated"), (False, 0.02, "not a readable"),
-    (True, 0.02, "truncated or corrupt zip"),
-])
+@pytest.mark.parametrize(
+    ("zip_format", "keep", "reason"),
+    [
+        (True, 0.5, "truncated or corrupt zip"),
+        (False, 0.5, "truncated"),
+        (False, 0.02, "not a readable"),
+        (True, 0.02, "truncated or corrupt zip"),
+    ],
+)
 def test_truncated(tmp_path: Path, net: Net, zip_format: bool, keep: float, reason: str) -> None:
     """Truncated files are refused with a one-line reason."""
     path = tmp_path / "w.pt"

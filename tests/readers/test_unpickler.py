@@ -1,4 +1,5 @@
 """Restricted unpickler: never runs code from a file, and is bit-exact against torch.load(weights_only=True)."""
+
 from __future__ import annotations
 
 import builtins
@@ -63,7 +64,9 @@ def _objects(marker: Path) -> dict[str, Reduce]:
 
 def _payloads(marker: Path) -> dict[str, bytes]:
     """Pickles that create `marker` when loaded by a normal unpickler."""
-    payloads = {name: pickle.dumps({"evil": obj, "n": 1}, protocol=2) for name, obj in _objects(marker).items()}
+    payloads = {
+        name: pickle.dumps({"evil": obj, "n": 1}, protocol=2) for name, obj in _objects(marker).items()
+    }
     touch = f"touch {marker}"
     payloads["os-global-protocol0"] = f"cos\nsystem\n(V{touch}\ntR.".encode()
     return payloads
@@ -89,7 +92,10 @@ def _zip(main: bytes, torchscript: bool = False) -> bytes:
 
 
 CONTAINERS: dict[str, Callable[[bytes], bytes]] = {
-    "raw": lambda main: main, "legacy": _legacy, "zip": _zip, "torchscript": lambda main: _zip(main, True),
+    "raw": lambda main: main,
+    "legacy": _legacy,
+    "zip": _zip,
+    "torchscript": lambda main: _zip(main, True),
 }
 
 
@@ -133,10 +139,15 @@ def test_payloads_never_run(tmp_path: Path, name: str, container: str) -> None:
 def test_payloads_next_to_weights(tmp_path: Path, name: str, zip_format: bool) -> None:
     """torch.save of a state dict carrying a payload: the weight is read exactly, the payload stays inert."""
     marker, weight = tmp_path / "pwned", torch.randn(4, 2, 3, 3)
-    torch.save({"conv.weight": weight, "evil": _objects(marker)[name]}, tmp_path / "w.pt",
-               _use_new_zipfile_serialization=zip_format)
+    torch.save(
+        {"conv.weight": weight, "evil": _objects(marker)[name]},
+        tmp_path / "w.pt",
+        _use_new_zipfile_serialization=zip_format,
+    )
     checkpoint = open_checkpoint(tmp_path / "w.pt")
-    assert checkpoint.load_method == "restricted-unpickler" and [t.name for t in checkpoint.tensors] == ["conv"]
+    assert checkpoint.load_method == "restricted-unpickler" and [t.name for t in checkpoint.tensors] == [
+        "conv"
+    ]
     np.testing.assert_array_equal(checkpoint.tensors[0].load(), weight.numpy())
     time.sleep(0.05)
     assert not marker.exists()
@@ -156,10 +167,14 @@ def test_placeholders_record_but_never_call(tmp_path: Path) -> None:
 STORAGE_ID = b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x04tQ"
 
 
-@pytest.mark.parametrize("main", [
-    b"\x80\x02" + STORAGE_ID + b"}X\x04\x00\x00\x00pathX\x0b\x00\x00\x00/etc/shadowsb.",
-    b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00xsb.",
-], ids=["storage-path", "storage-type"])
+@pytest.mark.parametrize(
+    "main",
+    [
+        b"\x80\x02" + STORAGE_ID + b"}X\x04\x00\x00\x00pathX\x0b\x00\x00\x00/etc/shadowsb.",
+        b"\x80\x02ctorch\nFloatStorage\n}X\x05\x00\x00\x00dtypeX\x01\x00\x00\x00xsb.",
+    ],
+    ids=["storage-path", "storage-type"],
+)
 def test_build_cannot_redirect_storages(tmp_path: Path, main: bytes) -> None:
     """BUILD on a reader-made storage (which could point reads at another file) is refused."""
     with pytest.raises(pickle.UnpicklingError, match="tries to set the state"):
@@ -188,7 +203,9 @@ def test_bit_exact_against_torch(weights_only_row: dict[str, str], corpus: Path)
     got = _flatten(load_zip(path)[0] if zipfile.is_zipfile(path) else load_legacy(path))
     assert list(got) == list(expected) and len(got) > 10
     for key, want in expected.items():
-        assert got[key].shape == tuple(want.shape) and got[key].dtype == str(want.dtype).removeprefix("torch.")
+        assert got[key].shape == tuple(want.shape) and got[key].dtype == str(want.dtype).removeprefix(
+            "torch."
+        )
         if want.is_floating_point():
             np.testing.assert_array_equal(got[key].numpy(), want.float().numpy())
 
