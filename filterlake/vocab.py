@@ -31,6 +31,8 @@ ORIENTATION_KNOWN, ORIENTATION_UNKNOWN = "known", "unknown"
 
 # How conv depth was decided (`models.depth_source`).
 DEPTH_GRAPH, DEPTH_DEFINITION_ORDER = "graph", "definition_order"
+# State dicts: depth from the chain of matching channel counts when it holds (filterlake.extract.conv_levels).
+DEPTH_CHANNEL_CHAIN = "channel_chain"
 
 # The descriptive metadata of a model: catalog and sidecar fields, `models` columns, `--group-by` keys.
 MODEL_FIELDS = ("name", "architecture", "task", "domain", "modality", "training_dataset", "license")

@@ -63,7 +63,7 @@ def model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sourc
         n_conv_layers=shape.n_conv_layers, n_layers_3x3=len(shape.layers), n_filters_3x3=shape.n_filters,
         kernel_shapes=shape.kernel_shapes_json(), n_nonfinite=n_nonfinite,
         orientation=ORIENTATION_KNOWN if known else ORIENTATION_UNKNOWN,
-        depth_source=checkpoint.depth_source, message="; ".join(n for n in notes if n) or None,
+        depth_source=shape.depth_source, message="; ".join(n for n in notes if n) or None,
         extra=json.dumps(extra, sort_keys=True, default=str),
         ingested_at=datetime.now(UTC), filterlake_version=filterlake.__version__,
     )

