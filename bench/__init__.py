@@ -1,4 +1,4 @@
-"""filterlake benchmarks: a generator of realistic synthetic model zoos (`bench.zoo`) and the runner (`bench.run`).
+"""filterlake benchmarks: a generator of synthetic model zoos (`bench.synthetic`), the runner (`bench.run`).
 
 `make bench` (CI-sized, a few minutes) and `make bench-large` (100M filters, not in CI) call
 `python -m bench.run`; results are written to `bench/results/*.json` with a printed table (`*.txt`).

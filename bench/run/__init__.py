@@ -1,0 +1,43 @@
+"""The filterlake benchmark: each stage's throughput against this machine's own limit, in the same run.
+
+    python -m bench.run --filters N [--scales 1,10,100] [--regroup-models 1000] [--out bench/results/NAME.json]
+
+For every scale s (a synthetic zoo of about N*s filters made by `bench.synthetic`) the runner measures, each
+in its own subprocess (`python -m bench.run stage ...`, so the peak RSS of a stage is the child's ru_maxrss
+from wait4):
+
+* **ingest**: `filterlake.ingest.ingest([zoo_dir], lake)` in `--ingest-workers` worker processes (default one
+  per core, as `filterlake ingest --workers 0`): filters/s and checkpoint MB/s. Its limit, `limit-ingest`, is
+  bare pyarrow: read every checkpoint file's bytes, view them as float32, take as many values as the zoo has
+  filter values (9 per filter) and write them as 9 float32 columns with
+  `pq.write_table(..., compression="zstd", use_dictionary=False)` (in 1M-row tables, like the lake's row
+  groups).
+* **analysis**: `filterlake.derived.analyze.analyze(lake, "medical", ("domain",))` on the fresh lake (layer
+  statistics + basis + per-layer histograms + shifts). Its limit, `limit-scan`, is one bare DuckDB scan
+  `SELECT sum(w0), ..., sum(w8) FROM read_parquet('LAKE/<GLOBS["filters"]>')` of the same lake (the glob of
+  `filterlake.lake.layout`).
+* **regroup-all** (informational): the pairwise shift matrix grouped by model `name` over all models of the
+  scale's lake, with the lake's `filters` folder moved away.
+
+Then a separate zoo of `--regroup-models` (1,000) small models is ingested and analysed, and the **regroup**
+stage times `grouped_counts(..., "name")` + `shift_table` while the `filters` folder has been moved out of the
+lake (it can only succeed by reading the stored histograms; the `filters` view is checked to be empty).
+Opening the lake's DuckDB views first (`connect`, which binds views over every per-model file) is timed and
+reported apart.
+
+Times are measured inside the child around the call, after its imports (torch, onnx, duckdb, ... are imported
+first: a constant ~2 s per process that is not throughput; the ingest workers are started and do the same
+imports before the clock starts); the child's whole wall time is recorded too. Zoo files and lakes are fresh
+in the page cache for both a stage and its limit (same conditions). The load average before and after the run
+is recorded: on a shared machine, other processes slow every stage.
+
+Targets (each printed PASS / NOT MET; judged at the largest scale, the others are printed for reference):
+ingest >= 50% of the limit's filters/s; analysis <= 3x the bare scan time and its peak RSS <= 2 GB; cost per
+filter of ingest and analysis flat within 20% between the two largest scales (10x -> 100x for
+`make bench-large`); regrouping 1,000 models < 2 s. An extrapolation to CNN Filter DB's 1.46 billion filters
+uses the per-filter costs measured at the largest scale (linear, which the flatness target checks).
+
+Modules: `cli` (the command line and the whole run), `scales` (one scale's zoo, stages and metrics), `stages`
+and `limits` (what the child processes time), `measure` (the child process, its RSS and times), `machine`
+(what it ran on), `judge` (targets, extrapolation), `tables` (the printed tables).
+"""

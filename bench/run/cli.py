@@ -1,0 +1,120 @@
+"""The command line: the whole benchmark run and its written results, or one stage in a child process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bench.run
+from bench.paths import OUT
+from bench.run.judge import TARGETS, extrapolate, judge
+from bench.run.machine import machine
+from bench.run.scales import measure_regroup, measure_scale
+from bench.run.stages import STAGES
+from bench.run.tables import table
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Every scale, the regroup zoo, the targets and the extrapolation; printed, and written to `--out`."""
+    name = args.name or (args.out.stem if args.out else f"bench-{args.filters}")
+    work = args.work or OUT / f"run-{name}"
+    work.mkdir(parents=True, exist_ok=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        """Progress on stderr with the seconds since the start (stdout holds only the table)."""
+        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "name": name,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "args": {
+            "filters": args.filters,
+            "scales": args.scales,
+            "regroup_models": args.regroup_models,
+            "regroup_filters": args.regroup_filters,
+            "max_model_filters": args.max_model_filters,
+            "seed": args.seed,
+            "jobs": args.jobs,
+        },
+        "targets_definition": TARGETS,
+        "scales": [],
+    }
+    for scale in args.scales:
+        results["scales"].append(measure_scale(scale, args, work, log))
+    if args.regroup_models:
+        results["regroup"] = measure_regroup(args, work, log)
+    results["targets"] = judge(results)
+    results["extrapolation"] = extrapolate(results)
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    text = table(results)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        args.out.with_suffix(".txt").write_text(text + "\n")
+        log(f"wrote {args.out} and {args.out.with_suffix('.txt')}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def _stage(argv: list[str]) -> int:
+    """`python -m bench.run stage NAME ARGS... --result FILE`: run one stage, write its result as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench.run stage")
+    parser.add_argument("name", choices=list(STAGES))
+    parser.add_argument("args", nargs="+", help="the stage function's arguments (paths, then options)")
+    parser.add_argument("--result", type=Path, required=True)
+    a = parser.parse_args(argv)
+    result = STAGES[a.name](*a.args)
+    a.result.write_text(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the benchmark's flags (or a child's `stage ...`) and run it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["stage"]:
+        return _stage(argv[1:])
+    description = (bench.run.__doc__ or "").split("\n\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=description)
+    parser.add_argument("--filters", type=int, required=True, help="base zoo size in 3x3 filters")
+    parser.add_argument("--scales", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 100])
+    parser.add_argument(
+        "--regroup-models", type=int, default=1000, help="models of the regrouping zoo (0: skip)"
+    )
+    parser.add_argument(
+        "--regroup-filters", type=int, help="filters of the regrouping zoo (default: --filters)"
+    )
+    parser.add_argument(
+        "--max-model-filters", type=int, default=0, help="largest model (default: bench.synthetic's)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="write the results JSON here (and the table beside it as .txt)"
+    )
+    parser.add_argument("--name")
+    parser.add_argument("--work", type=Path, help=f"where zoos and lakes are made (default {OUT}/run-NAME)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="processes generating the zoo (not measured)")
+    parser.add_argument("--keep", action="store_true", help="keep zoos and lakes")
+    parser.add_argument(
+        "--ingest-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes of the ingest stage, as `filterlake ingest --workers` (default: one "
+        "per core; the limit is one bare process, as the target defines it)",
+    )
+    args = parser.parse_args(argv)
+    args.regroup_filters = args.regroup_filters or args.filters
+    benchmark(args)
+    return 0
