@@ -13,7 +13,14 @@ import numpy as np
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import Checkpoint, ConvTensor, Kind
 from filterlake.readers.detect import check_zip_expansion, describe, guarded
-from filterlake.readers.unpickler import FLOAT_DTYPES, Inert, LazyTensor, load_legacy, load_zip
+from filterlake.readers.unpickler import (
+    FLOAT_DTYPES,
+    Inert,
+    LazyTensor,
+    check_zip_storages,
+    load_legacy,
+    load_zip,
+)
 
 PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
 SKIPPED_KEYS = ("optim", "sched", "scaler")  # optimizer/scheduler state also holds tensors
@@ -170,6 +177,24 @@ def _torch_load(path: Path, mmap: bool) -> tuple[Any, str | None]:
         return None, describe(exc)
 
 
+def _mappable(path: Path) -> bool:
+    """Whether torch.load may memory-map the storages of a torch zip, checked before any tensor exists.
+
+    torch.load(mmap=True) slices each storage out of a map of the whole file at its entry's offset, by the size
+    the pickle declares: it never compares that size with the entry, and maps a compressed entry's deflated
+    bytes as they are. So every storage record is first checked against its entry (`check_zip_storages`), and
+    a storage that does not fit refuses the file (CheckpointError). A compressed storage entry, entries outside
+    the archive's folder, or a pickle the restricted unpickler cannot walk give False: torch.load then reads
+    without mmap, which inflates entries and refuses any whose size differs from its storage's.
+    """
+    try:
+        return check_zip_storages(path)
+    except CheckpointError:
+        raise
+    except Exception:  # noqa: BLE001 - torch.load without mmap checks the sizes itself, or refuses the file
+        return False
+
+
 def _is_lazy(value: Any) -> bool:
     """A tensor rebuilt by the restricted unpickler."""
     return isinstance(value, LazyTensor)
@@ -198,7 +223,7 @@ def read_torch(path: Path, kind: str) -> Checkpoint:
     if kind in ("torch-zip", "torchscript"):
         check_zip_expansion(path)
     if kind != "torchscript":
-        obj, refusal = _torch_load(path, mmap=kind == "torch-zip")
+        obj, refusal = _torch_load(path, mmap=kind == "torch-zip" and _mappable(path))
         if refusal is None:
             import torch
 

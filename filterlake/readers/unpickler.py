@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import bisect
 import collections
 import io
 import pickle
@@ -33,7 +34,12 @@ STORAGE_DTYPES = {
     "BoolStorage": "bool",
     "ComplexFloatStorage": "complex64",
     "ComplexDoubleStorage": "complex128",
-    "UntypedStorage": "uint8",
+    "QInt8Storage": "qint8",
+    "QUInt8Storage": "quint8",
+    "QInt32Storage": "qint32",
+    "QUInt4x2Storage": "quint4x2",
+    "QUInt2x4Storage": "quint2x4",
+    "UntypedStorage": "uint8",  # torch.storage.UntypedStorage: bytes of a dtype given to the tensor rebuild
 }
 NUMPY_CODES = {
     "float32": "f4",
@@ -48,6 +54,11 @@ NUMPY_CODES = {
     "bool": "?",
     "complex64": "c8",
     "complex128": "c16",
+    "qint8": "i1",
+    "quint8": "u1",
+    "qint32": "i4",
+    "quint4x2": "u1",  # two 4-bit values a byte
+    "quint2x4": "u1",
 }
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -224,7 +235,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         qualname = f"{module}.{name}"
         if qualname in REBUILDERS:
             return REBUILDERS[qualname]
-        if module in ("torch", "torch.cuda") and name.endswith("Storage"):
+        if module in ("torch", "torch.cuda", "torch.storage") and name.endswith("Storage"):
             return StorageType(STORAGE_DTYPES.get(name, name))
         if qualname == "collections.OrderedDict":
             return collections.OrderedDict
@@ -247,11 +258,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 def _entry_offset(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
-    """Byte offset of a stored (uncompressed) zip entry's data in the archive file."""
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise CheckpointError(
-            path, "a tensor's data is compressed in the zip archive (torch.save never does that)"
-        )
+    """Byte offset of a zip entry's data in the archive file (read from its local header)."""
     zf.fp.seek(info.header_offset)
     header = zf.fp.read(30)
     if len(header) < 30 or header[:4] != b"PK\x03\x04":
@@ -260,6 +267,98 @@ def _entry_offset(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> int
         )
     name_len, extra_len = struct.unpack("<HH", header[26:30])
     return info.header_offset + 30 + name_len + extra_len
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    """Open a torch zip archive; CheckpointError when zipfile cannot read its central directory."""
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise CheckpointError(
+            path, f"not a PyTorch checkpoint: truncated or corrupt zip archive ({exc})"
+        ) from exc
+
+
+def _members(path: Path, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """Entries by name; refuses two entries of one name (torch finds names ignoring case, and takes the first)."""
+    infos: dict[str, zipfile.ZipInfo] = {}
+    seen: set[str] = set()
+    for info in zf.infolist():
+        if info.filename.lower() in seen:
+            raise CheckpointError(path, "corrupt zip archive: two entries have the same name")
+        seen.add(info.filename.lower())
+        infos[info.filename] = info
+    return infos
+
+
+def _archive_prefix(path: Path, infos: dict[str, zipfile.ZipInfo]) -> str:
+    """The archive's folder: the one holding `data.pkl`."""
+    pickles = [n for n in infos if PurePosixPath(n).name == "data.pkl" and len(PurePosixPath(n).parts) == 2]
+    if not pickles:
+        raise CheckpointError(
+            path, "zip archive without <archive>/data.pkl: not a torch.save/TorchScript file"
+        )
+    return str(PurePosixPath(pickles[0]).parent)
+
+
+class _StorageEntries:
+    """Finds the zip entry of each storage record and checks, from the central directory and the entry's local
+    header only (no tensor data is read), that it holds every byte the record declares."""
+
+    def __init__(self, path: Path, zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], prefix: str):
+        self.path, self.zf, self.infos, self.prefix = path, zf, infos, prefix
+        self.size = path.stat().st_size
+        # where each entry's data must end: at the next entry's header, or at the central directory
+        self.bounds = sorted(
+            {i.header_offset for i in infos.values()} | {getattr(zf, "start_dir", self.size)}
+        )
+        self.compressed = False  # a storage entry is compressed (memory-mapping it would read deflated bytes)
+
+    def find(
+        self, folder: str, storage_type: StorageType, key: Any, numel: int
+    ) -> tuple[zipfile.ZipInfo, int]:
+        """The entry of storage `key` in `folder` and its data offset; CheckpointError when it does not fit."""
+        path = self.path
+        entry = self.infos.get(f"{self.prefix}/{folder}/{key}")
+        if entry is None:
+            raise CheckpointError(path, "a tensor's data is missing from the zip archive")
+        offset = _entry_offset(path, self.zf, entry)
+        end = offset + entry.compress_size
+        if end > self.size:
+            raise CheckpointError(
+                path, f"truncated: a tensor's data ends past the end of the file ({self.size} bytes)"
+            )
+        after = bisect.bisect_right(self.bounds, entry.header_offset)
+        if after < len(self.bounds) and end > self.bounds[after]:
+            raise CheckpointError(path, "corrupt zip archive: a tensor's data runs into the next entry")
+        stored = entry.compress_type == zipfile.ZIP_STORED
+        held = min(entry.file_size, entry.compress_size) if stored else entry.file_size
+        item = np.dtype(NUMPY_CODES.get(storage_type.dtype, "u1")).itemsize
+        if numel * item > held:
+            raise CheckpointError(
+                path,
+                f"a tensor's data holds {held} bytes, fewer than its {numel} {storage_type.dtype} elements need",
+            )
+        self.compressed |= not stored
+        return entry, offset
+
+
+def check_zip_storages(path: Path) -> bool:
+    """Check every storage record of a torch zip's `data.pkl` against the entry that holds it (`_StorageEntries`);
+    CheckpointError when one is missing, cut short or damaged. True when torch.load may memory-map the
+    storages: all are stored uncompressed and the archive has a single folder, the one torch reads."""
+    with _open_zip(path) as zf:
+        infos = _members(path, zf)
+        prefix = _archive_prefix(path, infos)
+        entries = _StorageEntries(path, zf, infos, prefix)
+
+        def storage(pid: tuple) -> Storage:
+            storage_type, key, _location, numel = pid[:4]
+            _, offset = entries.find("data", storage_type, key, numel)
+            return Storage(path, storage_type.dtype, numel, offset)
+
+        RestrictedUnpickler(zf.read(f"{prefix}/data.pkl"), storage).load()
+    return not entries.compressed and all(name.startswith(f"{prefix}/") for name in infos)
 
 
 def _code_constants(zf: zipfile.ZipFile, prefix: str, qualname: str) -> dict[str, Any]:
@@ -283,51 +382,28 @@ def _code_constants(zf: zipfile.ZipFile, prefix: str, qualname: str) -> dict[str
 
 def load_zip(path: Path) -> tuple[Any, Any]:
     """Unpickle `data.pkl` (and `constants.pkl`, if any) of a torch zip archive; storages stay on disk."""
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise CheckpointError(
-            path, f"not a PyTorch checkpoint: truncated or corrupt zip archive ({exc})"
-        ) from exc
-    with zf:
-        infos = {info.filename: info for info in zf.infolist()}
-        pickles = [
-            n for n in infos if PurePosixPath(n).name == "data.pkl" and len(PurePosixPath(n).parts) == 2
-        ]
-        if not pickles:
-            raise CheckpointError(
-                path, "zip archive without <archive>/data.pkl: not a torch.save/TorchScript file"
-            )
-        prefix = str(PurePosixPath(pickles[0]).parent)
+    with _open_zip(path) as zf:
+        infos = _members(path, zf)
+        prefix = _archive_prefix(path, infos)
+        entries = _StorageEntries(path, zf, infos, prefix)
         order = (
             zf.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in infos else "little"
         )
-        size = path.stat().st_size
 
         def unpickle(name: str, folder: str) -> tuple[Any, RestrictedUnpickler]:
             def storage(pid: tuple) -> Storage:
                 storage_type, key, _location, numel = pid[:4]
-                entry = infos.get(f"{prefix}/{folder}/{key}")
-                if entry is None:
-                    raise CheckpointError(path, "a tensor's data is missing from the zip archive")
-                item = np.dtype(NUMPY_CODES.get(storage_type.dtype, "u1")).itemsize
-                offset = _entry_offset(path, zf, entry)
-                if offset + entry.file_size > size:
+                entry, offset = entries.find(folder, storage_type, key, numel)
+                if entry.compress_type != zipfile.ZIP_STORED:
                     raise CheckpointError(
-                        path, f"truncated: a tensor's data ends past the end of the file ({size} bytes)"
-                    )
-                if numel * item > entry.file_size:
-                    raise CheckpointError(
-                        path,
-                        f"a tensor's data holds {entry.file_size} bytes, fewer than its "
-                        f"{numel} {storage_type.dtype} elements need",
+                        path, "a tensor's data is compressed in the zip archive (torch.save never does that)"
                     )
                 return Storage(path, storage_type.dtype, numel, offset, "<" if order == "little" else ">")
 
             unpickler = RestrictedUnpickler(zf.read(name), storage)
             return unpickler.load(), unpickler
 
-        data, unpickler = unpickle(pickles[0], "data")
+        data, unpickler = unpickle(f"{prefix}/data.pkl", "data")
         constants = None
         if f"{prefix}/constants.pkl" in infos:
             constants, _ = unpickle(f"{prefix}/constants.pkl", "constants")

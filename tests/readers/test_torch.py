@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -237,3 +239,141 @@ def test_truncated(tmp_path: Path, net: Net, zip_format: bool, keep: float, reas
     _truncate(path, keep)
     with pytest.raises(CheckpointError, match=reason):
         open_checkpoint(path)
+
+
+# Storage entries that do not fit their storages. torch.load(mmap=True) slices each storage out of a map of the
+# whole file by the size the pickle declares, so without the reader's own check these load bytes that lie past
+# the entry (or deflated bytes) as weights.
+WEIGHT = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+
+
+def _rewrite(
+    path: Path, obj: Any, key: str, cut: Callable[[bytes], bytes | None], compress: int | None = None
+) -> None:
+    """torch.save `obj` to `path`, then copy every zip entry back (its ZipInfo kept: stored, same order), the
+    entry of storage `key` passed through `cut` (None drops it) and, with `compress`, recompressed."""
+    torch.save(obj, path)
+    with zipfile.ZipFile(path) as source:
+        entries = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w") as target:
+        for info, data in entries:
+            if info.filename.split("/", 1)[1] == f"data/{key}":
+                data = cut(data)
+                info.compress_type = info.compress_type if compress is None else compress
+            if data is not None:
+                target.writestr(info, data)
+
+
+def _refusal(path: Path) -> str:
+    """The one-line message open_checkpoint (and loading every tensor) refuses `path` with."""
+    with pytest.raises(CheckpointError) as error:
+        checkpoint = open_checkpoint(path)
+        [t.load() for t in checkpoint.tensors]
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    return message.removeprefix(f"{path}: ")
+
+
+SHORT = "a tensor's data holds {} bytes, fewer than its {} {} elements need"
+CUTS: dict[str, tuple[Callable[[bytes], bytes | None], int | None, str]] = {  # cut, compression, reason
+    "cut-to-100": (lambda d: d[:100], None, SHORT.format(100, 36, "float32")),
+    "cut-to-0": (lambda d: b"", None, SHORT.format(0, 36, "float32")),
+    "missing": (lambda d: None, None, "a tensor's data is missing from the zip archive"),
+    "cut-and-deflated": (lambda d: d[:100], zipfile.ZIP_DEFLATED, SHORT.format(100, 36, "float32")),
+}
+
+
+@pytest.mark.parametrize("wrapper", ["state-dict", "namespace"])
+@pytest.mark.parametrize("case", list(CUTS))
+def test_storage_entry_shorter_than_its_storage_is_refused(tmp_path: Path, case: str, wrapper: str) -> None:
+    """A storage entry cut short or missing refuses the file (torch.load and restricted-unpickler paths alike)."""
+    cut, compress, reason = CUTS[case]
+    obj: Any = {"conv.weight": WEIGHT}
+    if wrapper == "namespace":  # torch.load refuses the Namespace: the restricted unpickler reads the file
+        obj = {"hyper_parameters": argparse.Namespace(lr=0.1), "state_dict": obj}
+    path = tmp_path / "w.pt"
+    _rewrite(path, obj, "0", cut, compress)
+    assert _refusal(path) == reason
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("1", SHORT.format(2, 4, "float32")),  # conv.bias: 1-D, never a conv weight
+        ("2", SHORT.format(2, 8, "uint8")),  # a uint16 buffer: an UntypedStorage of 8 bytes
+        ("3", SHORT.format(2, 36, "float32")),  # optimizer state, skipped when looking for weights
+    ],
+    ids=["bias", "uint16-buffer", "optimizer-state"],
+)
+def test_every_storage_is_checked_not_only_convs(tmp_path: Path, key: str, reason: str) -> None:
+    """A short storage anywhere in the file means a damaged file, even when no conv weight uses it."""
+    obj = {
+        "model_state_dict": {
+            "conv.weight": WEIGHT,
+            "conv.bias": torch.zeros(4),
+            "code": torch.tensor([1, 2, 3, 4], dtype=torch.uint16),
+        },
+        "optimizer": {"state": {0: {"exp_avg": torch.zeros(4, 1, 3, 3)}}},
+    }
+    path = tmp_path / "w.pt"
+    _rewrite(path, obj, key, lambda d: d[:2])
+    assert _refusal(path) == reason
+
+
+def test_views_of_a_larger_storage_load_exactly(tmp_path: Path) -> None:
+    """Tensors that are views of one larger storage (its entry longer than each tensor) load exact values."""
+    big = torch.randn(10, 1, 3, 3, generator=torch.Generator().manual_seed(2))
+    views = {
+        "first": big[:4],
+        "last": big[6:],
+        "strided": big[1:7].transpose(0, 1).reshape(1, 6, 3, 3)[:, ::2],
+    }
+    path = tmp_path / "w.pt"
+    torch.save(views, path)
+    with zipfile.ZipFile(path) as archive:
+        assert [i.file_size for i in archive.infolist() if "/data/" in i.filename] == [big.nbytes]
+    _assert_weights(path, views, "torch-state-dict", TORCH_LOAD)
+
+
+def test_storage_entry_longer_than_its_storage_loads_the_declared_bytes(tmp_path: Path) -> None:
+    """An entry with bytes after its storage (torch.save never writes one) still loads the storage's values."""
+    path = tmp_path / "w.pt"
+    _rewrite(path, {"conv.weight": WEIGHT}, "0", lambda d: d + b"\xff" * 64)
+    _assert_weights(path, {"conv": WEIGHT}, "torch-state-dict", TORCH_LOAD)
+
+
+def test_compressed_storage_entry_is_inflated_not_mapped(tmp_path: Path) -> None:
+    """A deflated storage entry is read by torch.load without mmap (mapped, its deflated bytes would load)."""
+    path = tmp_path / "w.pt"
+    _rewrite(path, {"conv.weight": WEIGHT}, "0", bytes, zipfile.ZIP_DEFLATED)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("w/data/0").compress_type == zipfile.ZIP_DEFLATED
+    _assert_weights(path, {"conv": WEIGHT}, "torch-state-dict", TORCH_LOAD)
+
+
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+@pytest.mark.parametrize("second", ["w/data/0", "w/DATA/0"], ids=["same-name", "name-ignoring-case"])
+def test_two_entries_of_one_name_are_refused(tmp_path: Path, second: str) -> None:
+    """torch finds entries by name ignoring case and takes the first: a second entry of the name is refused."""
+    path = tmp_path / "w.pt"
+    _rewrite(path, {"conv.weight": WEIGHT}, "0", lambda d: d[:100])
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo(second), WEIGHT.numpy().tobytes())
+    assert _refusal(path) == "corrupt zip archive: two entries have the same name"
+
+
+def test_storage_entry_running_into_the_next_entry_is_refused(tmp_path: Path) -> None:
+    """An entry whose headers claim the storage's 144 bytes while the next entry starts after 100 is refused."""
+    path = tmp_path / "w.pt"
+    _rewrite(path, {"conv.weight": WEIGHT}, "0", lambda d: d[:100])
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("w/data/0")
+    struct.pack_into("<II", data, info.header_offset + 18, 144, 144)  # local header: compressed, plain size
+    central = data.rindex(b"w/data/0") - 46  # the name's last copy follows its central directory record
+    assert data[central : central + 4] == b"PK\x01\x02"
+    struct.pack_into("<II", data, central + 20, 144, 144)
+    path.write_bytes(bytes(data))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("w/data/0").file_size == 144
+    assert _refusal(path) == "corrupt zip archive: a tensor's data runs into the next entry"
