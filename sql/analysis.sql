@@ -1,4 +1,4 @@
--- filterlake analysis tables (written by `filterlake analyze`; load sql/tables.sql first).
+-- filterlake analysis tables (written by `filterlake analyze`); a source of the generated sql/init.sql.
 
 -- Per-layer quality metrics and stored sufficient statistics (raw_*, sc_* scaled, scn_* scaled non-sparse).
 CREATE OR REPLACE VIEW layer_stats AS
@@ -24,6 +24,19 @@ WHERE model_id IN (SELECT model_id FROM models);
 -- Stored pairwise shift matrices (one row per ordered pair of groups).
 CREATE OR REPLACE VIEW shifts AS
 SELECT * FROM read_parquet(lake_glob('shifts'));
+
+-- Stored comparisons of `filterlake analyze` (filterlake/derived/comparisons.py), per basis and preset:
+-- shifts between the models of each architecture family (one row per ordered pair, in heatmap order),
+CREATE OR REPLACE VIEW family_shifts AS
+SELECT * FROM read_parquet(lake_glob('family_shifts'), hive_partitioning = false);
+
+-- the medical vs non-medical permutation test with its bootstrap interval and null distribution,
+CREATE OR REPLACE VIEW medical_test AS
+SELECT * FROM read_parquet(lake_glob('medical_test'), hive_partitioning = false);
+
+-- and the per-component symmetric KL between the pooled medical and non-medical histograms.
+CREATE OR REPLACE VIEW medical_components AS
+SELECT * FROM read_parquet(lake_glob('medical_components'), hive_partitioning = false);
 
 -- Layer quality with model metadata: where are the degenerated layers?
 CREATE OR REPLACE VIEW layer_quality AS

@@ -12,14 +12,15 @@ from pathlib import Path
 import duckdb
 
 from filterlake.derived.basis import fit_from_lake
+from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
 from filterlake.derived.layer_stats import refresh_layer_stats
 from filterlake.derived.shifts import grouped_counts, pair_rows, shift_table, store_shifts
-from filterlake.errors import FilterlakeError
+from filterlake.errors import FilterlakeError, ParameterError
 from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table, write_json_atomic
-from filterlake.lake.layout import committed_ids, model_file, state_file
-from filterlake.lake.maintenance import analysis_running
+from filterlake.lake.layout import committed_ids, model_file, require_lake, state_file
+from filterlake.lake.maintenance import analysis_running, repair
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -42,6 +43,8 @@ class Analysis:
     histograms: dict[str, int] = field(default_factory=dict)
     shifts: dict[str, Path] = field(default_factory=dict)
     unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
+    comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
+    kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
 
     def weights(self):
         return self.preset.weights_for(self.basis)
@@ -64,11 +67,17 @@ def _global_spec(lake: Path, basis_id: str, preset: Preset, model_ids: Collectio
 def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("domain",),
             basis_on: str | None = None, params: QualityParams = DEFAULT_QUALITY,
             on_stage: Callable[[str, int], None] | None = None,
-            on_model: Callable[[str], None] | None = None) -> Analysis:
-    """Update layer_stats, the basis, the preset's histograms and the shifts of each grouping; return the state."""
+            on_model: Callable[[str], None] | None = None, permutations: int = PERMUTATIONS,
+            seed: int = SEED) -> Analysis:
+    """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
+    comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state."""
     if preset not in PRESETS:
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
+    if permutations < 1:
+        raise ParameterError(f"permutations must be at least 1, got {permutations}")
+    require_lake(lake)
+    repair(lake)  # what dead writers left (nothing to do, and nothing written, on a sound lake)
     snapshot = committed_ids(lake)  # every stage sees these models, whatever ingests commit meanwhile
     n_models = len(snapshot)
     if not n_models:
@@ -103,6 +112,7 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
                 analysis.unlabelled.append(column)
             else:
                 analysis.shifts[column] = path
+        analysis.comparisons = store_comparisons(analysis, permutations, seed)
     return analysis
 
 

@@ -1,12 +1,10 @@
 """Pairwise distribution shifts D between groups of models or layers, from stored histograms (no filter reads).
 
-A grouping is a `models` column (domain, task, training_dataset, architecture, name, ...), `medical` (domain
-starting with "medical" vs the rest), `depth_decile` (layers by relative depth, P1 bins) or any key of the
-models' extra metadata.
+The groupings themselves (a `models` column, `medical`, `depth_decile`, a metadata key) are defined in
+`filterlake.derived.groupings`.
 """
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from filterlake.derived.groupings import group_expression
 from filterlake.derived.histograms import HistSpec
 from filterlake.errors import FilterlakeError
 from filterlake.lake.files import staging, write_table_atomic
@@ -22,25 +21,6 @@ from filterlake.lake.layout import hist_dir, shifts_file
 from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
 from filterlake.numeric.significance import PermutationResult, permutation_test
-from filterlake.vocab import GROUPABLE_COLUMNS, MEDICAL, medical_label_sql
-
-# P1 relative-depth deciles: [0, .1] (first layer included), (.1, .2], ..., (.9, 1]
-DEPTH_DECILE = ("CASE WHEN l.conv_depth_norm <= 0.1 THEN '[0.0, 0.1]' ELSE "
-                "printf('(%.1f, %.1f]', ceil(round(l.conv_depth_norm * 10, 9)) / 10 - 0.1, "
-                "ceil(round(l.conv_depth_norm * 10, 9)) / 10) END")
-
-
-def group_expression(group_by: str) -> tuple[str, bool]:
-    """SQL for a grouping's label and whether it is per layer (True) or per model (False)."""
-    if group_by in GROUPABLE_COLUMNS:
-        return f"m.{group_by}", False
-    if group_by == MEDICAL:
-        return medical_label_sql("m.domain"), False
-    if group_by == "depth_decile":
-        return DEPTH_DECILE, True
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group_by):
-        raise FilterlakeError(f"--group-by {group_by!r}: not a column name or metadata key")
-    return f"json_extract_string(m.extra, '$.{group_by}')", False
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""The HTML report of a lake.
+"""The HTML report of an analysis: `build_report(analysis, out)` writes OUT/index.html, OUT/summary.md, the
+figures and OUT/tables/*.csv; `filterlake report` (command.py) runs the analysis first."""
 
-`build(lake, out)` writes OUT/index.html, OUT/summary.md and OUT/tables/*.csv.
-"""
+from filterlake.report.build import Report, build_report
+from filterlake.report.collect import collect
+from filterlake.report.facts import ReportData
 
-from filterlake.report.build import Report, build
-
-__all__ = ["Report", "build"]
+__all__ = ["Report", "ReportData", "build_report", "collect"]

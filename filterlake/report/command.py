@@ -1,10 +1,58 @@
-"""`filterlake report`: run the incremental analysis and write the self-contained HTML report."""
+"""`filterlake report`: run the incremental analysis the report needs, then write the report from it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+
+from filterlake.derived.comparisons import PERMUTATIONS, SEED
+from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
+from filterlake.report.build import Report
+
+
+def analyze_and_report(
+    lake: Path,
+    out: Path,
+    group_by: Sequence[str] = ("domain",),
+    preset: str = "medical",
+    permutations: int = PERMUTATIONS,
+    *,
+    basis_on: str | None = None,
+    params: QualityParams = DEFAULT_QUALITY,
+    seed: int = SEED,
+    on_stage: Callable[[str, int], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
+) -> Report:
+    """`analyze` for the groupings of ``group_by`` plus `medical` and `name` (those with any label), then
+    `build_report` from that analysis; the report's seconds count both."""
+    from filterlake.derived.analyze import analyze
+    from filterlake.derived.groupings import n_labels
+    from filterlake.errors import FilterlakeError
+    from filterlake.lake.duck import connect
+    from filterlake.report.build import build_report
+    from filterlake.report.collect import REQUIRED_GROUPINGS
+    from filterlake.report.sections import MODULES
+
+    start = time.perf_counter()
+    lake = Path(lake)
+    if not (lake / "models").is_dir():
+        raise FilterlakeError(f"{lake}: not a lake (no models/ folder); ingest some models first")
+    if permutations < 1:
+        raise FilterlakeError("--permutations must be at least 1")
+    group_by = tuple(dict.fromkeys(group_by or ("domain",)))
+    # a grouping without any label among the models with filters has nothing to compare (and analyze
+    # cannot store an empty matrix): leave it out; section 4 says so
+    base = connect(lake)
+    usable = tuple(c for c in dict.fromkeys((*group_by, *REQUIRED_GROUPINGS)) if n_labels(base, c) > 0)
+    analysis = analyze(lake, preset, usable, basis_on, params, on_stage, on_model, permutations, seed)
+    if on_stage:
+        on_stage("report", len(MODULES))
+    report = build_report(analysis, out, group_by, on_section=on_model)
+    return replace(report, seconds=time.perf_counter() - start)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -13,8 +61,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from filterlake.lake.layout import resolve_lake
-    from filterlake.numeric.params import QualityParams
-    from filterlake.report.build import build
 
     lake = resolve_lake(getattr(args, "lake", None))
     out = Path(getattr(args, "out", None) or "report")
@@ -37,15 +83,15 @@ def cmd_report(args: argparse.Namespace) -> int:
                 progress.remove_task(state["task"])
             state["task"] = progress.add_task(name, total=total)
 
-        report = build(
+        report = analyze_and_report(
             lake,
             out,
             group_by,
             getattr(args, "preset", None) or "medical",
-            getattr(args, "permutations", None) or 2000,
+            getattr(args, "permutations", None) or PERMUTATIONS,
             basis_on=getattr(args, "basis_on", None),
             params=QualityParams().with_(eps=eps),
-            seed=getattr(args, "seed", None) or 0,
+            seed=getattr(args, "seed", None) or SEED,
             on_stage=stage,
             on_model=lambda _: progress.advance(state["task"]),
         )

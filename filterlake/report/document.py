@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from filterlake.report.tables import Table
 
@@ -18,6 +19,8 @@ class Para:
 
 @dataclass
 class Bullets:
+    """A bulleted list."""
+
     items: list[str]
 
 
@@ -32,14 +35,38 @@ class Figure:
 
 @dataclass
 class Section:
+    """One numbered part of the page: id (its anchor), title, reading guide and blocks."""
+
     id: str
     title: str
     guide: str  # the one-line reading guide the section starts with
     blocks: list = field(default_factory=list)
 
-    def add(self, *blocks) -> Section:
+    def add(self, *blocks: Table | Figure | Bullets | Para) -> Section:
+        """Append blocks; returns the section."""
         self.blocks.extend(blocks)
         return self
+
+
+@dataclass
+class Page:
+    """The report being written: its folder, and the figures and tables the sections add (each table once)."""
+
+    out: Path
+    figures: list[Path] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+
+    def figure(self, path: Path, caption: str, alt: str) -> Figure:
+        """Register a written PNG and return its block."""
+        self.figures.append(path)
+        return Figure(path.name, caption, alt)
+
+    def table(self, table: Table) -> Table:
+        """Register a table (its CSV is written at the end) and return it as a block."""
+        if any(t.name == table.name for t in self.tables):
+            raise ValueError(f"duplicate table name {table.name}")
+        self.tables.append(table)
+        return table
 
 
 CSS = """
@@ -116,6 +143,7 @@ def _e(text: object) -> str:
 
 
 def table_html(table: Table) -> str:
+    """A sortable HTML table with its note and CSV link (collapsed into <details> when asked)."""
     numeric = table.numeric_columns()
     head = "".join(
         f'<th class="num" scope="col">{_e(c)}</th>' if n else f'<th scope="col">{_e(c)}</th>'
@@ -145,7 +173,8 @@ def table_html(table: Table) -> str:
     return markup + note
 
 
-def block_html(block) -> str:
+def block_html(block: Table | Figure | Bullets | Para) -> str:
+    """The HTML of one block."""
     if isinstance(block, Table):
         return table_html(block)
     if isinstance(block, Figure):

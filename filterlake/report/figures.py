@@ -11,8 +11,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+
+from filterlake.vocab import is_medical
 
 DPI = 100
 STYLE = {
@@ -46,7 +47,6 @@ OTHER_COLOURS = [
     "#0868ac",
     "#31a354",
 ]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
 
 
 def domain_colours(domains: Sequence[str], later: Sequence[str] = ()) -> dict[str, str]:
@@ -59,8 +59,8 @@ def domain_colours(domains: Sequence[str], later: Sequence[str] = ()) -> dict[st
     rest = set(later) - first
 
     def ordered(medical: bool) -> list[str]:
-        pick = [d for d in sorted(first) if d.startswith("medical") == medical]
-        return pick + [d for d in sorted(rest) if d.startswith("medical") == medical]
+        pick = [d for d in sorted(first) if is_medical(d) == medical]
+        return pick + [d for d in sorted(rest) if is_medical(d) == medical]
 
     medical, other = ordered(True), ordered(False)
     colours = {d: MEDICAL_COLOURS[i % len(MEDICAL_COLOURS)] for i, d in enumerate(medical)}
@@ -68,13 +68,15 @@ def domain_colours(domains: Sequence[str], later: Sequence[str] = ()) -> dict[st
     return colours
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A constrained-layout figure on the Agg canvas (no pyplot)."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
+    """Save as PNG at the report's resolution on white; returns the path."""
     fig.savefig(path, dpi=DPI, facecolor="white")
     return path
 
@@ -82,7 +84,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def evr_chart(path: Path, evr: np.ndarray) -> Path:
     """Explained-variance ratio per component (bars) and cumulative (line)."""
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7.5, 3.6)
+        fig = new_figure(7.5, 3.6)
         ax = fig.add_subplot()
         k = np.arange(len(evr))
         bars = ax.bar(k, evr * 100, color="#4c72b0", label="explained variance ratio")
@@ -103,13 +105,13 @@ def evr_chart(path: Path, evr: np.ndarray) -> Path:
         ax.set_ylabel("explained variance (%)")
         ax.set_ylim(0, 105)
         ax.legend(loc="center right", frameon=False)
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def basis_images(path: Path, components: np.ndarray, evr: np.ndarray, mean: np.ndarray) -> Path:
     """The mean filter and the 9 basis vectors as 3x3 images, diverging colormap with symmetric limits."""
     with matplotlib.rc_context(STYLE):
-        fig = _figure(13, 2.3)
+        fig = new_figure(13, 2.3)
         axes = fig.subplots(1, 10)
         limit = float(max(np.abs(components).max(), np.abs(mean).max()))
         image = None
@@ -130,7 +132,7 @@ def basis_images(path: Path, components: np.ndarray, evr: np.ndarray, mean: np.n
             ax.set_xticks([])
             ax.set_yticks([])
         fig.colorbar(image, ax=axes, shrink=0.9, fraction=0.02, pad=0.01, label="loading")
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def ridges(
@@ -147,7 +149,7 @@ def ridges(
     """Ridge plot: one panel per component, one ridge per group (each ridge scaled to its own peak)."""
     n = len(labels)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(14.5, 1.9 + 0.27 * n)
+        fig = new_figure(14.5, 1.9 + 0.27 * n)
         axes = fig.subplots(1, density.shape[1], sharey=True)
         inside = (centres >= xlim[0]) & (centres <= xlim[1])
         x = centres[inside]
@@ -180,7 +182,7 @@ def ridges(
         )
         if title:
             fig.suptitle(title)
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def heatmap(
@@ -195,7 +197,7 @@ def heatmap(
     n = len(labels)
     size = max(4.8, 0.55 * n + 2.8)
     with matplotlib.rc_context(STYLE):
-        fig = _figure(size + 1.6, size)
+        fig = new_figure(size + 1.6, size)
         ax = fig.add_subplot()
         finite = matrix[np.isfinite(matrix)]
         vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
@@ -224,7 +226,7 @@ def heatmap(
         ax.spines[:].set_visible(False)
         ax.set_title("\n".join(textwrap.wrap(title, 48)))
         fig.colorbar(image, ax=ax, shrink=0.8, label=colour_label)
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def null_distribution(
@@ -232,7 +234,7 @@ def null_distribution(
 ) -> Path:
     """Histogram of the permutation null of D with the observed D and its bootstrap interval."""
     with matplotlib.rc_context(STYLE):
-        fig = _figure(11, 3.8)
+        fig = new_figure(11, 3.8)
         ax = fig.add_subplot()
         ax.hist(
             null,
@@ -256,13 +258,13 @@ def null_distribution(
         ax.set_ylabel("permutations (count)")
         ax.set_xlim(0, max(float(np.max(null)), ci[1], observed) * 1.05)
         fig.legend(*ax.get_legend_handles_labels(), frameon=False, loc="outside right upper")
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def component_bars(path: Path, per_component: np.ndarray, weights: np.ndarray) -> Path:
     """Per-component symmetric KL between two groups (bars) and its weighted contribution to D."""
     with matplotlib.rc_context(STYLE):
-        fig = _figure(7.5, 3.2)
+        fig = new_figure(7.5, 3.2)
         ax = fig.add_subplot()
         k = np.arange(len(per_component))
         ax.bar(k - 0.2, per_component, width=0.4, color="#4c72b0", label="KL_sym of the component")
@@ -273,107 +275,4 @@ def component_bars(path: Path, per_component: np.ndarray, weights: np.ndarray) -
         ax.set_xlabel("basis component")
         ax.set_ylabel("symmetric KL (nats)")
         ax.legend(frameon=False)
-        return _save(fig, path)
-
-
-def quality_by_depth(
-    path: Path, series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-) -> Path:
-    """Sparsity, H/TH(n) and orthogonality against relative depth; one line+marker series per model.
-
-    series: (label, depth, sparsity, entropy_norm, orthogonality) per model.
-    """
-    palette = matplotlib.colormaps["tab20"].colors
-    with matplotlib.rc_context(STYLE):
-        fig = _figure(16, 5.2 + 0.23 * ((len(series) + 3) // 4))
-        axes = fig.subplots(1, 3)
-        handles = []
-        for i, (label, depth, sparsity, entropy_norm, ortho) in enumerate(series):
-            style = {
-                "color": palette[i % len(palette)],
-                "marker": MARKERS[i % len(MARKERS)],
-                "ms": 4,
-                "lw": 0.9,
-                "alpha": 0.8,
-            }
-            axes[0].plot(depth, sparsity, **style)
-            axes[1].plot(depth, entropy_norm, **style)
-            axes[2].plot(depth, ortho, **style)
-            handles.append(Line2D([], [], label=label, **style))
-        axes[1].axhline(1.0, color="black", ls="--", lw=1)
-        axes[1].annotate(
-            "H = TH(n): random-like above",
-            (0.01, 1.0),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, 3),
-            textcoords="offset points",
-            fontsize=8,
-        )
-        labels = (
-            "sparsity S (share of near-zero filters)",
-            "H / TH(n) (variance entropy / random reference)",
-            "orthogonality (1 − mean |cos| of output channels)",
-        )
-        titles = ("Sparsity", "Variance entropy relative to TH(n)", "Orthogonality")
-        for ax, ylabel, title in zip(axes, labels, titles):
-            ax.set_xlabel("relative depth (conv_depth_norm: 0 = first, 1 = last 3x3 layer)")
-            ax.set_ylabel(ylabel)
-            ax.set_title(title)
-            ax.set_xlim(-0.03, 1.03)
-            ax.grid(alpha=0.3)
-        axes[0].set_ylim(-0.03, 1.03)
-        axes[2].set_ylim(-0.03, 1.03)
-        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, title="model")
-        return _save(fig, path)
-
-
-def pruning_bars(path: Path, labels: list[str], kept: np.ndarray, total: np.ndarray) -> Path:
-    """Kept (non-sparse) vs total 3x3 filters per model, horizontal bars on a log axis."""
-    n = len(labels)
-    with matplotlib.rc_context(STYLE):
-        fig = _figure(10, 1.4 + 0.3 * n)
-        ax = fig.add_subplot()
-        y = np.arange(n)[::-1]
-        ax.barh(y, total, color="#d0d0d0", label="all 3x3 filters")
-        ax.barh(y, np.maximum(kept, 0.8), height=0.5, color="#4c72b0", label="kept (non-sparse) filters")
-        for yi, k, t in zip(y, kept, total):
-            ax.annotate(
-                f"{100 * k / t:.1f}% kept" if t else "",
-                (t, yi),
-                xytext=(4, 0),
-                textcoords="offset points",
-                va="center",
-                fontsize=8,
-            )
-        ax.set_xscale("log")
-        ax.set_xlim(0.8, float(max(total.max(), 1)) * 8)
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.set_xlabel("filters (count, log scale)")
-        fig.legend(*ax.get_legend_handles_labels(), frameon=False, loc="outside upper center", ncol=2)
-        return _save(fig, path)
-
-
-def filter_grids(path: Path, panels: list[tuple[str, np.ndarray]], per_row: int = 5) -> Path:
-    """Each panel: up to 25 filters in a 5x5 grid, each 3x3 filter divided by its own max |w|."""
-    with matplotlib.rc_context(STYLE):
-        fig = _figure(3.8 * len(panels) + 1.2, 4.4)
-        fig.get_layout_engine().set(w_pad=0.15)
-        axes = np.atleast_1d(fig.subplots(1, len(panels)))
-        image = None
-        for ax, (title, filters) in zip(axes, panels):
-            grid = np.full((per_row * 4 - 1, per_row * 4 - 1), np.nan)
-            for i, f in enumerate(filters[: per_row * per_row]):
-                peak = np.abs(f).max()
-                r, c = divmod(i, per_row)
-                grid[r * 4 : r * 4 + 3, c * 4 : c * 4 + 3] = (f / (peak if peak > 0 else 1)).reshape(3, 3)
-            cmap = matplotlib.colormaps[DIVERGING].with_extremes(bad="white")
-            image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1)
-            ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(True)
-                spine.set_color("#bbbbbb")
-            ax.set_xlabel("first filters of the layer (row-major, filter_idx order)", fontsize=8)
-        fig.colorbar(image, ax=list(axes), shrink=0.8, label="w / max|w| of each filter")
-        return _save(fig, path)
+        return save(fig, path)

@@ -27,6 +27,7 @@ class Table:
         return format_value(value, self.formats.get(column))
 
     def display_rows(self) -> list[list[str]]:
+        """Every row as display text."""
         return [[self.cell(v, c) for v, c in zip(row, self.columns)] for row in self.rows]
 
     def write_csv(self, folder: Path) -> Path:
@@ -63,6 +64,7 @@ class Table:
         return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
     def numeric_columns(self) -> list[bool]:
+        """Which columns hold only numbers (right-aligned, sorted numerically)."""
         return [self._numeric(i) for i in range(len(self.columns))]
 
 
@@ -86,6 +88,7 @@ def format_value(value: Any, spec: str | None = None) -> str:
 
 
 def csv_value(value: Any) -> Any:
+    """A value as the CSV writes it: full precision, NaN and None empty."""
     if value is None:
         return ""
     if isinstance(value, float):

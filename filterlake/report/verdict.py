@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from filterlake.report.facts import GroupFacts
+
+__all__ = ["ALPHA", "GroupFacts", "medical_verdict"]
 
 ALPHA = 0.05
-
-
-@dataclass
-class GroupFacts:
-    """What differs between the two groups besides the domain (the confounders the verdict must name)."""
-
-    n_models: int
-    n_filters: int
-    largest_name: str
-    largest_share: float  # share of the group's filters held by its largest model
-    task_kinds: dict[str, int] = field(default_factory=dict)
-    families: dict[str, int] = field(default_factory=dict)
 
 
 def _mix(counts: dict[str, int], n: int) -> str:

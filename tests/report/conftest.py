@@ -9,7 +9,8 @@ import pytest
 
 from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
-from filterlake.report.build import Report, build
+from filterlake.report.build import Report
+from filterlake.report.command import analyze_and_report
 
 PERMUTATIONS = 200
 
@@ -19,6 +20,7 @@ class Built:
     lake: Path
     out: Path
     report: Report
+    permutations: int = PERMUTATIONS
 
     def con(self):
         return connect(self.lake)
@@ -40,5 +42,7 @@ def report_lake(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def built(report_lake: Path) -> Built:
     out = report_lake.parent / "report"
     return Built(
-        report_lake, out, build(report_lake, out, ("domain", "depth_decile"), permutations=PERMUTATIONS)
+        report_lake,
+        out,
+        analyze_and_report(report_lake, out, ("domain", "depth_decile"), permutations=PERMUTATIONS),
     )

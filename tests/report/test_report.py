@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from filterlake.derived.groupings import architecture_family, task_kind
 from filterlake.numeric.quality import entropy_threshold
-from filterlake.report.data import architecture_family, short, task_kind
+from filterlake.report.text import short
 from filterlake.report.verdict import GroupFacts, medical_verdict
 
 SECTIONS = ("glance", "basis", "distributions", "shifts", "medical", "quality")
@@ -357,7 +358,7 @@ def test_helpers():
 
 
 def test_groupings_without_labels_are_left_out(built):
-    from filterlake.report.data import n_labels
+    from filterlake.derived.groupings import n_labels
 
     con = built.con()
     assert n_labels(con, "domain") == scalar(

@@ -1,0 +1,164 @@
+"""Medical vs non-medical: the stored shift, permutation test, bootstrap interval and per-component
+divergence, with a plain-language verdict that names the confounders."""
+
+from __future__ import annotations
+
+from filterlake.report import figures
+from filterlake.report.document import Bullets, Page, Para, Section
+from filterlake.report.facts import Medical, ReportData
+from filterlake.report.tables import Table
+from filterlake.report.text import counted
+from filterlake.report.verdict import ALPHA, medical_verdict
+from filterlake.vocab import MEDICAL, MEDICAL_RULE, NON_MEDICAL
+
+ID, TITLE = "medical", "Medical vs non-medical"
+GUIDE = (
+    "Do medical-imaging models learn different filters? The shift between the two groups, whether it "
+    "exceeds what shuffling the models' labels gives, and what that does and does not mean."
+)
+
+
+def verdict(m: Medical) -> tuple[str, list[str], list[str]]:
+    """(headline, supported, not supported) of a tested comparison."""
+    t = m.test
+    return medical_verdict(
+        m.stored,
+        t.p_value,
+        (t.ci_low, t.ci_high),
+        t.null_mean,
+        t.null_q95,
+        t.n_permutations,
+        *m.facts,
+        m.duplicates,
+    )
+
+
+def _test_table(m: Medical) -> Table:
+    t, (med, oth) = m.test, m.facts
+    level = round(t.confidence * 100)
+    return Table(
+        "medical_test",
+        "Medical vs non-medical: shift and tests",
+        ["quantity", "value"],
+        [
+            ["shift D (stored, nats)", m.stored],
+            ["shift D (test, nats)", t.observed],
+            ["permutation p-value", t.p_value],
+            ["permutations", t.n_permutations],
+            [f"bootstrap {level}% interval low", t.ci_low],
+            [f"bootstrap {level}% interval high", t.ci_high],
+            ["null mean D", t.null_mean],
+            ["null 95th percentile D", t.null_q95],
+            ["medical models", len(m.medical)],
+            ["non-medical models", len(m.other)],
+            ["medical filters", med.n_filters],
+            ["non-medical filters", oth.n_filters],
+            ["identical-distribution model pairs", m.duplicates],
+            ["significance level", ALPHA],
+        ],
+        "D (stored) is read from the shifts table; D (test) is recomputed from per-model histograms.",
+    )
+
+
+def _groups_table(m: Medical) -> Table:
+    columns = [
+        "group",
+        "models",
+        "filters",
+        "largest model",
+        "its share of filters %",
+        "task kinds",
+        "families",
+    ]
+    return Table(
+        "medical_groups",
+        "Who is in each group",
+        columns,
+        [
+            [
+                g,
+                f.n_models,
+                f.n_filters,
+                f.largest_name,
+                100 * f.largest_share,
+                counted(f.task_kinds),
+                counted(f.families),
+            ]
+            for g, f in zip((MEDICAL, NON_MEDICAL), m.facts)
+        ],
+        "The confounders: tasks and architectures are not balanced between the groups.",
+        {"its share of filters %": ".1f"},
+    )
+
+
+def _components_table(m: Medical) -> Table:
+    return Table(
+        "medical_components",
+        "Per-component divergence, medical vs non-medical",
+        ["component", "KL_sym (nats)", "weight", "contribution to D"],
+        [
+            [
+                f"c{k}",
+                float(m.per_component[k]),
+                float(m.weights[k]),
+                float(m.per_component[k] * m.weights[k]),
+            ]
+            for k in range(len(m.weights))
+        ],
+        "",
+        {"KL_sym (nats)": ".4f", "weight": ".4f", "contribution to D": ".4f"},
+    )
+
+
+def render(data: ReportData, page: Page, s: Section) -> None:
+    """Fill the section: the test, its verdict, the null distribution and which components carry the shift."""
+    m = data.medical
+    if m.test is None:
+        s.add(
+            Para(
+                f"The lake has {len(m.medical)} medical and {len(m.other)} non-medical models with 3x3 filters: "
+                "the comparison needs both.",
+                "warning",
+            )
+        )
+        return
+    t = m.test
+    headline, supported, unsupported = verdict(m)
+    s.add(Para(headline, "verdict"))
+    s.add(
+        Para(
+            f"Medical = {MEDICAL_RULE} ({', '.join(sorted({x.domain for x in m.medical}))}); "
+            "non-medical = every other model with 3x3 filters. The permutation test shuffles the group "
+            f"labels of the {len(m.medical) + len(m.other)} models ({t.n_permutations:,} permutations, "
+            f"seed {t.seed}) and recomputes D from the pooled histograms; p = (1 + #{{D_perm ≥ D}}) / "
+            "(1 + permutations). The interval resamples models with replacement within each group "
+            f"({t.n_boot:,} draws, percentile interval)."
+        )
+    )
+    s.add(Para("What the data support", "heading"), Bullets(supported))
+    s.add(Para("What they do not support", "heading"), Bullets(unsupported))
+    s.add(
+        page.figure(
+            figures.null_distribution(
+                page.out / "fig_medical_null.png",
+                t.null,
+                m.stored,
+                (t.ci_low, t.ci_high),
+                t.p_value,
+                t.confidence,
+            ),
+            "Null distribution of D when the medical/non-medical labels are shuffled across models, with "
+            "the observed D (red) and its bootstrap interval (black).",
+            "histogram of the permutation null distribution of D with the observed value",
+        )
+    )
+    s.add(page.table(_test_table(m)), page.table(_groups_table(m)))
+    s.add(
+        page.figure(
+            figures.component_bars(page.out / "fig_medical_components.png", m.per_component, m.weights),
+            "Which basis components carry the shift: symmetric KL per component between the medical and "
+            f"non-medical coefficient histograms, and its weighted contribution (sum = D = {m.total:.4f}).",
+            "bar chart of the per-component divergence",
+        )
+    )
+    s.add(page.table(_components_table(m)))
