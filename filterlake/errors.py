@@ -1,6 +1,7 @@
 """User-facing errors: each names the file (or field) and the reason, and is shown without a traceback."""
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -37,3 +38,26 @@ class ParameterError(FilterlakeError, ValueError):
 class LakeError(FilterlakeError):
     """A lake whose files are missing, unreadable or inconsistent; the message names the file or model and says
     which command repairs it."""
+
+
+WRITE_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def is_lake_os_error(exc: OSError) -> bool:
+    """A full disk or a place that cannot be written: an error of the lake, not of one input file."""
+    return exc.errno in (*WRITE_DENIED, errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`path: reason` of an OSError, with what to do for a read-only place or a full disk (pyarrow's errors
+    carry no errno: their text is read)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in WRITE_DENIED:
+        reason += " (this command needs to write there: use a writable --lake or --out)"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc):
+        reason = "no space left on device (nothing half-written was kept; free space and run it again)"
+    elif exc.errno == errno.ENOTDIR:
+        reason = "a path component is a file, not a folder"
+    path = exc.filename if exc.filename is not None else exc.filename2
+    text = f"{path}: {reason}" if path is not None else reason
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -1,19 +1,7 @@
 -- filterlake base tables over a lake folder (Parquet; see schemas/lake_tables.json for the columns).
 -- Only committed models are visible: `layers` and `filters` keep the rows of models that have a `models` row.
--- Set the lake folder first:  SET VARIABLE lake = 'lake';
+-- A source of the generated sql/init.sql, which defines lake_glob(table) and the variable `lake` first.
 
--- lake_glob: generated from filterlake/lake/layout.py by `python -m filterlake.lake.layout`
-CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t
-    WHEN 'models' THEN '/models/*.parquet'
-    WHEN 'layers' THEN '/layers/*.parquet'
-    WHEN 'filters' THEN '/filters/model_id=*/part-*.parquet'
-    WHEN 'layer_stats' THEN '/layer_stats/*.parquet'
-    WHEN 'basis' THEN '/basis/*.parquet'
-    WHEN 'histograms' THEN '/histograms/basis=*/spec=*/*.parquet'
-    WHEN 'extents' THEN '/extents/basis=*/*.parquet'
-    WHEN 'shifts' THEN '/shifts/*__*__*.parquet'
-    END;
--- end of lake_glob
 
 CREATE OR REPLACE VIEW models AS
 SELECT * FROM read_parquet(lake_glob('models'));

@@ -1,4 +1,4 @@
--- filterlake derived views (load sql/tables.sql first).
+-- filterlake derived views; a source of the generated sql/init.sql.
 
 -- The largest |w| of a filter: the divisor of the per-filter max-abs normalisation (methods.md §2).
 CREATE OR REPLACE MACRO filter_peak(w0, w1, w2, w3, w4, w5, w6, w7, w8) AS

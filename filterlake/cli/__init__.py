@@ -1,10 +1,13 @@
 """`filterlake` command line: the parser and `main`; the subcommands (commands.py) are thin faces over the
-package's public functions."""
+package's public functions. User and environment errors end in one line and a non-zero exit, never a traceback;
+SIGTERM and SIGHUP take the same clean path as Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
+from filterlake import __version__
 from filterlake.cli.commands import (
     cmd_analyze,
     cmd_check,
@@ -14,9 +17,35 @@ from filterlake.cli.commands import (
     cmd_shift,
     cmd_sql,
 )
-from filterlake.errors import FilterlakeError
+from filterlake.errors import FilterlakeError, describe_os_error
 
 EPILOG = "The lake folder is --lake, else $FILTERLAKE_LAKE, else ./lake. Docs: README.md."
+GROUPINGS = ("a models column (domain, task, training_dataset, architecture, name, modality, license, format), "
+             "medical, depth_decile, or a key of the extra metadata")
+
+
+def count(minimum: int):
+    """argparse type: an integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def share(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {value:g}")
+    return value
 
 
 def _lake_arg(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +53,12 @@ def _lake_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _format_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output format (default: table)")
 
 
 def _analysis_args(parser: argparse.ArgumentParser) -> None:
+    from filterlake.numeric.params import DEFAULT_QUALITY
     from filterlake.numeric.presets import PRESETS
 
     parser.add_argument("--preset", choices=sorted(PRESETS), default="medical",
@@ -35,47 +66,57 @@ def _analysis_args(parser: argparse.ArgumentParser) -> None:
                              "bins over the global coefficient range, EVR weights (default: medical)")
     parser.add_argument("--basis-on", metavar="SQL", help="fit the basis on the models matching this SQL "
                         "condition on models columns, e.g. \"domain = 'natural'\" (default: all models)")
-    parser.add_argument("--sparsity-eps", type=float, default=0.01, metavar="EPS",
-                        help="a filter is sparse when all |w| < EPS * max|w| of its layer (default 0.01)")
+    parser.add_argument("--sparsity-eps", type=share, default=DEFAULT_QUALITY.eps, metavar="EPS",
+                        help="a filter is sparse when all |w| < EPS * max|w| of its layer; 0 < EPS < 1 "
+                             f"(default {DEFAULT_QUALITY.eps:g})")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _lake_arg(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every subcommand and every argument with its help."""
+    from filterlake.derived.comparisons import PERMUTATIONS, SEED
+    from filterlake.lake.duck import view_names
+
     parser = argparse.ArgumentParser(
         prog="filterlake",
         description="A columnar data lake of trained 3x3 convolution filters: ingest PyTorch, ONNX and "
                     "safetensors checkpoints into hive-partitioned Parquet, query them with DuckDB, analyse "
                     "filter distributions across models.",
         epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"filterlake {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("ingest", help="ingest checkpoints from files, folders, catalogs or URLs",
-                       description="Ingest checkpoints. SOURCE is a checkpoint file, a folder (searched "
-                       "recursively), a catalog (.csv/.toml/.json) or an http(s) URL. Metadata comes from a "
-                       "catalog entry or a <checkpoint>.meta.json sidecar. Ingesting the same bytes twice adds "
-                       "nothing. Exit 0 when every source was ingested or already present, 1 when any failed "
-                       "(the others are still ingested).", epilog=EPILOG)
-    p.add_argument("sources", nargs="*", metavar="SOURCE")
+                       description="Ingest checkpoints. Metadata comes from a catalog entry or a "
+                       "<checkpoint>.meta.json sidecar. Ingesting the same bytes twice adds nothing. Files and "
+                       "folders passed over are reported by reason. Exit 0 when every source was ingested or "
+                       "already present, 1 when any failed (the others are still ingested).", epilog=EPILOG)
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="a checkpoint file, a folder (searched recursively, symlinked folders followed), a "
+                        "catalog (.csv/.toml/.json) or an http(s) URL")
     p.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
     p.add_argument("--update-metadata", action="store_true",
                    help="overwrite the metadata of models already in the lake with what the sources give "
                         "(default: only fill missing fields); filters are never rewritten")
-    p.add_argument("--workers", "-j", type=int, default=1, metavar="N",
+    p.add_argument("--workers", "-j", type=count(0), default=1, metavar="N",
                    help="ingest N checkpoints at once in worker processes, each holding one checkpoint in memory "
                         "(default 1; 0 = one per CPU core). Pays off for many large files")
-    p.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only failures, notes and the summary")
     _lake_arg(p)
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("models", help="list the models of the lake", epilog=EPILOG)
+    p = sub.add_parser("models", help="list the models of the lake",
+                       description="One row per model: name, domain, task, architecture, format, 3x3 layers and "
+                       "filters, and the first 12 characters of its model id.", epilog=EPILOG)
     _lake_arg(p)
     _format_arg(p)
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("sql", help="run DuckDB SQL over the lake with the views of sql/ loaded",
-                       description="Run DuckDB SQL over the lake. Views: models, layers, filters, "
-                       "filters_scaled, filter_arrays, filters_meta, skipped_layers (see sql/).", epilog=EPILOG)
-    p.add_argument("query", metavar="QUERY")
+                       description=f"Run DuckDB SQL over the lake. Views: {', '.join(view_names())} "
+                       "(the analysis views hold rows once `filterlake analyze` ran; see sql/).", epilog=EPILOG)
+    p.add_argument("query", metavar="QUERY", help="one DuckDB SQL statement, e.g. \"SELECT count(*) FROM filters\"")
     _lake_arg(p)
     _format_arg(p)
     p.set_defaults(func=cmd_sql)
@@ -84,22 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compute and store (incrementally) the derived tables: layer_stats (sparsity, "
                        "variance entropy, orthogonality, binary-likeness, sufficient statistics), the 9-component "
                        "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
-                       "column. Groupings: domain, task, training_dataset, architecture, name, modality, format, "
-                       "medical, depth_decile, or any key of the extra metadata.", epilog=EPILOG)
+                       f"grouping: {GROUPINGS}.", epilog=EPILOG)
     p.add_argument("--group-by", nargs="+", metavar="COL", help="groupings (default: domain)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
+                   help=f"permutations of the stored medical vs non-medical test (default {PERMUTATIONS})")
+    p.add_argument("--seed", type=int, default=SEED, help=f"seed of that test (default {SEED})")
     _analysis_args(p)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("shift", help="print the pairwise shift matrix between the groups of a column",
-                       description="Print the distribution shift D between every pair of groups of COL (rows sorted "
-                       "by ascending column mean). Reads only stored histograms; runs the incremental analysis "
-                       "first when the lake changed. With --permutations, also a permutation test over models "
-                       "of one pair (--test A [B]; B defaults to all other models).", epilog=EPILOG)
-    p.add_argument("--group-by", nargs=1, required=True, metavar="COL")
-    p.add_argument("--permutations", type=int, default=0, metavar="N", help="permutation test with N permutations")
-    p.add_argument("--test", nargs="+", metavar="GROUP", help="the groups of the permutation test: A [B]")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("shift", help="print the pairwise shift matrices between the groups of columns",
+                       description="Print the distribution shift D between every pair of groups of each COL (rows "
+                       "sorted by ascending column mean). Reads only stored histograms; runs the incremental "
+                       "analysis first when the lake changed. With --test A [B] --permutations N, also a "
+                       "permutation test over models of one pair (B defaults to all other models).", epilog=EPILOG)
+    p.add_argument("--group-by", nargs="+", required=True, metavar="COL", help=f"groupings: {GROUPINGS}")
+    p.add_argument("--permutations", type=count(1), metavar="N",
+                   help="permutations of the test (needs --test)")
+    p.add_argument("--test", nargs="+", metavar="GROUP",
+                   help="the groups of a permutation test, A [B] (needs --permutations and one --group-by)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default 0)")
     _analysis_args(p)
     _format_arg(p)
     p.set_defaults(func=cmd_shift)
@@ -112,37 +156,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
     p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL",
                    help="groupings of the shift heatmaps (default: domain; medical and name are always computed)")
-    p.add_argument("--permutations", type=int, default=2000, metavar="N",
-                   help="permutations of the medical vs non-medical test (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default 0)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
+                   help=f"permutations of the medical vs non-medical test (default {PERMUTATIONS})")
+    p.add_argument("--seed", type=int, default=SEED, help=f"seed of the permutation test (default {SEED})")
     _analysis_args(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
                        description="Verify that every model's filter partition holds exactly its filters, that "
-                       "no orphan partitions exist and that every file has the schema of schemas/. Leftovers of "
-                       "interrupted writes are removed unless --no-repair. Exit 0 when consistent.", epilog=EPILOG)
-    p.add_argument("--no-repair", action="store_true", help="only report, change nothing")
+                       "no orphan partitions exist and that every file, base and derived, has the schema of "
+                       "schemas/lake_tables.json. Leftovers of interrupted writes and broken derived files (which "
+                       "the next analysis computes again) are removed unless --no-repair. Exit 0 when consistent.",
+                       epilog=EPILOG)
+    p.add_argument("--no-repair", action="store_true", help="only report; change nothing (needs no write access)")
     _lake_arg(p)
     p.set_defaults(func=cmd_check)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Combinations argparse cannot express, reported with the subcommand's usage."""
+    command = parser._subparsers._group_actions[0].choices[args.command]  # the subcommand's own parser
     if args.command == "ingest" and not args.sources and not args.catalog:
-        build_parser().error("ingest needs a SOURCE or --catalog FILE")
-    if args.command == "ingest" and args.workers < 0:
-        build_parser().error("--workers must be 0 (one per core) or more")
+        command.error("give a SOURCE or --catalog FILE")
+    if args.command == "shift":
+        if (args.test is None) != (args.permutations is None):
+            command.error("--test and --permutations go together: --test A [B] --permutations N")
+        if args.test is not None and len(args.test) > 2:
+            command.error("--test takes one or two groups: A [B]")
+        if args.test is not None and len(args.group_by) != 1:
+            command.error("--test needs exactly one --group-by")
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so every open write is discarded and staging is cleaned."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit 0 on success, 1 on a user or environment error, 130/143/129 on an interrupt."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(parser, args)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)
     try:
         return args.func(args)
     except FilterlakeError as exc:
         print(f"filterlake: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"filterlake: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("filterlake: interrupted; the lake keeps only whole models", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"filterlake: stopped by {name}; the lake keeps only whole models", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

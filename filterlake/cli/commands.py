@@ -21,7 +21,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     lake = resolve_lake(args.lake)
     err = Console(stderr=True, soft_wrap=True)
     start = time.perf_counter()
-    with progress_bar(args.quiet, "ingest") as progress:
+    with progress_bar(args.quiet, "ingest", rate=True) as progress:
         task = progress.add_task("discovering", total=None)
         outcomes = ingest(
             args.sources, lake, [Path(c) for c in args.catalog],
@@ -32,7 +32,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             update_metadata=args.update_metadata, workers=args.workers or os.cpu_count() or 1,
             on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False),
         )
-    _summary(err, outcomes, time.perf_counter() - start)
+    _summary(Console(soft_wrap=True), outcomes, time.perf_counter() - start)
     return 1 if any(o.status == FAILED for o in outcomes) else 0
 
 
@@ -54,16 +54,22 @@ def _summary(console, outcomes, seconds: float) -> None:
         f"{skipped} layers skipped (not 2-D 3x3); {seconds:.1f} s", highlight=False)
 
 
+MODELS_TEXT_WIDTH = 15  # in the table, long free text is shortened so that a row fits 120 columns
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    return _query(args, "SELECT name, domain, task, architecture, format, n_layers_3x3, n_filters_3x3, "
-                        "left(model_id, 12) AS model_id FROM models ORDER BY name, model_id")
+    short = args.format == "table"  # csv and json keep the full text and the lake's column names
+    layers, filters = ("layers", "filters") if short else ("n_layers_3x3", "n_filters_3x3")
+    return _query(args, f"SELECT name, domain, task, architecture, format, n_layers_3x3 AS {layers}, "
+                        f"n_filters_3x3 AS {filters}, left(model_id, 12) AS model_id FROM models "
+                        "ORDER BY name, model_id", max_width=MODELS_TEXT_WIDTH if short else None)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
     return _query(args, args.query)
 
 
-def _query(args: argparse.Namespace, sql: str) -> int:
+def _query(args: argparse.Namespace, sql: str, max_width: int | None = None) -> int:
     import duckdb
 
     from filterlake.cli.output import emit
@@ -77,7 +83,7 @@ def _query(args: argparse.Namespace, sql: str) -> int:
         raise FilterlakeError(f"SQL error: {exc}") from exc
     if result.description is None:
         return 0
-    emit([d[0] for d in result.description], result.fetchall(), args.format)
+    emit([d[0] for d in result.description], result.fetchall(), args.format, max_width)
     return 0
 
 
@@ -99,8 +105,10 @@ def run_analysis(args: argparse.Namespace):
     from filterlake.numeric.params import QualityParams
 
     with stages(getattr(args, "quiet", False)) as bar:
+        extra = {"permutations": args.permutations, "seed": args.seed} if args.command == "analyze" else {}
         return analyze(resolve_lake(args.lake), args.preset, tuple(args.group_by), args.basis_on,
-                       QualityParams().with_(eps=args.sparsity_eps), on_stage=bar.on_stage, on_model=bar.on_item)
+                       QualityParams().with_(eps=args.sparsity_eps), on_stage=bar.on_stage, on_model=bar.on_item,
+                       **extra)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -140,17 +148,18 @@ def cmd_shift(args: argparse.Namespace) -> int:
         _warn_unlabelled(analysis)
         return 1
     con = analysis.connect()
-    rows = con.execute("SELECT * FROM read_parquet(?)", [str(analysis.shifts[args.group_by[0]])]).fetchall()
-    columns = [d[0] for d in con.description]
-    if args.format == "table":
-        labels = list(dict.fromkeys(r[0] for r in rows))
-        value = {(r[0], r[1]): r[2] for r in rows}
-        emit(["group", *labels], [[a, *(round(value[a, b], 4) for b in labels)] for a in labels], "table")
-    else:
-        emit(columns, rows, args.format)
-    if args.permutations:
-        groups = list(dict.fromkeys(r[0] for r in rows))
-        a, b = (args.test[0], args.test[1] if len(args.test) > 1 else None) if args.test else (groups[0], None)
+    for column in args.group_by:
+        rows = con.execute("SELECT * FROM read_parquet(?)", [str(analysis.shifts[column])]).fetchall()
+        if args.format == "table":
+            labels = list(dict.fromkeys(r[0] for r in rows))
+            value = {(r[0], r[1]): r[2] for r in rows}
+            if len(args.group_by) > 1:
+                print(f"shift D by {column}")
+            emit([column, *labels], [[a, *(round(value[a, b], 4) for b in labels)] for a in labels], "table")
+        else:
+            emit([d[0] for d in con.description], rows, args.format)
+    if args.test:
+        a, b = args.test[0], args.test[1] if len(args.test) > 1 else None
         result = permutation(con, analysis.basis_id, analysis.spec, args.group_by[0], a, b, analysis.weights(),
                              args.permutations, args.seed)
         print(f"{a} vs {b or 'rest'}: D = {result.observed:.4f}, permutation p = {result.p_value:.4g} "

@@ -11,8 +11,9 @@ from typing import Any
 FORMATS = ("table", "csv", "json")
 
 
-def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> str:
-    """Text of a result in one of FORMATS."""
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+           max_width: int | None = None) -> str:
+    """Text of a result in one of FORMATS; in a table, text longer than `max_width` is shortened with '…'."""
     if fmt == "json":
         return json.dumps([dict(zip(columns, row)) for row in rows], indent=2, default=str)
     if fmt == "csv":
@@ -21,7 +22,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         writer.writerow(columns)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    cells = [[_cell(v) for v in row] for row in rows]
+    cells = [[_shorten(_cell(v), max_width) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows
                for i in range(len(columns))]
@@ -32,6 +33,10 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
     return "\n".join(out)
 
 
+def _shorten(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -40,5 +45,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table") -> None:
-    sys.stdout.write(render(columns, rows, fmt) + "\n")
+def emit(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table",
+         max_width: int | None = None) -> None:
+    """Print a result to stdout in one of FORMATS."""
+    sys.stdout.write(render(columns, rows, fmt, max_width) + "\n")

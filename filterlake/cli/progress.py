@@ -6,13 +6,37 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 
-def progress_bar(quiet: bool = False, label: str = "{task.description}") -> Progress:
-    """A transient bar on stderr: label, bar, done/total, elapsed time (disabled when quiet)."""
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=quiet)
+class RateColumn(ProgressColumn):
+    """Items per second of a task, once there is a rate to show."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f}/s" if task.speed else "", style="dim")
+
+
+def progress_bar(quiet: bool = False, label: str | None = None, rate: bool = False) -> Progress:
+    """A transient bar on stderr: label (else the task's description), bar, done/total, elapsed time; with
+    `rate`, items per second and the time left; then the description when a label is given (disabled when
+    quiet)."""
+    columns: list[ProgressColumn] = [TextColumn(f"[bold]{label or '{task.description}'}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn()]
+    if rate:
+        columns += [RateColumn(), TextColumn("left"), TimeRemainingColumn()]
+    if label:
+        columns.append(TextColumn("{task.description}"))
+    return Progress(*columns, console=Console(stderr=True), transient=True, disable=quiet)
 
 
 @dataclass

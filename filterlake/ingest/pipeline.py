@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filterlake.errors import CheckpointError, FilterlakeError
+from filterlake.errors import CheckpointError, FilterlakeError, LakeError, describe_os_error, is_lake_os_error
 from filterlake.extract import ModelShape, iter_filters, model_shape
 from filterlake.ingest.records import conflicts, layer_row, merged_row, model_row
 from filterlake.lake.files import hash_files, read_table
-from filterlake.lake.layout import model_file
+from filterlake.lake.layout import model_file, require_lake
 from filterlake.lake.maintenance import repair
 from filterlake.lake.writer import ModelWriter, update_model_row
 from filterlake.readers import open_checkpoint
@@ -28,8 +28,9 @@ __all__ = ["Identified", "Outcome", "fetch", "identify", "ingest_file", "ingest_
 
 
 def prepare_lake(lake: Path) -> dict[str, int]:
-    """Before writing: remove what dead writers left in the lake (stale staging folders, orphan partitions)."""
-    return repair(lake) if lake.is_dir() else {}
+    """Before writing: refuse a lake path that is a file, remove what dead writers left in the lake (stale
+    staging folders, orphan partitions)."""
+    return repair(lake) if require_lake(lake, must_exist=False).is_dir() else {}
 
 
 @dataclass
@@ -103,12 +104,14 @@ def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
             writer.add_layer(layer.layer_idx, filters)
         row = model_row(model_id, identified.checkpoint, meta, identified.source_uri, shape, n_nonfinite)
         committed = writer.commit(layer_rows, row)
-    except FilterlakeError:
+    except (ValueError, MemoryError, RuntimeError, OSError) as exc:
+        writer.discard()
+        if isinstance(exc, OSError) and is_lake_os_error(exc):  # every source would fail the same way
+            raise LakeError(f"{lake}: {describe_os_error(exc)}") from exc
+        raise CheckpointError(identified.path, f"cannot extract filters: {exc}") from exc
+    except BaseException:  # a bad file, Ctrl-C, SIGTERM: nothing staged is kept
         writer.discard()
         raise
-    except (ValueError, OSError, MemoryError, RuntimeError) as exc:
-        writer.discard()
-        raise CheckpointError(identified.path, f"cannot extract filters: {exc}") from exc
     if committed:
         outcome.status = INGESTED
         return _finish(outcome, lake, start, row)
@@ -156,5 +159,6 @@ def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_
         path = fetch(source, cache)
         return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata)
     except FilterlakeError as exc:
-        return Outcome(source=printable(source.uri), status=FAILED, message=printable(str(exc)),
+        uri, message = printable(source.uri), printable(str(exc))
+        return Outcome(source=uri, status=FAILED, message=message if uri in message else f"{uri}: {message}",
                        seconds=time.perf_counter() - start)

@@ -49,15 +49,33 @@ def new_stage(lake: Path) -> Path:
     return stage
 
 
+class Stage:
+    """A staging folder made on first use, so that a command with nothing to write never touches the lake."""
+
+    def __init__(self, lake: Path):
+        self.lake = lake
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = new_stage(self.lake)
+        return self._path
+
+    def remove(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def staging(lake: Path) -> Iterator[Path]:
+def staging(lake: Path) -> Iterator[Stage]:
     """One staging folder for many atomic writes, removed at the end (a killed process leaves it to the next
     writing command's repair, like any staging folder of a dead process)."""
-    stage = new_stage(lake)
+    stage = Stage(lake)
     try:
         yield stage
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        stage.remove()
 
 
 def conform(table: pa.Table, name: str) -> pa.Table:
@@ -79,21 +97,42 @@ def write_synced(table: pa.Table, path: Path) -> None:
         os.fsync(out.fileno())
 
 
-def write_table_atomic(table: pa.Table, target: Path, name: str, stage: Path,
-                       metadata: Mapping[str, str] | None = None) -> None:
+def write_table_atomic(table: pa.Table, target: Path, name: str, stage: Stage,
+                       metadata: Mapping[str, str] | None = None) -> bool:
     """Write `table` as a file of lake table `name` at `target`: schema-checked, fsynced in `stage`, then renamed
-    over `target`, so a reader sees the old file or the new one, never half of one."""
+    over `target`, so a reader sees the old file or the new one, never half of one. A target that already holds
+    exactly this table is left alone (False), so a read-only lake serves commands that change nothing."""
     table = conform(table, name)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    tmp = stage / f"{uuid.uuid4().hex[:8]}-{target.name}"
+    if _holds(target, table):
+        return False
+    tmp = stage.path / f"{uuid.uuid4().hex[:8]}-{target.name}"
     write_synced(table, tmp)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, target)
+    return True
+
+
+def _holds(target: Path, table: pa.Table) -> bool:
+    """True when `target` is a readable file with exactly `table`'s rows, schema and key-value metadata."""
+    schema = read_schema(target)
+    if schema is None or schema.metadata != table.schema.metadata:
+        return False
+    try:
+        return read_table(target).equals(table)
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def write_json_atomic(value: Any, target: Path) -> None:
-    """Write a JSON state file through a temporary sibling and a rename (never a half-written file)."""
+    """Write a JSON state file through a temporary sibling and a rename (never a half-written file); a file that
+    already holds this value is left alone."""
+    try:
+        if json.loads(target.read_text()) == json.loads(json.dumps(value)):
+            return
+    except (OSError, ValueError):
+        pass
     tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(value, out, indent=2)

@@ -1,7 +1,7 @@
 """Where every table's files live inside a lake folder, base and derived, and how the lake folder is chosen.
 
-The one owner of the lake's paths: the writers, the check, the DuckDB views (the `lake_glob` macro at the top of
-`sql/tables.sql` is generated from `GLOBS`, see `paths_sql`) and the benchmark all take them from here;
+The one owner of the lake's paths: the writers, the check, the DuckDB views (the `lake_glob` macro of the
+generated `sql/init.sql` comes from `GLOBS`, see `paths_sql`) and the benchmark all take them from here;
 `schemas/lake_tables.json` documents them.
 """
 from __future__ import annotations
@@ -23,6 +23,19 @@ GLOBS: dict[str, str] = {table: table_glob(table) for table in TABLES}
 def resolve_lake(lake: str | Path | None) -> Path:
     """`--lake` if given, else `$FILTERLAKE_LAKE`, else `./lake`."""
     return Path(lake or os.environ.get("FILTERLAKE_LAKE") or "lake")
+
+
+def require_lake(lake: Path, must_exist: bool = True) -> Path:
+    """`lake` when it is a lake folder; LakeError naming it when it is a file, or missing and `must_exist`
+    (a typo'd lake must not look like an empty one)."""
+    from filterlake.errors import LakeError
+
+    if lake.exists() and not lake.is_dir():
+        raise LakeError(f"{lake}: not a lake folder (it is a file)")
+    if must_exist and not lake.exists():
+        raise LakeError(f"{lake}: no such lake folder (give --lake DIR or set $FILTERLAKE_LAKE; "
+                        f"`filterlake ingest` creates one)")
+    return lake
 
 
 def table_dir(lake: Path, table: str) -> Path:
@@ -80,6 +93,11 @@ def shifts_file(lake: Path, basis_id: str, preset: str, group_by: str) -> Path:
     return lake / "shifts" / f"{basis_id}__{preset}__{group_by}.parquet"
 
 
+def comparison_file(lake: Path, table: str, basis_id: str, preset: str) -> Path:
+    """One stored comparison of a basis and preset (`family_shifts`, `medical_test`, `medical_components`)."""
+    return lake / table / f"basis={basis_id}" / f"{preset}.parquet"
+
+
 def state_file(lake: Path) -> Path:
     return lake / STATE
 
@@ -98,28 +116,8 @@ def committed_ids(lake: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.parquet")} if folder.is_dir() else set()
 
 
-PATHS_BEGIN = "-- lake_glob: generated from filterlake/lake/layout.py by `python -m filterlake.lake.layout`"
-PATHS_END = "-- end of lake_glob"
-
-
 def paths_sql() -> str:
-    """The DuckDB macro `lake_glob(table)`: the glob of a table's files in the lake of the variable `lake`.
-
-    It opens `sql/tables.sql` between `PATHS_BEGIN` and `PATHS_END`; a test keeps that block equal to this.
-    """
+    """The DuckDB macro `lake_glob(table)`: the glob of a table's files in the lake of the variable `lake`
+    (part of the generated sql/init.sql)."""
     cases = "\n".join(f"    WHEN '{table}' THEN '/{glob}'" for table, glob in GLOBS.items())
-    return (f"{PATHS_BEGIN}\nCREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t\n{cases}\n"
-            f"    END;\n{PATHS_END}\n")
-
-
-def write_paths_sql(path: Path) -> None:
-    """Replace the generated `lake_glob` block of an SQL file (sql/tables.sql) with `paths_sql()`."""
-    text = path.read_text()
-    begin, end = text.index(PATHS_BEGIN), text.index(PATHS_END) + len(PATHS_END) + 1
-    path.write_text(text[:begin] + paths_sql() + text[end:])
-
-
-if __name__ == "__main__":
-    from filterlake.resources import resource_dir
-
-    write_paths_sql(resource_dir("sql") / "tables.sql")
+    return f"CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t\n{cases}\n    END;\n"

@@ -31,21 +31,19 @@ from filterlake.lake.layout import (
     table_files,
 )
 from filterlake.lake.schema import DERIVED_TABLES, arrow_schema
-from filterlake.lake.writer import lake_lock
+from filterlake.lake.writer import flock, lake_lock
 
 ANALYSIS_LOCK = ".analysis.lock"  # held shared by every running analysis, exclusive by a pruning repair
 
 
 @contextlib.contextmanager
 def analysis_running(lake: Path) -> Iterator[None]:
-    """Mark an analysis in progress (a shared flock), so that no repair prunes the basis it is writing."""
-    lake.mkdir(parents=True, exist_ok=True)
-    with open(lake / ANALYSIS_LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Mark an analysis in progress (a shared flock), so that no repair prunes the basis it is writing. On a
+    read-only lake nothing can be pruned, and the analysis goes on unmarked."""
+    path = lake / ANALYSIS_LOCK
+    writable = os.access(lake, os.W_OK)
+    with flock(path, fcntl.LOCK_SH, create=writable):
+        yield
 
 
 @contextlib.contextmanager
@@ -99,7 +97,10 @@ def _remove(path: Path) -> None:
 
 
 def repair(lake: Path) -> dict[str, int]:
-    """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight)."""
+    """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight); a lake without
+    any is not touched (nor locked), so a read-only lake can be read."""
+    if not any(leftovers(lake).values()):
+        return {kind: 0 for kind in leftovers(lake)}
     with lake_lock(lake):
         found = leftovers(lake)
         for paths in found.values():
@@ -275,7 +276,7 @@ def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
     else:
         report.problems += [f"leftover {kind.replace('_', ' ')}: {p}" for kind, paths in leftovers(lake).items()
                             for p in paths]
-    with lake_lock(lake):  # a stable view: no commit lands while we count
+    with lake_lock(lake, shared=not repair_leftovers):  # a stable view: no commit lands while we count
         ids = committed_ids(lake)
         for model_id in sorted(ids):
             problems, n_filters = _model_problems(lake, model_id)

@@ -49,6 +49,11 @@ def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([f for column in _spec()[table]["columns"] for f in _fields(column)])
 
 
+def table_path(table: str) -> str:
+    """The documented path pattern of a table's files, relative to the lake (e.g. models/<model_id>.parquet)."""
+    return _spec()[table]["path"]
+
+
 def table_glob(table: str) -> str:
     """The table's files relative to the lake folder as a glob: its documented path with <...> as *."""
-    return re.sub(r"<[^>]+>", "*", _spec()[table]["path"])
+    return re.sub(r"<[^>]+>", "*", table_path(table))

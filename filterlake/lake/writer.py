@@ -33,13 +33,26 @@ TRANSPOSE_BLOCK = 1 << 16  # rows transposed at a time into the column buffers (
 
 
 @contextlib.contextmanager
-def lake_lock(lake: Path) -> Iterator[None]:
-    """Exclusive lock over commits and repairs of one lake (an advisory flock on `LAKE/.lock`)."""
-    lake.mkdir(parents=True, exist_ok=True)
-    with open(lock_file(lake), "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def lake_lock(lake: Path, shared: bool = False) -> Iterator[None]:
+    """A lock over commits and repairs of one lake (an advisory flock on `LAKE/.lock`): exclusive for writers,
+    `shared` for readers that want a stable view (e.g. `check`), which also works on a read-only lake."""
+    with flock(lock_file(lake), fcntl.LOCK_SH if shared else fcntl.LOCK_EX, create=not shared):
+        yield
+
+
+@contextlib.contextmanager
+def flock(path: Path, mode: int, create: bool = True) -> Iterator[bool]:
+    """Hold an flock on `path` (made when `create`); a reader that cannot open it (read-only lake, no lock file
+    yet) goes on unlocked, as no writer can be committing there either. Yields whether the lock is held."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not os.access(path, os.R_OK):
+        yield False
+        return
+    with open(path, "a+" if create else "r") as handle:
+        fcntl.flock(handle, mode)
         try:
-            yield
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -67,11 +67,6 @@ class QualityParams:
         return fingerprint(values)
 
     @property
-    def eps_text(self) -> str:
-        """eps as the report writes it (0.01 -> "0.01", a share: "1%")."""
-        return f"{self.eps:g}"
-
-    @property
     def level_resolution_text(self) -> str:
         """The level resolution as a fraction where it is one (1/64), else as a number."""
         frac = Fraction(self.level_resolution).limit_denominator(4096)

@@ -26,11 +26,11 @@ def test_ingest_summary_and_exit_code(tmp_path, corpus):
     (good / "pnet.pt.meta.json").write_text(json.dumps({"name": "P-Net", "domain": "faces"}))
     done = run("ingest", good, "--lake", tmp_path / "lake")
     assert done.returncode == 0, done.stderr
-    assert "1 sources: 1 ingested" in done.stderr and "3 layers, 702 filters" in done.stderr
+    assert "1 sources: 1 ingested" in done.stdout and "3 layers, 702 filters" in done.stdout  # the summary
     (good / "broken.pth").write_bytes(b"\x80\x02garbage")
     again = run("ingest", good, "--lake", tmp_path / "lake")
     assert again.returncode == 1
-    assert "1 already present" in again.stderr and "1 failed" in again.stderr
+    assert "1 already present" in again.stdout and "1 failed" in again.stdout
     assert f"failed {good / 'broken.pth'}: " in again.stderr and "Traceback" not in again.stderr
 
 
@@ -70,8 +70,7 @@ import duckdb, pathlib
 con = duckdb.connect()
 print(con.execute("SELECT count(*) FROM read_parquet('{corpus_lake}/filters/**/*.parquet', hive_partitioning=true)").fetchone()[0])
 con.execute("SET VARIABLE lake = '{corpus_lake}'")
-for name in ("tables.sql", "views.sql"):
-    con.execute(pathlib.Path("{REPO}/sql/" + name).read_text())
+con.execute(pathlib.Path("{REPO}/sql/init.sql").read_text())
 print(con.execute("SELECT count(*) FROM filters_meta WHERE domain = 'natural'").fetchone()[0])
 """
     done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False)

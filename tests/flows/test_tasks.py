@@ -21,7 +21,7 @@ def test_tasks_fetch_hash_and_ingest_a_checkpoint(tmp_path, corpus):
     shutil.copyfile(corpus / PNET, tmp_path / "pnet.pt")
     (tmp_path / "broken.pth").write_bytes(b"\x00not a checkpoint" * 64)
     sources, failures, notes = discover_sources.fn([str(tmp_path), str(tmp_path / "missing")], [])
-    assert [Path(s.uri).name for s in sources] == ["broken.pth", "pnet.pt"]
+    assert [Path(s.uri).name for s in sources] == ["broken.pth", "pnet.pt"] and notes == []
     assert failures[0]["status"] == "failed" and "missing: no such file or directory" in failures[0]["message"]
 
     path = fetch_source.fn(sources[1])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filterlake.lake import layout
+from filterlake.lake import init_sql, layout
 from filterlake.lake.schema import DERIVED_TABLES, TABLES, arrow_schema
 from tests.conftest import REPO
 
@@ -17,6 +17,8 @@ def test_every_path_function_matches_its_table_glob():
         "filters": layout.filters_part(LAKE, MODEL), "layer_stats": layout.stats_file(LAKE, MODEL),
         "basis": layout.basis_file(LAKE, "b1"), "histograms": layout.hist_file(LAKE, "b1", "-3_3_70_all", MODEL),
         "extents": layout.extents_file(LAKE, "b1", MODEL), "shifts": layout.shifts_file(LAKE, "b1", "medical", "domain"),
+        **{table: layout.comparison_file(LAKE, table, "b1", "medical")
+           for table in ("family_shifts", "medical_test", "medical_components")},
     }
     assert set(paths) == set(TABLES)
     for table, path in paths.items():
@@ -24,12 +26,12 @@ def test_every_path_function_matches_its_table_glob():
         assert layout.table_dir(LAKE, table) in path.parents
 
 
-def test_the_sql_macro_is_generated_from_the_layout():
-    text = (REPO / "sql" / "tables.sql").read_text()
-    assert layout.paths_sql() in text, "run `python -m filterlake.lake.layout` to regenerate sql/tables.sql"
-    for sql_file in ("tables.sql", "analysis.sql"):
-        body = (REPO / "sql" / sql_file).read_text().split(layout.PATHS_END)[-1]
-        assert "getvariable('lake') ||" not in body  # every other path goes through lake_glob
+def test_init_sql_is_generated_from_the_sources_and_the_layout():
+    assert (REPO / "sql" / "init.sql").read_text() == init_sql.render(), (
+        "run `python -m filterlake.lake.init_sql` to regenerate sql/init.sql")
+    assert layout.paths_sql().strip() in init_sql.render()
+    for sql_file in init_sql.SOURCES:  # every path goes through lake_glob
+        assert "getvariable('lake') ||" not in (REPO / "sql" / sql_file).read_text()
 
 
 def test_derived_tables_have_schemas():

@@ -39,7 +39,7 @@ def test_a_truncated_layer_stats_file_is_found_repaired_and_recomputed(analysed)
 
 
 def test_wrong_schema_and_orphan_derived_files_are_removed(analysed):
-    lake, analysis = analysed
+    lake, _ = analysed
     histogram = table_files(lake, "histograms")[0]
     pq.write_table(pa.table({"model_id": ["x"], "count": [1.5]}), histogram)
     orphan = stats_file(lake, "f" * 64)
