@@ -20,7 +20,7 @@ from filterlake.errors import FilterlakeError, ParameterError
 from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table, write_json_atomic
 from filterlake.lake.layout import committed_ids, model_file, require_lake, state_file
-from filterlake.lake.maintenance import analysis_running, repair
+from filterlake.lake.maintenance import analysis_running, prune_old_bases, repair
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -113,6 +113,7 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
             else:
                 analysis.shifts[column] = path
         analysis.comparisons = store_comparisons(analysis, permutations, seed)
+    prune_old_bases(lake)  # what no analysis needs any more: the files of earlier bases
     return analysis
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from filterlake.lake.layout import GLOBS, paths_sql
+from filterlake.lake.layout import GLOBS, STATE, paths_sql
 from filterlake.lake.schema import arrow_schema, table_path
 from filterlake.resources import resource_dir
 
@@ -47,16 +47,30 @@ def empty_select(table: str) -> str:
     return f"SELECT {', '.join(columns)} WHERE false"
 
 
+def _read_call(body: str, table: str) -> tuple[int, int]:
+    """Start and end of the `read_parquet(lake_glob('table') ...)` call in a view's body (balanced brackets)."""
+    start = body.index("read_parquet(lake_glob('" + table + "')")
+    depth = 0
+    for end in range(start + len("read_parquet"), len(body)):
+        depth += {"(": 1, "{": 1, ")": -1, "}": -1}.get(body[end], 0)
+        if depth == 0:
+            return start, end + 1
+    raise ValueError(f"unbalanced read_parquet call in the view of {table}")
+
+
 def _wrapped(statement: str) -> str:
-    """A table's view that is empty (with the table's columns) when the table has no files."""
+    """A table's view whose files are read when the table has any, else the same query over an empty
+    relation with the table's columns (so filters, joins and extra columns of the view still apply)."""
     match = re.fullmatch(r"CREATE OR REPLACE VIEW (\w+) AS\s+(.*)", statement, flags=re.DOTALL)
     tables = set(re.findall(r"lake_glob\('(\w+)'\)", statement))
     if match is None or len(tables) != 1:
         return statement
     view, body = match.groups()
     table = tables.pop()
+    start, end = _read_call(body, table)
+    empty = body[:start] + f"({empty_select(table)})" + body[end:]
     return (f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_{table}')"
-            f"\n    THEN {_quoted(body)}\n    ELSE {_quoted(empty_select(table))} END)")
+            f"\n    THEN {_quoted(body)}\n    ELSE {_quoted(empty)} END)")
 
 
 def render() -> str:
@@ -64,6 +78,13 @@ def render() -> str:
     prelude = ["SET VARIABLE lake = coalesce(getvariable('lake'), 'lake');", paths_sql().strip()]
     prelude += [f"SET VARIABLE filterlake_has_{t} = (SELECT count(*) > 0 FROM glob(lake_glob('{t}')));"
                 for t in GLOBS]
+    state = f"getvariable('lake') || '/{STATE}'"  # the basis of the last analysis (NULL before any)
+    escaped = "replace(getvariable('lake'), '''', '''''') || '/" + STATE + "'"  # a quote in the path stays text
+    read_state = "'SELECT basis_id FROM read_json(''' || " + escaped + " || ''')'"
+    current = (f"SET VARIABLE filterlake_current_basis = (SELECT basis_id FROM query(CASE WHEN "
+               f"getvariable('filterlake_has_state')\n    THEN {read_state}\n"
+               "    ELSE 'SELECT NULL::VARCHAR AS basis_id' END));")
+    prelude += [f"SET VARIABLE filterlake_has_state = (SELECT count(*) > 0 FROM glob({state}));", current]
     body = [_wrapped(s) + ";" for sql_file in SOURCES for s in source_statements(sql_file)]
     return HEADER + "\n" + "\n".join(prelude) + "\n\n" + "\n\n".join(body) + "\n"
 

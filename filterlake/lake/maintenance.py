@@ -175,6 +175,28 @@ def derived_findings(lake: Path, ids: set[str]) -> DerivedFindings:
     return found
 
 
+def stale_files(lake: Path) -> list[Path]:
+    """Derived files of bases other than the last analysis's (none before any analysis), by path alone."""
+    basis = current_basis(lake)
+    if basis is None:
+        return []
+    return [path for table in DERIVED_TABLES for path in table_files(lake, table)
+            if _basis_of(path, table) not in (None, basis)]
+
+
+def prune_old_bases(lake: Path) -> int:
+    """Remove the files of old bases, unless an analysis is running or the lake is read-only; how many."""
+    stale = stale_files(lake)
+    if not stale or not os.access(lake, os.W_OK):
+        return 0
+    with no_analysis_running(lake) as idle:
+        if not idle:
+            return 0
+        for path in stale:
+            _remove(path)
+    return len(stale)
+
+
 def _layer_stats_problem(lake: Path, path: Path) -> str | None:
     """A layer_stats file whose rows are not its model's 3x3 layers (e.g. written for other bytes)."""
     try:

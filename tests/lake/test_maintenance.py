@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from filterlake.derived.analyze import analyze
+from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table
 from filterlake.lake.layout import basis_file, state_file, stats_file, table_files
 from filterlake.lake.maintenance import analysis_running, check_lake
@@ -53,16 +54,23 @@ def test_wrong_schema_and_orphan_derived_files_are_removed(analysed):
     assert analyze(lake, "medical", ("domain",)).histograms["computed"] == 1
 
 
-def test_files_of_old_bases_are_pruned_only_when_no_analysis_runs(analysed):
+def test_analyze_prunes_old_bases_unless_another_analysis_runs(analysed):
+    """Regression: after the lake changed, SQL saw rows of old bases next to the current one, for ever."""
     lake, analysis = analysed
     old = analyze(lake, "medical", ("domain",), basis_on="domain = 'natural'")
-    assert old.basis_id != analysis.basis_id and basis_file(lake, old.basis_id).exists()
-    analyze(lake, "medical", ("domain",))  # the current analysis is back on the full basis
-    assert json.loads(state_file(lake).read_text())["basis_id"] == analysis.basis_id
-    with analysis_running(lake):
+    assert old.basis_id != analysis.basis_id and not basis_file(lake, analysis.basis_id).exists()  # pruned
+    con = connect(lake)
+    assert con.execute("SELECT bool_and(current), count(DISTINCT basis) FROM histograms").fetchone() == (True, 1)
+    with analysis_running(lake):  # another analysis runs: nothing is pruned under it
+        back = analyze(lake, "medical", ("domain",))
+        assert basis_file(lake, old.basis_id).exists()
         busy = check_lake(lake)
     assert busy.ok and basis_file(lake, old.basis_id).exists()
     assert any("an analysis is running" in n for n in busy.notes)
+    assert json.loads(state_file(lake).read_text())["basis_id"] == back.basis_id == analysis.basis_id
+    flags = connect(lake).execute("SELECT basis, bool_and(current), bool_or(current) FROM histograms GROUP BY basis")
+    assert {b: (a, o) for b, a, o in flags.fetchall()} == {old.basis_id: (False, False),
+                                                           back.basis_id: (True, True)}
     idle = check_lake(lake)
     assert idle.ok and idle.repaired["files_of_old_bases"] > 0
     assert not basis_file(lake, old.basis_id).exists() and basis_file(lake, analysis.basis_id).exists()
