@@ -13,6 +13,7 @@ from filterlake.cli.commands import (
     cmd_check,
     cmd_ingest,
     cmd_models,
+    cmd_remove,
     cmd_report,
     cmd_shift,
     cmd_sql,
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", "-j", type=count(0), default=1, metavar="N",
                    help="ingest N checkpoints at once in worker processes, each holding one checkpoint in memory "
                         "(default 1; 0 = one per CPU core). Pays off for many large files")
+    p.add_argument("--force", action="store_true",
+                   help="rewrite models already in the lake whole (e.g. a damaged partition `check` names)")
     p.add_argument("--quiet", "-q", action="store_true", help="print only failures, notes and the summary")
     _lake_arg(p)
     p.set_defaults(func=cmd_ingest)
@@ -161,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=SEED, help=f"seed of the permutation test (default {SEED})")
     _analysis_args(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("remove", help="remove models from the lake, derived rows included",
+                       description="Remove models (their models row first, so no reader sees a partial model, then "
+                       "their layers, filters and derived rows). MODEL_ID may be the first characters of an id "
+                       "as `filterlake models` shows them.", epilog=EPILOG)
+    p.add_argument("model_ids", nargs="+", metavar="MODEL_ID", help="model id or a unique prefix of one")
+    _lake_arg(p)
+    p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
                        description="Verify that every model's filter partition holds exactly its filters, that "

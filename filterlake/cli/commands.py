@@ -30,7 +30,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                                  progress.update(task, description=o.name or o.source),
                                  _report(err, o, args.quiet)),
             update_metadata=args.update_metadata, workers=args.workers or os.cpu_count() or 1,
-            on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False),
+            on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False), force=args.force,
         )
     _summary(Console(soft_wrap=True), outcomes, time.perf_counter() - start)
     return 1 if any(o.status == FAILED for o in outcomes) else 0
@@ -76,7 +76,7 @@ def _query(args: argparse.Namespace, sql: str, max_width: int | None = None) -> 
     from filterlake.lake.duck import connect
     from filterlake.lake.layout import resolve_lake
 
-    con = connect(resolve_lake(args.lake))  # base and analysis views, as sql/init.sql in the DuckDB CLI
+    con = connect(resolve_lake(args.lake), on_note=lambda line: print(f"note: {line}", file=sys.stderr))
     try:
         result = con.execute(sql)
     except duckdb.Error as exc:
@@ -84,6 +84,39 @@ def _query(args: argparse.Namespace, sql: str, max_width: int | None = None) -> 
     if result.description is None:
         return 0
     emit([d[0] for d in result.description], result.fetchall(), args.format, max_width)
+    return 0
+
+
+MIN_ID_PREFIX = 6  # a shorter prefix of a model id is refused by `remove`: too easy to hit a model by accident
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from filterlake.lake.files import read_table
+    from filterlake.lake.layout import committed_ids, model_file, require_lake, resolve_lake
+    from filterlake.lake.writer import remove_model
+
+    lake = require_lake(resolve_lake(args.lake))
+    present = sorted(committed_ids(lake))
+    chosen = []
+    for given in args.model_ids:
+        if len(given) < MIN_ID_PREFIX:
+            raise FilterlakeError(f"{given}: give at least {MIN_ID_PREFIX} characters of a model id")
+        matches = [m for m in present if m.startswith(given.lower())]
+        if len(matches) != 1:
+            why = "no model has this id" if not matches else f"{len(matches)} models start with it; give more of it"
+            raise FilterlakeError(f"{given}: {why} (`filterlake models` lists the ids)")
+        chosen.append(matches[0])
+    for model_id in dict.fromkeys(chosen):
+        try:
+            row = read_table(model_file(lake, model_id), columns=["name", "source_uri"]).to_pylist()[0]
+            what = f"'{row['name']}' from {row['source_uri']}"
+        except (OSError, pa.ArrowException, IndexError):  # a damaged models row is what one removes
+            what = "(its models row is unreadable)"
+        remove_model(lake, model_id)
+        print(f"removed {model_id[:12]} {what}")
+    print("run `filterlake analyze` (or report) to bring the derived tables up to date")
     return 0
 
 
@@ -124,6 +157,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
           f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
     for column, path in analysis.shifts.items():
         print(f"shifts by {column}: {path}")
+    for model_id in analysis.unreadable:
+        print(f"note: model {model_id[:12]} left out: its models row cannot be read (`filterlake check` names "
+              f"it, `filterlake remove {model_id[:12]}` drops it)", file=sys.stderr)
     if analysis.unlabelled and not given:  # the default grouping: a note, not an error
         print(f"note: no model has a {analysis.unlabelled[0]}; give metadata or choose --group-by", file=sys.stderr)
     else:

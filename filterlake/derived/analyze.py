@@ -20,7 +20,7 @@ from filterlake.errors import FilterlakeError, ParameterError
 from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table, write_json_atomic
 from filterlake.lake.layout import committed_ids, model_file, require_lake, state_file
-from filterlake.lake.maintenance import analysis_running, prune_old_bases, repair
+from filterlake.lake.maintenance import analysis_running, prune_old_bases, readable_models, repair
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -43,6 +43,7 @@ class Analysis:
     histograms: dict[str, int] = field(default_factory=dict)
     shifts: dict[str, Path] = field(default_factory=dict)
     unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
+    unreadable: list[str] = field(default_factory=list)  # models left out: their models row cannot be read
     comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
 
@@ -78,7 +79,8 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
         raise ParameterError(f"permutations must be at least 1, got {permutations}")
     require_lake(lake)
     repair(lake)  # what dead writers left (nothing to do, and nothing written, on a sound lake)
-    snapshot = committed_ids(lake)  # every stage sees these models, whatever ingests commit meanwhile
+    # every stage sees these models, whatever ingests commit meanwhile; a damaged models row is left out
+    snapshot, unreadable = readable_models(lake, committed_ids(lake))
     n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
@@ -105,6 +107,7 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
             extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
             hist = {k: hist[k] + extra[k] for k in hist}
         analysis = Analysis(lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist)
+        analysis.unreadable = sorted(unreadable)
         _write_state(lake, analysis, basis_on)
         for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
             path = store_group_shifts(con, lake, analysis, column)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 from filterlake.ingest.parallel import outcomes, worker_pool
@@ -30,7 +31,7 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
            on_start: Callable[[list[Source]], None] | None = None,
            on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
            workers: int = 1, pool: Executor | None = None,
-           on_note: Callable[[str], None] | None = None) -> list[Outcome]:
+           on_note: Callable[[str], None] | None = None, force: bool = False) -> list[Outcome]:
     """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
 
     With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;
@@ -38,7 +39,8 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
     finish. Workers start with a fresh interpreter (forkserver), so a script calling this with `workers` > 1
     needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code. A `pool` from `worker_pool`
     is used instead when given (and left open), e.g. to start the workers once for several calls. `on_note`
-    gets one line per group of files passed over in folders and per warning about metadata keys.
+    gets one line per group of files passed over in folders and per warning about metadata keys. `force`
+    rewrites models already in the lake (a damaged partition) instead of keeping them.
     """
     prepare_lake(lake)
     found = discover_all(names, list(catalogs))
@@ -51,7 +53,8 @@ def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path 
     parallel = pool is None and workers > 1 and len(sources) > 1
     results: list[Outcome | None] = [None] * len(sources)
     with worker_pool(min(workers, len(sources))) if parallel else nullcontext(pool) as executor:
-        for i, outcome in outcomes(sources, lake, cache, update_metadata, executor):
+        job = partial(ingest_source, lake=lake, cache=cache, update_metadata=update_metadata, force=force)
+        for i, outcome in outcomes(sources, job, executor):
             results[i] = outcome
             if on_result:
                 on_result(outcome)

@@ -1,12 +1,11 @@
 """Ingest many sources in worker processes: the pool and the loop that keeps outcomes in source order."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
-from pathlib import Path
 
-from filterlake.ingest.pipeline import Outcome, ingest_source
+from filterlake.ingest.pipeline import Outcome
 from filterlake.sources.discover import Source
 
 
@@ -16,14 +15,14 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
 
 
-def outcomes(sources: list[Source], lake: Path, cache: Path | None, update_metadata: bool,
+def outcomes(sources: list[Source], job: Callable[[Source], Outcome],
              executor: Executor | None) -> Iterator[tuple[int, Outcome]]:
-    """(index, outcome) of every source: in order in this process, or as they finish on the executor."""
+    """(index, `job(source)`) of every source: in order in this process, or as they finish on the executor
+    (`job` must then be picklable, e.g. a functools.partial of a module-level function)."""
     if executor is None:
         for i, source in enumerate(sources):
-            yield i, ingest_source(source, lake, cache, update_metadata)
+            yield i, job(source)
         return
-    futures = {executor.submit(ingest_source, source, lake, cache, update_metadata): i
-               for i, source in enumerate(sources)}
+    futures = {executor.submit(job, source): i for i, source in enumerate(sources)}
     for future in as_completed(futures):
         yield futures[future], future.result()

@@ -17,7 +17,7 @@ from filterlake.ingest.records import conflicts, layer_row, merged_row, model_ro
 from filterlake.lake.files import hash_files, read_table
 from filterlake.lake.layout import model_file, require_lake
 from filterlake.lake.maintenance import repair
-from filterlake.lake.writer import ModelWriter, update_model_row
+from filterlake.lake.writer import ModelWriter, remove_model, update_model_row
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
 from filterlake.sources.discover import Source, printable
@@ -85,13 +85,16 @@ def identify(path: Path, source_uri: str | None = None, expected_sha256: str | N
 
 
 def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
-         update_metadata: bool = False) -> Outcome:
+         update_metadata: bool = False, force: bool = False) -> Outcome:
     """Extract, write and commit one identified checkpoint (idempotent): a model already in the lake only gets
-    its metadata merged. Raises FilterlakeError for a bad file; the lake is untouched then."""
+    its metadata merged, unless `force` rewrites it whole (a damaged model). Raises FilterlakeError for a bad
+    file; the lake is untouched then."""
     start = time.perf_counter()
     shape, model_id, meta = identified.shape, identified.model_id, meta or {}
-    outcome = Outcome(source=printable(identified.source_uri), status=PRESENT, model_id=model_id, n_layers=len(shape.layers),
-                      n_filters=shape.n_filters, skipped=dict(shape.skipped))
+    outcome = Outcome(source=printable(identified.source_uri), status=PRESENT, model_id=model_id,
+                      n_layers=len(shape.layers), n_filters=shape.n_filters, skipped=dict(shape.skipped))
+    if force:
+        remove_model(lake, model_id)
     if model_file(lake, model_id).exists():
         return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
     writer = ModelWriter(lake, model_id)
@@ -145,19 +148,20 @@ def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | No
 
 
 def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
-                expected_sha256: str | None = None, update_metadata: bool = False) -> Outcome:
+                expected_sha256: str | None = None, update_metadata: bool = False, force: bool = False) -> Outcome:
     """Identify and load one local checkpoint. Raises FilterlakeError for a bad file; the lake is untouched."""
-    return load(identify(path, source_uri, expected_sha256), lake, meta, update_metadata)
+    return load(identify(path, source_uri, expected_sha256), lake, meta, update_metadata, force)
 
 
-def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False) -> Outcome:
+def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False,
+                  force: bool = False) -> Outcome:
     """Fetch, identify and load one source; a failure becomes a 'failed' outcome naming the source and why."""
     start = time.perf_counter()
     if source.problem:
         return Outcome(source=printable(source.uri), status=FAILED, message=source.problem)
     try:
         path = fetch(source, cache)
-        return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata)
+        return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata, force)
     except FilterlakeError as exc:
         uri, message = printable(source.uri), printable(str(exc))
         return Outcome(source=uri, status=FAILED, message=message if uri in message else f"{uri}: {message}",

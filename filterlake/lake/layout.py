@@ -18,6 +18,7 @@ STATE = "analysis.json"  # what the last analysis used: basis, preset, spec
 # Each table's files relative to the lake folder, as a glob (the views of sql/ read exactly these), from the
 # documented paths of schemas/lake_tables.json; the functions below build paths that match them (a test checks).
 GLOBS: dict[str, str] = {table: table_glob(table) for table in TABLES}
+PER_MODEL_DERIVED = ("layer_stats", "histograms", "extents")  # derived tables with one file per model
 
 
 def resolve_lake(lake: str | Path | None) -> Path:
@@ -96,6 +97,12 @@ def shifts_file(lake: Path, basis_id: str, preset: str, group_by: str) -> Path:
 def comparison_file(lake: Path, table: str, basis_id: str, preset: str) -> Path:
     """One stored comparison of a basis and preset (`family_shifts`, `medical_test`, `medical_components`)."""
     return lake / table / f"basis={basis_id}" / f"{preset}.parquet"
+
+
+def per_model_derived_files(lake: Path, model_id: str) -> list[Path]:
+    """Every derived file of one model (its layer statistics, histograms and extents in every basis)."""
+    patterns = [GLOBS[table].rsplit("/", 1)[0] + f"/{model_id}.parquet" for table in PER_MODEL_DERIVED]
+    return [path for pattern in patterns for path in lake.glob(pattern)]
 
 
 def state_file(lake: Path) -> Path:

@@ -12,7 +12,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,13 @@ def schema_problem(path: Path, table: str) -> str | None:
     return None
 
 
+def readable_models(lake: Path, model_ids: Collection[str]) -> tuple[set[str], set[str]]:
+    """(models whose `models` row reads with its schema, models whose row does not): one damaged file must
+    not take the whole lake down."""
+    bad = {m for m in model_ids if schema_problem(model_file(lake, m), "models") is not None}
+    return set(model_ids) - bad, bad
+
+
 def _model_of(path: Path, table: str) -> str | None:
     """The model a per-model derived file belongs to (None for per-basis and per-grouping tables)."""
     return path.stem if table in ("layer_stats", "histograms", "extents") else None
@@ -233,33 +240,34 @@ class CheckReport:
 
 
 def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
-    """Problems of one committed model, and its number of filters."""
+    """Problems of one committed model, each naming the model, its source and how to repair it; its filters."""
     path = model_file(lake, model_id)
-    problem = schema_problem(path, "models")
-    if problem:
-        return [problem], 0
-    row = read_table(path, columns=["model_id", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
+    fix = f"`filterlake remove {model_id[:12]}` drops it"
+    if problem := schema_problem(path, "models"):
+        return [f"model {model_id[:12]}: {problem}; {fix}, then ingest its source again"], 0
+    row = read_table(path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
     if len(row) != 1 or row[0]["model_id"] != model_id:
-        return [f"{path}: must hold exactly one row for model {model_id}"], 0
+        return [f"{path}: must hold exactly one row for model {model_id}; {fix}"], 0
     n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]
     problems = []
     lpath = layers_file(lake, model_id)
     if not lpath.exists():
-        problems.append(f"model {model_id}: layers file missing")
+        problems.append("layers file missing")
     elif problem := schema_problem(lpath, "layers"):
         problems.append(problem)
     elif (rows := pq.ParquetFile(lpath).metadata.num_rows) != n_layers:
-        problems.append(f"model {model_id}: {rows} layer rows, models says {n_layers}")
-    parts = sorted(filters_dir(lake, model_id).glob("*.parquet"))
+        problems.append(f"{rows} layer rows, models says {n_layers}")
     rows = 0
-    for part in parts:
+    for part in sorted(filters_dir(lake, model_id).glob("*.parquet")):
         if problem := schema_problem(part, "filters"):
             problems.append(problem)
         else:
             rows += pq.ParquetFile(part).metadata.num_rows
     if rows != n_filters:
-        problems.append(f"model {model_id}: filters partition holds {rows} rows, models says {n_filters}")
-    return problems, n_filters
+        problems.append(f"filters partition holds {rows} rows, models says {n_filters}")
+    who = f"model {model_id[:12]} '{row[0]['name']}' from {row[0]['source_uri']}"
+    repair_hint = f"{fix}; `filterlake ingest --force {row[0]['source_uri']}` rewrites it"
+    return [f"{who}: {problem}; {repair_hint}" for problem in problems], n_filters
 
 
 def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bool) -> None:

@@ -24,6 +24,7 @@ from filterlake.lake.layout import (
     layers_file,
     lock_file,
     model_file,
+    per_model_derived_files,
     table_dir,
 )
 from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
@@ -193,3 +194,18 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
             return True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def remove_model(lake: Path, model_id: str) -> bool:
+    """Remove a committed model and every row of it, base and derived (its models row first, so readers stop
+    seeing it at once); False when the lake does not hold it."""
+    with lake_lock(lake):
+        row = model_file(lake, model_id)
+        if not row.exists():
+            return False
+        row.unlink()
+        _fsync_dir(table_dir(lake, "models"))
+        shutil.rmtree(filters_dir(lake, model_id), ignore_errors=True)
+        for path in [layers_file(lake, model_id), *per_model_derived_files(lake, model_id)]:
+            path.unlink(missing_ok=True)
+    return True
