@@ -98,14 +98,14 @@ def _is_2d_conv(tensor: ConvTensor) -> bool:
 
 def _full_in_channels(tensor: ConvTensor) -> int:
     """Input channels of the whole conv: per-group channels times groups where the format records groups."""
-    return _in_channels(tensor) * (tensor.groups or 1)
+    return tensor.in_channels * (tensor.groups or 1)
 
 
 def _read_channels(tensor: ConvTensor) -> set[int]:
     """Channel counts a conv can take as input; a bare tensor with 1 input channel may be depthwise."""
     if tensor.groups is not None:
         return {_full_in_channels(tensor)}
-    return {1, tensor.shape[0]} if _in_channels(tensor) == 1 else {_in_channels(tensor)}
+    return {1, tensor.shape[0]} if tensor.in_channels == 1 else {tensor.in_channels}
 
 
 def _reads_itself(tensor: ConvTensor) -> int:
@@ -209,11 +209,11 @@ def model_shape(checkpoint: Checkpoint) -> ModelShape:
     for i, tensor in enumerate(tensors):
         reason = skip_reason(tensor)
         if len(tensor.shape) >= 3:
-            shape.kernel_shapes["x".join(map(str, tensor.kernel))] += tensor.shape[0] * _in_channels(tensor)
+            shape.kernel_shapes["x".join(map(str, tensor.kernel))] += tensor.shape[0] * tensor.in_channels
         if reason is not None:
             shape.skipped[reason] += 1
             continue
-        out_ch, in_ch = tensor.shape[0], _in_channels(tensor)
+        out_ch, in_ch = tensor.shape[0], tensor.in_channels
         depth, depth_norm = depths[i]
         shape.layers.append(
             LayerRecord(
@@ -237,13 +237,6 @@ def model_shape(checkpoint: Checkpoint) -> ModelShape:
         offset += out_ch * in_ch
     shape.skipped = Counter({k: v for k, v in shape.skipped.items() if v})
     return shape
-
-
-def _in_channels(tensor: ConvTensor) -> int:
-    """Input channels per group as stored (last dim for channel-last layouts)."""
-    return (
-        tensor.shape[-1] if tensor.layout.endswith("I") and tensor.layout.startswith("O") else tensor.shape[1]
-    )
 
 
 def layer_filters(layer: LayerRecord, tensor: ConvTensor) -> np.ndarray:

@@ -14,6 +14,16 @@ import numpy as np
 Kind = Literal["conv", "transposed", "unknown"]
 
 
+# Layouts of conv weights by rank, as stored: channel-first (PyTorch, ONNX) and channel-last (MLX, TF).
+CHANNEL_FIRST: dict[int, str] = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
+CHANNEL_LAST: dict[int, str] = {3: "OWI", 4: "OHWI", 5: "ODHWI"}
+
+
+def is_channel_last(layout: str) -> bool:
+    """True for an [out, *kernel, in] layout (OHWI, ...), whose input channels are the last dimension."""
+    return layout.startswith("O") and layout.endswith("I")
+
+
 @dataclass(frozen=True)
 class ConvTensor:
     """One convolution weight of a checkpoint (any kernel size and rank), loaded only when `load()` is called.
@@ -34,9 +44,14 @@ class ConvTensor:
     level: int | None = None  # graph level (longest path from an input) when the format has a graph
 
     @property
+    def in_channels(self) -> int:
+        """Input channels per group as stored (the last dimension of a channel-last layout)."""
+        return self.shape[-1] if is_channel_last(self.layout) else self.shape[1]
+
+    @property
     def kernel(self) -> tuple[int, ...]:
         """Kernel dims (spatial) in canonical order."""
-        if self.layout.startswith("O") and self.layout.endswith("I"):  # channel-last: O, *k, I
+        if is_channel_last(self.layout):
             return tuple(self.shape[1:-1])
         return tuple(self.shape[2:])
 

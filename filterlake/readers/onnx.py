@@ -18,11 +18,10 @@ import onnx
 from onnx import AttributeProto, GraphProto, NodeProto, TensorProto, helper, numpy_helper
 
 from filterlake.errors import CheckpointError
-from filterlake.readers.base import Checkpoint, ConvTensor
+from filterlake.readers.base import CHANNEL_FIRST, Checkpoint, ConvTensor
 from filterlake.readers.detect import contained_file, guarded
 
 WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3}
-LAYOUTS = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
 MAX_CHAIN = 32  # most nodes and tensors visited to resolve one weight (bounds work on hostile graphs)
 
 
@@ -311,7 +310,7 @@ class _Resolver:
         zero = self.resolve(inputs[zero_at], scope) if inputs[zero_at] else None
         if w is None or (zero is None and inputs[zero_at]):  # a named zero point must resolve too
             return None
-        if len(w.shape) not in LAYOUTS:  # not a conv weight; read_onnx skips it
+        if len(w.shape) not in CHANNEL_FIRST:  # not a conv weight; read_onnx skips it
             return w
         where = f"{node.op_type} node {label}"
         zero = None if zero is None else self._per_channel(zero, w.shape[0], "w_zero_point", where)
@@ -346,7 +345,7 @@ def read_onnx(path: Path) -> Checkpoint:
         if value is None:
             notes.append(f"unresolved weight for node {label}")
             continue
-        if len(value.shape) not in LAYOUTS:
+        if len(value.shape) not in CHANNEL_FIRST:
             continue
         attrs = _attrs(node)
         name = node.name or value.name.removesuffix(".weight") or f"{node.op_type}_{index}"
@@ -359,7 +358,7 @@ def read_onnx(path: Path) -> Checkpoint:
                 name,
                 value.shape,
                 value.dtype,
-                LAYOUTS[len(value.shape)],
+                CHANNEL_FIRST[len(value.shape)],
                 load,
                 "transposed" if node.op_type == "ConvTranspose" else "conv",
                 int(attrs.get("group", 1)),

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from filterlake.errors import CheckpointError
-from filterlake.readers.base import Checkpoint, ConvTensor
+from filterlake.readers.base import CHANNEL_FIRST, CHANNEL_LAST, Checkpoint, ConvTensor
 from filterlake.readers.detect import MAX_SAFETENSORS_HEADER, contained_file, guarded
 from filterlake.readers.unpickler import widen
 
@@ -41,8 +41,6 @@ FLOATS = {
     "F16": ("float16", "<f2"),
     "BF16": ("bfloat16", "<u2"),
 }
-CHANNEL_FIRST = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
-CHANNEL_LAST = {3: "OWI", 4: "OHWI", 5: "ODHWI"}
 MAX_KERNEL = 11
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from filterlake.errors import CheckpointError
-from filterlake.readers.base import Checkpoint, ConvTensor, Kind
+from filterlake.readers.base import CHANNEL_FIRST, Checkpoint, ConvTensor, Kind
 from filterlake.readers.detect import check_zip_expansion, describe, guarded
 from filterlake.readers.unpickler import (
     FLOAT_DTYPES,
@@ -24,7 +24,6 @@ from filterlake.readers.unpickler import (
 
 PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
 SKIPPED_KEYS = ("optim", "sched", "scaler")  # optimizer/scheduler state also holds tensors
-LAYOUTS = {3: "OIW", 4: "OIHW", 5: "OIDHW"}
 TensorInfo = tuple[tuple[int, ...], str, Callable[[], np.ndarray]]
 
 
@@ -136,7 +135,7 @@ def _checkpoint(
                 name,
                 shape,
                 dtype,
-                LAYOUTS[len(shape)],
+                CHANNEL_FIRST[len(shape)],
                 guarded(path, f"tensor {name}", load),
                 item.kind,
                 item.groups,
@@ -150,7 +149,7 @@ def _torch_info(tensor: Any) -> TensorInfo | None:
     """Shape, dtype and loader of a materialised torch tensor."""
     import torch
 
-    if tensor.ndim not in LAYOUTS or not tensor.is_floating_point():
+    if tensor.ndim not in CHANNEL_FIRST or not tensor.is_floating_point():
         return None
     dtype = str(tensor.dtype).removeprefix("torch.")
     return tuple(tensor.shape), dtype, lambda: np.ascontiguousarray(tensor.detach().to(torch.float32).numpy())
@@ -158,7 +157,7 @@ def _torch_info(tensor: Any) -> TensorInfo | None:
 
 def _lazy_info(tensor: Any) -> TensorInfo | None:
     """Shape, dtype and loader of a tensor read by the restricted unpickler."""
-    if len(tensor.shape) not in LAYOUTS or tensor.dtype not in FLOAT_DTYPES:
+    if len(tensor.shape) not in CHANNEL_FIRST or tensor.dtype not in FLOAT_DTYPES:
         return None
     return tensor.shape, tensor.dtype, tensor.numpy
 
