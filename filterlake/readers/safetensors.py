@@ -15,7 +15,7 @@ import numpy as np
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import CHANNEL_FIRST, CHANNEL_LAST, Checkpoint, ConvTensor
 from filterlake.readers.detect import MAX_SAFETENSORS_HEADER, contained_file, guarded
-from filterlake.readers.unpickler import widen
+from filterlake.readers.dtypes import widen
 
 ITEMSIZE = {
     "F64": 8,

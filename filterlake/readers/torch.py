@@ -13,14 +13,9 @@ import numpy as np
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import CHANNEL_FIRST, Checkpoint, ConvTensor, Kind
 from filterlake.readers.detect import check_zip_expansion, describe, guarded
-from filterlake.readers.unpickler import (
-    FLOAT_DTYPES,
-    Inert,
-    LazyTensor,
-    check_zip_storages,
-    load_legacy,
-    load_zip,
-)
+from filterlake.readers.dtypes import FLOAT_DTYPES
+from filterlake.readers.torch_zip import check_zip_storages, load_zip
+from filterlake.readers.unpickler import Inert, LazyTensor, load_legacy
 
 PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
 SKIPPED_KEYS = ("optim", "sched", "scaler")  # optimizer/scheduler state also holds tensors

@@ -21,14 +21,8 @@ import torch
 
 from filterlake.errors import CheckpointError
 from filterlake.readers import open_checkpoint
-from filterlake.readers.unpickler import (
-    MAGIC_NUMBER,
-    PROTOCOL_VERSION,
-    Inert,
-    LazyTensor,
-    load_legacy,
-    load_zip,
-)
+from filterlake.readers.torch_zip import load_zip
+from filterlake.readers.unpickler import MAGIC_NUMBER, PROTOCOL_VERSION, Inert, LazyTensor, load_legacy
 
 
 class Reduce:

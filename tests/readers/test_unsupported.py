@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from filterlake.errors import CheckpointError
 from filterlake.readers import open_checkpoint, recognise, sniff_format
 from filterlake.readers.detect import describe_unknown, guarded
-from filterlake.readers.unpickler import MAGIC_NUMBER, PROTOCOL_VERSION, load_zip
+from filterlake.readers.torch_zip import load_zip
+from filterlake.readers.unpickler import MAGIC_NUMBER, PROTOCOL_VERSION
 
 HDF5 = b"\x89HDF\r\n\x1a\n"
 UNKNOWN = "unknown format: not ONNX, safetensors or a PyTorch checkpoint (by content)"
