@@ -15,9 +15,9 @@ def test_public_names_resolve(name):
 
 
 def test_importing_filterlake_imports_no_reader_or_engine():
-    done = subprocess.run([sys.executable, "-c", "import sys, filterlake; print(sorted(m for m in sys.modules "
-                           "if m.split('.')[0] in ('torch', 'onnx', 'prefect', 'duckdb', 'scipy')))"],
-                          capture_output=True, text=True, check=True)
+    script = ("import sys, filterlake; print(sorted(m for m in sys.modules "
+              "if m.split('.')[0] in ('torch', 'onnx', 'prefect', 'duckdb', 'scipy')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     with pytest.raises(AttributeError):
         filterlake.no_such_name  # noqa: B018
