@@ -74,10 +74,17 @@ def _analysis_args(parser: argparse.ArgumentParser) -> None:
     _lake_arg(parser)
 
 
+def _medical_test_args(parser: argparse.ArgumentParser) -> None:
+    from filterlake.numeric.params import PERMUTATIONS, SEED
+
+    parser.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
+                        help=f"permutations of the stored medical vs non-medical test (default {PERMUTATIONS})")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of that test (default {SEED})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: every subcommand and every argument with its help."""
-    from filterlake.derived.comparisons import PERMUTATIONS, SEED
-    from filterlake.lake.duck import view_names
+    from filterlake.lake.init_sql import view_names
 
     parser = argparse.ArgumentParser(
         prog="filterlake",
@@ -130,9 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
                        f"grouping: {GROUPINGS}.", epilog=EPILOG)
     p.add_argument("--group-by", nargs="+", metavar="COL", help="groupings (default: domain)")
-    p.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
-                   help=f"permutations of the stored medical vs non-medical test (default {PERMUTATIONS})")
-    p.add_argument("--seed", type=int, default=SEED, help=f"seed of that test (default {SEED})")
+    _medical_test_args(p)
     _analysis_args(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -159,9 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
     p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL",
                    help="groupings of the shift heatmaps (default: domain; medical and name are always computed)")
-    p.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
-                   help=f"permutations of the medical vs non-medical test (default {PERMUTATIONS})")
-    p.add_argument("--seed", type=int, default=SEED, help=f"seed of the permutation test (default {SEED})")
+    _medical_test_args(p)
     _analysis_args(p)
     p.set_defaults(func=cmd_report)
 

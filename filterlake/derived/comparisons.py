@@ -24,7 +24,7 @@ from filterlake.errors import FilterlakeError
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import comparison_file
 from filterlake.lake.schema import arrow_schema
-from filterlake.numeric.params import fingerprint
+from filterlake.numeric.params import PERMUTATIONS, SEED, fingerprint
 from filterlake.numeric.shift import shift
 from filterlake.numeric.significance import PermutationResult, permutation_test
 from filterlake.vocab import MEDICAL, NON_MEDICAL
@@ -36,7 +36,6 @@ FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS = "family_shifts", "medical_test
 TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS)
 FAMILY_GROUPING = "name"  # a family's matrix compares its models, grouped by name
 MIN_FAMILY_MODELS = 2
-PERMUTATIONS, SEED = 2000, 0  # the defaults of the medical vs non-medical test
 
 # Every model with 3x3 filters, with its name and architecture (the family of a name comes from these).
 MODELS_WITH_FILTERS = """

@@ -1,7 +1,6 @@
 """DuckDB connections over a lake with every view of `sql/init.sql` (empty tables are empty typed views)."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -10,11 +9,6 @@ import duckdb
 from filterlake.lake.init_sql import empty_select, init_statements
 from filterlake.lake.layout import committed_ids, model_file, require_lake
 from filterlake.lake.maintenance import readable_models
-
-
-def view_names() -> list[str]:
-    """Every view `connect` loads, base and analysis, in the order of sql/init.sql."""
-    return [m.group(1) for s in init_statements() if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
 
 
 def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:

@@ -80,4 +80,6 @@ def fingerprint(values: dict[str, Any]) -> str:
     """A short stable id of a parameter set (stored with results; a change triggers recomputation)."""
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+PERMUTATIONS, SEED = 2000, 0  # the defaults of the medical vs non-medical permutation test
+
 DEFAULT_QUALITY = QualityParams()  # the papers' parameters: the default of every function that takes them

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from filterlake.derived.analyze import analyze
-from filterlake.lake.duck import view_names
+from filterlake.lake.init_sql import view_names
 from tests.conftest import REPO
 
 DUCKDB = Path(sys.executable).with_name("duckdb")
