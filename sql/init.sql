@@ -76,6 +76,23 @@ SELECT name, model_id, reason, n FROM (
     ON COLUMNS('^skipped_') INTO NAME reason VALUE n)
 WHERE n > 0;
 
+CREATE OR REPLACE VIEW model_labels AS
+WITH named AS (
+    SELECT model_id, coalesce(nullif(name, ''), left(model_id, 12)) AS base,
+           nullif(regexp_extract(source_uri, '([^/\\#:]+)[/\\#][^/\\#]*$', 1), '') AS folder
+    FROM models),
+counted AS (
+    SELECT *, count(*) OVER (PARTITION BY base) AS n_base, count(*) OVER (PARTITION BY base, folder) AS n_folder
+    FROM named),
+labelled AS (
+    SELECT model_id, CASE WHEN n_base = 1 THEN base
+                          WHEN folder IS NOT NULL AND n_folder = 1 THEN base || ' (' || folder || ')'
+                          ELSE base || ' (' || coalesce(folder || ', ', '') || left(model_id, 8) || ')' END AS label
+    FROM counted)
+SELECT model_id, CASE WHEN count(*) OVER (PARTITION BY label) > 1 THEN label || ' [' || left(model_id, 8) || ']'
+                      ELSE label END AS label
+FROM labelled;
+
 CREATE OR REPLACE VIEW layer_stats AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_stats')
     THEN 'SELECT * FROM read_parquet(lake_glob(''layer_stats''))
 WHERE model_id IN (SELECT model_id FROM models)'

@@ -30,3 +30,23 @@ SELECT name, model_id, reason, n FROM (
                     skipped_3d, skipped_transposed, skipped_unresolved FROM models)
     ON COLUMNS('^skipped_') INTO NAME reason VALUE n)
 WHERE n > 0;
+
+-- A unique readable label per model (the `model` grouping and the report's per-model views): its name; where
+-- models share a name, the name and the parent folder of source_uri; where both are shared (or there is no
+-- folder), also the first 8 hex digits of its model_id.
+CREATE OR REPLACE VIEW model_labels AS
+WITH named AS (
+    SELECT model_id, coalesce(nullif(name, ''), left(model_id, 12)) AS base,
+           nullif(regexp_extract(source_uri, '([^/\\#:]+)[/\\#][^/\\#]*$', 1), '') AS folder
+    FROM models),
+counted AS (
+    SELECT *, count(*) OVER (PARTITION BY base) AS n_base, count(*) OVER (PARTITION BY base, folder) AS n_folder
+    FROM named),
+labelled AS (
+    SELECT model_id, CASE WHEN n_base = 1 THEN base
+                          WHEN folder IS NOT NULL AND n_folder = 1 THEN base || ' (' || folder || ')'
+                          ELSE base || ' (' || coalesce(folder || ', ', '') || left(model_id, 8) || ')' END AS label
+    FROM counted)
+SELECT model_id, CASE WHEN count(*) OVER (PARTITION BY label) > 1 THEN label || ' [' || left(model_id, 8) || ']'
+                      ELSE label END AS label
+FROM labelled;

@@ -22,7 +22,8 @@ from filterlake.errors import FilterlakeError, describe_os_error
 
 EPILOG = "The lake folder is --lake, else $FILTERLAKE_LAKE, else ./lake. Docs: README.md."
 GROUPINGS = ("a models column (domain, task, training_dataset, architecture, name, modality, license, format), "
-             "medical, depth_decile, or a key of the extra metadata")
+             "model (one group per model, with a unique label), medical, task_kind, family (architecture family), "
+             "depth_decile, or a key of the extra metadata")
 
 
 def count(minimum: int):
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "and layer quality. The page opens from disk, without a server or network.", epilog=EPILOG)
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
     p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL",
-                   help="groupings of the shift heatmaps (default: domain; medical and name are always computed)")
+                   help="groupings of the shift heatmaps (default: domain; medical and model are always computed)")
     _medical_test_args(p)
     _analysis_args(p)
     p.set_defaults(func=cmd_report)

@@ -170,8 +170,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _warn_unlabelled(analysis) -> None:
     for column in analysis.unlabelled:
-        print(f"filterlake: error: --group-by {column}: no model has a value for it (a models column, 'medical', "
-              f"'depth_decile' or a key of the extra metadata)", file=sys.stderr)
+        print(f"filterlake: error: --group-by {column}: no model has a value for it (a models column, model, "
+              f"medical, task_kind, family, depth_decile or a key of the extra metadata)", file=sys.stderr)
 
 
 def cmd_shift(args: argparse.Namespace) -> int:

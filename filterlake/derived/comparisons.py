@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.groupings import architecture_family, model_name
+from filterlake.derived.groupings import MODEL, UNKNOWN, architecture_family
 from filterlake.derived.shifts import GroupedCounts, grouped_counts, model_counts, pair_rows, shift_table
 from filterlake.errors import FilterlakeError
 from filterlake.lake.files import staging, write_table_atomic
@@ -34,13 +34,13 @@ if TYPE_CHECKING:
 
 FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS = "family_shifts", "medical_test", "medical_components"
 TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS)
-FAMILY_GROUPING = "name"  # a family's matrix compares its models, grouped by name
+FAMILY_GROUPING = MODEL  # a family's matrix compares its models, one row per model (its unique label)
 MIN_FAMILY_MODELS = 2
 
-# Every model with 3x3 filters, with its name and architecture (the family of a name comes from these).
+# Every model with 3x3 filters, with its unique label and architecture (its family comes from these).
 MODELS_WITH_FILTERS = """
-    SELECT m.model_id, m.name, m.architecture FROM models AS m JOIN layers AS l USING (model_id)
-    GROUP BY ALL HAVING sum(l.n_filters) > 0"""
+    SELECT ml.label, m.architecture FROM models AS m JOIN layers AS l USING (model_id)
+    JOIN model_labels AS ml USING (model_id) GROUP BY ALL HAVING sum(l.n_filters) > 0"""
 
 
 def snapshot_id(model_ids: Collection[str]) -> str:
@@ -64,18 +64,15 @@ def context(analysis: Analysis, group_by: str) -> dict[str, Any]:
     }
 
 
-def family_members(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, list[str]]:
-    """The model names (among ``names``) of each architecture family that has at least two of them.
-
-    A name belongs to a family when every model with 3x3 filters of that name is of that one family.
-    """
-    family_of: dict[str, set[str]] = defaultdict(set)
-    for model_id, name, architecture in con.execute(MODELS_WITH_FILTERS).fetchall():
-        family_of[model_name(name, model_id)].add(architecture_family(architecture))
+def family_members(con: duckdb.DuckDBPyConnection, labels: list[str]) -> dict[str, list[str]]:
+    """The model labels (among ``labels``) of each architecture family that has at least two of them (models
+    without an architecture form no family)."""
+    family_of = {label: architecture_family(architecture)
+                 for label, architecture in con.execute(MODELS_WITH_FILTERS).fetchall()}
     members: dict[str, list[str]] = defaultdict(list)
-    for name in names:
-        if len(family_of.get(name, ())) == 1:
-            members[next(iter(family_of[name]))].append(name)
+    for label in labels:
+        if label in family_of and family_of[label] != UNKNOWN:
+            members[family_of[label]].append(label)
     return {f: members[f] for f in sorted(members) if len(members[f]) >= MIN_FAMILY_MODELS}
 
 

@@ -1,8 +1,10 @@
 """Groupings of models, defined once: group keys in SQL, architecture family, task kind, the medical split.
 
 A grouping is a `models` column (domain, task, training_dataset, architecture, name, ...), `medical` (domain
-starting with "medical" vs the rest), `depth_decile` (layers by relative depth, P1 bins) or any key of the
-models' extra metadata. The shifts, the stored comparisons and the report all take their groups from here.
+starting with "medical" vs the rest), `model` (one group per model, labelled by the `model_labels` view),
+`task_kind` and `family` (the keyword and first-word rules below, in Python and as generated SQL),
+`depth_decile` (layers by relative depth, P1 bins) or any key of the models' extra metadata. The shifts, the
+stored comparisons and the report all take their groups from here.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ DEPTH_DECILE = (
     "printf('(%.1f, %.1f]', ceil(round(l.conv_depth_norm * 10, 9)) / 10 - 0.1, "
     "ceil(round(l.conv_depth_norm * 10, 9)) / 10) END"
 )
+MODEL, TASK_KIND, FAMILY = "model", "task_kind", "family"
+MODEL_LABEL = "(SELECT ml.label FROM model_labels AS ml WHERE ml.model_id = m.model_id)"
 UNKNOWN = "(unknown)"
+OTHER_TASK = "other"
+# The task kind is the kind of the first keyword the lower-cased task contains.
 TASK_KINDS = (
     ("segment", "segmentation"),
     ("detect", "detection"),
@@ -29,6 +35,76 @@ TASK_KINDS = (
     ("recogn", "recognition"),
     ("classif", "classification"),
 )
+# The architecture family is its first word (up to whitespace or one of FAMILY_END), without trailing
+# FAMILY_TRAILING characters and without a trailing version or size (FAMILY_VERSION, as written for both
+# Python's re and DuckDB's RE2).
+SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
+SPACE += "\u2028\u2029\u202f\u205f\u3000"  # what str.strip() strips (str.isspace)
+FAMILY_END = "(;,:"
+FAMILY_TRAILING = "+*'\""
+FAMILY_VERSION = r"[-_]?[vV]?[0-9]+(\.[0-9]+)?[dDxXsS]?$"
+# DuckDB's lower() differs from str.lower() on one character (U+0130 -> "i" instead of "i" + U+0307).
+LOWER_FIXES = {"\u0130": "i\u0307"}
+
+
+def sql_string(text: str) -> str:
+    """A DuckDB string expression for ``text`` (characters outside printable ASCII as chr(n))."""
+    parts = re.findall(r"[ -~]+|[^ -~]", text)
+    quoted = [
+        "'" + p.replace("'", "''") + "'" if p.isascii() and p.isprintable() else f"chr({ord(p)})"
+        for p in parts
+    ]
+    return " || ".join(quoted) or "''"
+
+
+def _not_in(chars: str, re2: bool) -> str:
+    """A regex class matching any character but ``chars`` (RE2 escapes or Python's)."""
+    body = "".join(f"\\x{{{ord(c):x}}}" for c in chars) if re2 else "".join(re.escape(c) for c in chars)
+    return f"[^{body}]*"
+
+
+def architecture_family(architecture: str | None) -> str:
+    """A coarse family from the free-text architecture: its first word, without a trailing version or size.
+
+    "ResNet-20 for CIFAR" -> "ResNet", "UNet2d (...)" -> "UNet", "ESPNetv2 ..." -> "ESPNet", "MTCNN O-Net" ->
+    "MTCNN", "VGG16" -> "VGG". An empty architecture gives "(unknown)". The SQL twin is family_sql.
+    """
+    text = (architecture or "").strip(SPACE)
+    if not text:
+        return UNKNOWN
+    word = (re.match(_not_in(SPACE + FAMILY_END, False), text).group(0) or text).rstrip(FAMILY_TRAILING)
+    return re.sub(FAMILY_VERSION, "", word, count=1) or word
+
+
+def family_sql(column: str = "m.architecture") -> str:
+    """SQL of architecture_family over ``column``, generated from the same constants."""
+    text = f"trim(coalesce({column}, ''), {sql_string(SPACE)})"
+    first = sql_string("^" + _not_in(SPACE + FAMILY_END, True))
+    word = (
+        f"rtrim(coalesce(nullif(regexp_extract({text}, {first}), ''), {text}), {sql_string(FAMILY_TRAILING)})"
+    )
+    base = f"nullif(regexp_replace({word}, {sql_string(FAMILY_VERSION)}, ''), '')"
+    return f"CASE WHEN {text} = '' THEN {sql_string(UNKNOWN)} ELSE coalesce({base}, {word}) END"
+
+
+def task_kind(task: str | None) -> str:
+    """A coarse task label from the free-text task (keyword rule; first match wins). The SQL twin is task_kind_sql."""
+    text = (task or "").lower()
+    for key, kind in TASK_KINDS:
+        if key in text:
+            return kind
+    return OTHER_TASK if text else UNKNOWN
+
+
+def task_kind_sql(column: str = "m.task") -> str:
+    """SQL of task_kind over ``column``, generated from TASK_KINDS."""
+    text = f"coalesce({column}, '')"
+    for char, fixed in LOWER_FIXES.items():
+        text = f"replace({text}, {sql_string(char)}, {sql_string(fixed)})"
+    cases = " ".join(
+        f"WHEN contains(lower({text}), {sql_string(k)}) THEN {sql_string(v)}" for k, v in TASK_KINDS
+    )
+    return f"CASE {cases} WHEN {text} = '' THEN {sql_string(UNKNOWN)} ELSE {sql_string(OTHER_TASK)} END"
 
 
 def group_expression(group_by: str) -> tuple[str, bool]:
@@ -37,6 +113,12 @@ def group_expression(group_by: str) -> tuple[str, bool]:
         return f"m.{group_by}", False
     if group_by == MEDICAL:
         return medical_label_sql("m.domain"), False
+    if group_by == MODEL:
+        return MODEL_LABEL, False
+    if group_by == TASK_KIND:
+        return task_kind_sql(), False
+    if group_by == FAMILY:
+        return family_sql(), False
     if group_by == "depth_decile":
         return DEPTH_DECILE, True
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group_by):
@@ -66,26 +148,3 @@ def medical_group(domain: str | None) -> str:
 def model_name(name: str | None, model_id: str) -> str:
     """A model's shown name: its catalogued name, or the first 12 characters of its id."""
     return name or model_id[:12]
-
-
-def architecture_family(architecture: str | None) -> str:
-    """A coarse family from the free-text architecture: its first word, without a trailing version or size.
-
-    "ResNet-20 for CIFAR" -> "ResNet", "UNet2d (...)" -> "UNet", "ESPNetv2 ..." -> "ESPNet", "MTCNN O-Net" ->
-    "MTCNN", "VGG16" -> "VGG". An empty architecture gives "(unknown)".
-    """
-    if not architecture or not architecture.strip():
-        return UNKNOWN
-    word = re.split(r"[\s(;,:]+", architecture.strip())[0] or architecture.strip()
-    word = word.rstrip("+*'\"")
-    base = re.sub(r"(?i)[-_]?v?\d+(\.\d+)?(d|x|s)?$", "", word)
-    return base or word
-
-
-def task_kind(task: str | None) -> str:
-    """A coarse task label from the free-text task (keyword rule; first match wins)."""
-    text = (task or "").lower()
-    for key, kind in TASK_KINDS:
-        if key in text:
-            return kind
-    return "other" if text else UNKNOWN

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from typing import Any
 
 from filterlake import __version__
 from filterlake.derived.analyze import Analysis
+from filterlake.errors import FilterlakeError
 from filterlake.report.collect import collect
 from filterlake.report.document import Page, render_html, render_markdown
 from filterlake.report.facts import ReportData
@@ -19,6 +22,8 @@ from filterlake.report.sections import render_sections
 from filterlake.report.sections.medical import verdict
 
 TITLE = "filterlake report: trained 3x3 convolution filters"
+# In OUT: the files the last report wrote there, the only ones a new report removes.
+MANIFEST = ".filterlake-report.json"
 
 
 @dataclass
@@ -43,10 +48,10 @@ def build_report(
     """Write the report of ``analysis`` into ``out``, with a shift heatmap per grouping of ``group_by``.
 
     Everything is read through one connection on the analysis's snapshot of models; the analysis must hold
-    the shifts of ``group_by`` (those it could label), of `medical` and of `name`, and its comparisons.
+    the shifts of ``group_by`` (those it could label), of `medical` and of `model`, and its comparisons.
     """
     start = time.perf_counter()
-    out = Path(out)
+    out = check_out(Path(out))
     data = collect(analysis, analysis.connect(), tuple(dict.fromkeys(group_by or ("domain",))))
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
@@ -58,13 +63,47 @@ def build_report(
     summary = out / "summary.md"
     summary.write_text(render_markdown(TITLE, meta, sections), encoding="utf-8")
     csvs = [t.write_csv(out / "tables") for t in page.tables]
+    _write_manifest(out, [index, summary, *page.figures, *csvs])
     return Report(index, summary, page.figures, csvs, key_numbers(data), time.perf_counter() - start)
 
 
+def check_out(out: Path) -> Path:
+    """``out`` when it is (or can become) a folder; FilterlakeError naming it when it or a parent is a file."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FilterlakeError(
+                    f"--out {out}: {folder} is a file, not a folder; give a folder for the report"
+                )
+            break
+    return out
+
+
+def _written(out: Path) -> list[Path]:
+    """The files the last report listed in OUT's manifest (none without a readable manifest)."""
+    try:
+        listed = json.loads((out / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    names = [Path(n) for n in listed if isinstance(n, str)]
+    return [out / n for n in names if not n.is_absolute() and ".." not in n.parts and n.parts]
+
+
 def _clean(out: Path) -> None:
-    """Remove the figures and tables of an earlier report in OUT (nothing else)."""
-    for old in [*out.glob("fig_*.png"), *(out / "tables").glob("*.csv")]:
-        old.unlink()
+    """Remove exactly the files the last report in OUT wrote (its manifest's list; nothing without one)."""
+    for old in _written(out):
+        if old.is_file() or old.is_symlink():
+            old.unlink()
+
+
+def _write_manifest(out: Path, files: list[Path]) -> None:
+    """Record the files this report wrote in OUT (replacing the manifest atomically)."""
+    part = out / f"{MANIFEST}.part"
+    names = [p.relative_to(out).as_posix() for p in files]
+    part.write_text(
+        json.dumps({"filterlake": __version__, "files": names}, indent=1) + "\n", encoding="utf-8"
+    )
+    os.replace(part, out / MANIFEST)
 
 
 def meta_lines(data: ReportData) -> list[str]:

@@ -13,7 +13,7 @@ import numpy as np
 
 from filterlake.derived.analyze import Analysis
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, snapshot_id
-from filterlake.derived.groupings import architecture_family, depth_decile_key, model_name, task_kind
+from filterlake.derived.groupings import MODEL, architecture_family, depth_decile_key, model_name, task_kind
 from filterlake.errors import FilterlakeError
 from filterlake.numeric.params import QualityParams
 from filterlake.numeric.significance import PermutationResult
@@ -34,7 +34,7 @@ from filterlake.report.facts import (
 )
 from filterlake.vocab import MEDICAL, NON_MEDICAL
 
-REQUIRED_GROUPINGS = (MEDICAL, "name")  # the shifts the report reads besides its heatmaps' groupings
+REQUIRED_GROUPINGS = (MEDICAL, MODEL)  # the shifts the report reads besides its heatmaps' groupings
 KDE_VIEW = (-3.0, 3.0)  # the coefficient range the density plots show, as in the medical paper
 FIRST_FILTERS = 25  # filters drawn per binary-like layer (a 5x5 grid)
 BINARY_DRAWN, BINARY_FALLBACK, BINARY_TABLE = 6, 3, 10  # layers drawn when some pass / none pass; table rows
@@ -84,6 +84,8 @@ def _model(r: tuple) -> ModelInfo:
         int(r[6]),
         int(r[7]),
         int(r[8]),
+        r[9] or model_name(r[1], r[0]),
+        r[10],
     )
 
 
@@ -107,7 +109,7 @@ def _distributions(
     if not ids:
         return None
     by_id = {m.model_id: m for m in models}
-    order = sorted(range(len(ids)), key=lambda i: (by_id[ids[i]].domain, by_id[ids[i]].name, ids[i]))
+    order = sorted(range(len(ids)), key=lambda i: (by_id[ids[i]].domain, by_id[ids[i]].label, ids[i]))
     counts = counts[order]
     chosen = [by_id[ids[i]] for i in order]
     centres, density, _ = kde_curves(counts, spec.edges)
@@ -149,7 +151,7 @@ def _facts(models: list[ModelInfo]) -> GroupFacts:
     return GroupFacts(
         len(models),
         total,
-        largest.name,
+        largest.label,
         largest.n_filters / total,
         dict(Counter(task_kind(m.task) for m in models)),
         dict(Counter(m.family for m in models)),
@@ -176,9 +178,9 @@ def _medical(con: duckdb.DuckDBPyConnection, analysis: Analysis, with_filters: l
     )
     medical.per_component = np.array([r["kl_sym"] for r in parts], np.float64)
     medical.weights = np.array([r["weight"] for r in parts], np.float64)
-    if "name" in analysis.shifts:
-        _, names_matrix, _ = queries.stored_shifts(con, analysis.shifts["name"])
-        same = np.triu(names_matrix <= SAME_DISTRIBUTION, 1) & np.isfinite(names_matrix)
+    if MODEL in analysis.shifts:
+        _, models_matrix, _ = queries.stored_shifts(con, analysis.shifts[MODEL])
+        same = np.triu(models_matrix <= SAME_DISTRIBUTION, 1) & np.isfinite(models_matrix)
         medical.duplicates = int(np.count_nonzero(same))
     return medical
 
@@ -186,7 +188,7 @@ def _medical(con: duckdb.DuckDBPyConnection, analysis: Analysis, with_filters: l
 def _quality(
     con: duckdb.DuckDBPyConnection, params: QualityParams, models: list[ModelInfo]
 ) -> Quality | None:
-    names = {m.model_id: m.name for m in models}
+    names = {m.model_id: m.label for m in models}
     layers = [Layer(**r, model=names.get(r["model_id"], r["model_id"])) for r in queries.layer_quality(con)]
     if not layers:
         return None

@@ -27,18 +27,18 @@ def analyze_and_report(
     on_stage: Callable[[str, int], None] | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> Report:
-    """`analyze` for the groupings of ``group_by`` plus `medical` and `name` (those with any label), then
+    """`analyze` for the groupings of ``group_by`` plus `medical` and `model` (those with any label), then
     `build_report` from that analysis; the report's seconds count both."""
     from filterlake.derived.analyze import analyze
     from filterlake.derived.groupings import n_labels
     from filterlake.errors import FilterlakeError
     from filterlake.lake.duck import connect
-    from filterlake.report.build import build_report
+    from filterlake.report.build import build_report, check_out
     from filterlake.report.collect import REQUIRED_GROUPINGS
     from filterlake.report.sections import MODULES
 
     start = time.perf_counter()
-    lake = Path(lake)
+    lake, out = Path(lake), check_out(Path(out))
     if not (lake / "models").is_dir():
         raise FilterlakeError(f"{lake}: not a lake (no models/ folder); ingest some models first")
     if permutations < 1:

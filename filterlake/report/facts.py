@@ -15,7 +15,7 @@ from filterlake.vocab import is_medical
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One model with its counted 3x3 layers and filters."""
+    """One model with its counted 3x3 layers and filters; ``label`` is its unique shown name (model_labels)."""
 
     model_id: str
     name: str
@@ -27,6 +27,8 @@ class ModelInfo:
     n_layers: int
     n_filters: int
     file_bytes: int
+    label: str = ""
+    depth_source: str | None = None
 
     @property
     def medical(self) -> bool:
@@ -60,7 +62,7 @@ class BasisFacts:
 class Distributions:
     """Per-model and per-domain fine histograms (M, 9, B) and their density curves."""
 
-    models: list[ModelInfo]  # with histograms, by domain and name
+    models: list[ModelInfo]  # with histograms, by domain and label
     counts: np.ndarray
     centres: np.ndarray
     density: np.ndarray
@@ -109,7 +111,7 @@ class Medical:
 
 @dataclass
 class Layer:
-    """One layer's quality metrics; ``model`` is its model's shown name."""
+    """One layer's quality metrics; ``model`` is its model's label."""
 
     model_id: str
     name: str | None
@@ -153,7 +155,7 @@ def degenerated(layers: list[Layer]) -> int:
 
 @dataclass
 class ModelQuality:
-    """The layers of one model and their totals."""
+    """The layers of one model and their totals; ``name`` is the model's label."""
 
     model_id: str
     name: str
@@ -202,7 +204,7 @@ class Quality:
     """Layer quality: every layer, per model, the degenerated and the most binary-like layers."""
 
     layers: list[Layer]
-    models: list[ModelQuality]  # by name
+    models: list[ModelQuality]  # by label
     sparse_low: list[Layer]  # degenerated, sparse with low diversity first (by sparsity)
     random_like: list[Layer]  # the other degenerated layers (by H/TH(n))
     scored: list[Layer]  # by binary-likeness, highest first
@@ -222,7 +224,7 @@ class ReportData:
     analysis: Analysis
     group_by: tuple[str, ...]
     models: list[ModelInfo]
-    skipped: list[tuple[str, str, str, int]]  # (name, model_id, skip column, layers)
+    skipped: list[tuple[str, str, str, int]]  # (label, model_id, skip column, layers)
     messages: list[tuple[str, str]]
     basis: BasisFacts
     distributions: Distributions | None

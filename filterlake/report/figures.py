@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,9 +12,11 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from filterlake.report.text import fit
 from filterlake.vocab import is_medical
 
 DPI = 100
+HEATMAP_MAX = 12  # the most groups a heatmap shows legibly; a grouping with more is shown as a table
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -170,9 +171,9 @@ def ridges(
             ax.axvline(0, color="grey", lw=0.5, ls=":", zorder=0)
             ax.spines["left"].set_visible(k == 0)
             ax.tick_params(axis="y", length=0)
-        axes[0].set_yticks(np.arange(n)[::-1] + 0.3, labels, fontsize=9)
+        axes[0].set_yticks(np.arange(n)[::-1] + 0.3, [fit(label) for label in labels], fontsize=9)
         axes[0].set_ylabel("density (each ridge scaled to its peak)")
-        handles = [Patch(color=c, alpha=0.7, label=d) for d, c in legend.items()]
+        handles = [Patch(color=c, alpha=0.7, label=fit(d)) for d, c in legend.items()]
         fig.legend(
             handles=handles,
             loc="outside lower center",
@@ -181,7 +182,7 @@ def ridges(
             title="domain",
         )
         if title:
-            fig.suptitle(title)
+            fig.suptitle(fit(title, 120, 2))
         return save(fig, path)
 
 
@@ -193,7 +194,7 @@ def heatmap(
     axis_label: str = "group",
     colour_label: str = "shift D (symmetric KL, nats)",
 ) -> Path:
-    """Annotated pairwise-shift heatmap (rows/columns in the given order)."""
+    """Annotated pairwise-shift heatmap (rows/columns in the given order; long labels wrapped or shortened)."""
     n = len(labels)
     size = max(4.8, 0.55 * n + 2.8)
     with matplotlib.rc_context(STYLE):
@@ -219,12 +220,13 @@ def heatmap(
                 fontsize=fontsize,
                 color="white" if dark else "black",
             )
-        ax.set_xticks(range(n), labels, rotation=40, ha="right", rotation_mode="anchor")
-        ax.set_yticks(range(n), labels)
+        ticks = [fit(label, 28, 2) for label in labels]
+        ax.set_xticks(range(n), ticks, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_yticks(range(n), ticks)
         ax.set_xlabel(axis_label)
         ax.set_ylabel(axis_label)
         ax.spines[:].set_visible(False)
-        ax.set_title("\n".join(textwrap.wrap(title, 48)))
+        ax.set_title(fit(title, 48, 3))
         fig.colorbar(image, ax=ax, shrink=0.8, label=colour_label)
         return save(fig, path)
 

@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from filterlake.report.figures import DIVERGING, STYLE, new_figure, save
+from filterlake.report.text import fit
 
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
 
@@ -36,7 +37,7 @@ def quality_by_depth(
             axes[0].plot(depth, sparsity, **style)
             axes[1].plot(depth, entropy_norm, **style)
             axes[2].plot(depth, ortho, **style)
-            handles.append(Line2D([], [], label=label, **style))
+            handles.append(Line2D([], [], label=fit(label, 40), **style))
         axes[1].axhline(1.0, color="black", ls="--", lw=1)
         axes[1].annotate(
             "H = TH(n): random-like above",
@@ -84,20 +85,20 @@ def pruning_bars(path: Path, labels: list[str], kept: np.ndarray, total: np.ndar
             )
         ax.set_xscale("log")
         ax.set_xlim(0.8, float(max(total.max(), 1)) * 8)
-        ax.set_yticks(y, labels, fontsize=8)
+        ax.set_yticks(y, [fit(label, 40) for label in labels], fontsize=8)
         ax.set_xlabel("filters (count, log scale)")
         fig.legend(*ax.get_legend_handles_labels(), frameon=False, loc="outside upper center", ncol=2)
         return save(fig, path)
 
 
-def filter_grids(path: Path, panels: list[tuple[str, np.ndarray]], per_row: int = 5) -> Path:
-    """Each panel: up to 25 filters in a 5x5 grid, each 3x3 filter divided by its own max |w|."""
+def filter_grids(path: Path, panels: list[tuple[str, str, str, np.ndarray]], per_row: int = 5) -> Path:
+    """Each panel (model, layer, detail, filters): up to 25 filters in a 5x5 grid, each over its own max |w|."""
     with matplotlib.rc_context(STYLE):
         fig = new_figure(3.8 * len(panels) + 1.2, 4.4)
         fig.get_layout_engine().set(w_pad=0.15)
         axes = np.atleast_1d(fig.subplots(1, len(panels)))
         image = None
-        for ax, (title, filters) in zip(axes, panels):
+        for ax, (model, layer, detail, filters) in zip(axes, panels):
             grid = np.full((per_row * 4 - 1, per_row * 4 - 1), np.nan)
             for i, f in enumerate(filters[: per_row * per_row]):
                 peak = np.abs(f).max()
@@ -105,7 +106,7 @@ def filter_grids(path: Path, panels: list[tuple[str, np.ndarray]], per_row: int 
                 grid[r * 4 : r * 4 + 3, c * 4 : c * 4 + 3] = (f / (peak if peak > 0 else 1)).reshape(3, 3)
             cmap = matplotlib.colormaps[DIVERGING].with_extremes(bad="white")
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=-1, vmax=1)
-            ax.set_title(title, fontsize=9)
+            ax.set_title("\n".join((fit(model, 30), fit(layer, 30), detail)), fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():

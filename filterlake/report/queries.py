@@ -12,11 +12,16 @@ from filterlake.derived.histograms import HistSpec
 
 MODELS = """
     SELECT m.model_id, m.name, m.domain, m.task, m.architecture, m.format,
-           count(l.layer_idx)::BIGINT, coalesce(sum(l.n_filters), 0)::BIGINT, coalesce(m.file_bytes, 0)
-    FROM models AS m LEFT JOIN layers AS l USING (model_id)
-    GROUP BY ALL ORDER BY m.domain, m.name, m.model_id"""
-SKIPPED = "SELECT name, model_id, reason, n FROM skipped_layers ORDER BY reason, name"
-MESSAGES = "SELECT name, message FROM models WHERE message IS NOT NULL AND message <> '' ORDER BY name"
+           count(l.layer_idx)::BIGINT, coalesce(sum(l.n_filters), 0)::BIGINT, coalesce(m.file_bytes, 0),
+           ml.label, m.depth_source
+    FROM models AS m JOIN model_labels AS ml USING (model_id) LEFT JOIN layers AS l USING (model_id)
+    GROUP BY ALL ORDER BY m.domain, ml.label, m.model_id"""
+SKIPPED = """
+    SELECT ml.label, s.model_id, s.reason, s.n FROM skipped_layers AS s JOIN model_labels AS ml USING (model_id)
+    ORDER BY s.reason, ml.label, s.model_id"""
+MESSAGES = """
+    SELECT ml.label, m.message FROM models AS m JOIN model_labels AS ml USING (model_id)
+    WHERE m.message IS NOT NULL AND m.message <> '' ORDER BY ml.label"""
 BASIS = "SELECT selection, subset, n_models FROM basis WHERE basis_id = ?"
 MODEL_HISTOGRAMS = """
     SELECT model_id, component, bin, sum(count)::BIGINT AS n FROM histograms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from filterlake.derived.groupings import UNKNOWN
 from filterlake.report.facts import GroupFacts
 
 __all__ = ["ALPHA", "GroupFacts", "medical_verdict"]
@@ -15,7 +16,7 @@ def _mix(counts: dict[str, int], n: int) -> str:
 
 
 def _shared(medical: GroupFacts, other: GroupFacts) -> str:
-    both = sorted(set(medical.families) & set(other.families))
+    both = sorted((set(medical.families) & set(other.families)) - {UNKNOWN})  # no architecture is no family
     if not both:
         return (
             "No architecture family has models in both groups, so architecture and domain cannot be told "

@@ -104,7 +104,7 @@ def test_family_shifts_equal_shift_matrix_of_recomputed_histograms(small):
         got = np.array([r["shift"] for r in mine]).reshape(len(labels), len(labels))
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
         assert all(r["n_filters_a"] == 16 * 3 + 12 * 16 and r["n_models_a"] == 1 for r in mine)
-        assert all(r["basis_id"] == analysis.basis_id and r["group_by"] == "name" for r in mine)
+        assert all(r["basis_id"] == analysis.basis_id and r["group_by"] == "model" for r in mine)
 
 
 def test_medical_test_equals_permutation_test_of_recomputed_histograms(small):

@@ -86,7 +86,7 @@ def test_every_quality_threshold_on_the_page_is_the_analysis_parameter(lake_copy
 @pytest.fixture(scope="module")
 def analysis(built):
     """The analysis behind `built` (stored again with the same parameters, so it stores the same results)."""
-    return analyze(built.lake, "medical", (*GROUPINGS, "medical", "name"), permutations=built.permutations)
+    return analyze(built.lake, "medical", (*GROUPINGS, "medical", "model"), permutations=built.permutations)
 
 
 def test_the_medical_test_shown_is_the_stored_one(built, analysis):

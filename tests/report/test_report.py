@@ -233,7 +233,7 @@ def test_domain_heatmap_sorted_by_ascending_column_mean(built):
 
 def test_family_heatmaps_cover_families_with_two_models(built):
     con = built.con()
-    stored = _stored(con, "name")
+    stored = _stored(con, "model")  # the per-model shifts (labels are the names: the corpus names are unique)
     families: dict[str, set[str]] = {}
     for name, arch in con.execute(
         "SELECT DISTINCT name, architecture FROM models WHERE n_filters_3x3 > 0"

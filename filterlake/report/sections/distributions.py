@@ -8,7 +8,7 @@ from filterlake.report.collect import KDE_VIEW
 from filterlake.report.document import Page, Para, Section
 from filterlake.report.facts import ReportData
 from filterlake.report.tables import Table
-from filterlake.report.text import interval, short
+from filterlake.report.text import interval
 
 STD_COLUMNS = [f"std c{k}" for k in range(9)]
 STD_FORMATS = {c: ".3f" for c in STD_COLUMNS}
@@ -44,7 +44,7 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         page.figure(
             figures.ridges(
                 page.out / "fig_kde_models.png",
-                [short(m.name) for m in d.models],
+                [m.label for m in d.models],
                 [colours[m.domain] for m in d.models],
                 d.centres,
                 d.density,
@@ -96,7 +96,7 @@ def render(data: ReportData, page: Page, s: Section) -> None:
                 "Spread of the coefficients per model",
                 ["model", "domain", "filters", *STD_COLUMNS],
                 [
-                    [m.name, m.domain, int(d.counts[i, 0].sum()), *d.model_std[i].tolist()]
+                    [m.label, m.domain, int(d.counts[i, 0].sum()), *d.model_std[i].tolist()]
                     for i, m in enumerate(d.models)
                 ],
                 "",

@@ -54,7 +54,7 @@ def _models_table(models: list[ModelInfo]) -> Table:
         [*columns, "model_id"],
         [
             [
-                m.name,
+                m.label,
                 m.domain,
                 m.task,
                 m.family,

@@ -13,7 +13,7 @@ from filterlake.report.collect import BINARY_TABLE, FIRST_FILTERS
 from filterlake.report.document import Page, Para, Section
 from filterlake.report.facts import Layer, Quality, ReportData, nan
 from filterlake.report.tables import Table
-from filterlake.report.text import percent, short
+from filterlake.report.text import depth_sources, percent
 
 # What "sparse" and "kept" mean under each sparsity rule, with {eps} the threshold and {share} it as a percentage.
 SPARSE_RULE = {
@@ -117,7 +117,7 @@ def _pruning(q: Quality, p: QualityParams, page: Page) -> list:
         page.figure(
             layer_figures.pruning_bars(
                 page.out / "fig_pruning.png",
-                [short(m.name, 40) for m in models],
+                [m.name for m in models],
                 np.array([m.kept for m in models], float),
                 np.array([m.n_filters for m in models], float),
             ),
@@ -157,16 +157,7 @@ def _binary(q: Quality, p: QualityParams, page: Page) -> list:
         )
     if q.drawn:
         panels = [
-            (
-                "\n".join(
-                    (
-                        short(r.model, 30),
-                        short(r.layer_name, 30),
-                        f"binary-likeness {r.binary_likeness:.2f}, {r.n_levels} levels",
-                    )
-                ),
-                filters,
-            )
+            (r.model, r.layer_name, f"binary-likeness {r.binary_likeness:.2f}, {r.n_levels} levels", filters)
             for r, filters in q.drawn
         ]
         side = round(FIRST_FILTERS**0.5)
@@ -212,9 +203,10 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         s.add(Para("No layer statistics: nothing to show.", "warning"))
         return
     s.add(_overview(q, p))
+    depth_source = {m.model_id: m.depth_source for m in data.models}
     series = [
         (
-            short(m.name, 40),
+            m.name,
             *(m.series(k) for k in ("conv_depth_norm", "sparsity", "variance_entropy_norm", "orthogonality")),
         )
         for m in q.models
@@ -223,7 +215,8 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         page.figure(
             layer_figures.quality_by_depth(page.out / "fig_quality_depth.png", series),
             "Per-layer sparsity, H/TH(n) and orthogonality against relative depth; one line per model "
-            "(legend below). The dashed line marks H = TH(n).",
+            "(legend below). The dashed line marks H = TH(n). "
+            + depth_sources(depth_source.get(m.model_id) for m in q.models),
             "line plots of layer quality metrics against relative depth per model",
         )
     )

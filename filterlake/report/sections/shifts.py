@@ -1,14 +1,17 @@
 """Pairwise distribution shifts: a heatmap per grouping and per architecture family (the medical
-paper's Figure 3), read from the stored shifts and family_shifts tables."""
+paper's Figure 3), read from the stored shifts and family_shifts tables; a grouping with more groups than a
+heatmap shows legibly is listed as a table of its pairs instead."""
 
 from __future__ import annotations
 
 from filterlake.derived.comparisons import MIN_FAMILY_MODELS
+from filterlake.derived.groupings import MODEL, UNKNOWN
 from filterlake.report import figures
 from filterlake.report.document import Page, Para, Section
 from filterlake.report.facts import ReportData, ShiftMatrix
+from filterlake.report.figures import HEATMAP_MAX
 from filterlake.report.tables import Table, matrix_table
-from filterlake.report.text import short, slug
+from filterlake.report.text import depth_sources, slug
 
 ID, TITLE = "shifts", "Pairwise distribution shifts"
 GUIDE = (
@@ -16,6 +19,22 @@ GUIDE = (
     "different (D = 0 on the diagonal); rows are sorted by ascending column mean, so outliers end up at "
     "the bottom right."
 )
+
+
+def pairs_table(name: str, title: str, axis: str, m: ShiftMatrix, note: str) -> Table:
+    """Every unordered pair of groups once, the largest D first (what replaces a too large heatmap)."""
+    n = len(m.labels)
+    pairs = [(m.labels[i], m.labels[j], float(m.matrix[i, j])) for i in range(n) for j in range(i + 1, n)]
+    pairs.sort(key=lambda p: (-p[2] if p[2] == p[2] else float("inf"), p[0], p[1]))
+    models = {g: m.sizes[g][0] if g in m.sizes else None for g in m.labels}
+    return Table(
+        f"{name}_pairs",
+        title,
+        [f"{axis} A", f"{axis} B", "D (nats)", "models A", "models B"],
+        [[a, b, d, models[a], models[b]] for a, b, d in pairs],
+        note,
+        {"D (nats)": ".4f"},
+    )
 
 
 def _heatmap(
@@ -30,15 +49,31 @@ def _heatmap(
     note: str,
     table_title: str,
 ) -> list:
-    """The figure and the matrix table of one heatmap."""
-    path = figures.heatmap(page.out / f"fig_shift_{name}.png", shown, m.matrix, title, axis)
-    return [
-        page.figure(path, caption, alt),
-        page.table(matrix_table(f"shift_{name}", table_title, m.labels, m.matrix, note)),
-    ]
+    """The figure (or, above HEATMAP_MAX groups, the sorted table of pairs) and the matrix table of one heatmap."""
+    if len(m.labels) > HEATMAP_MAX:
+        shown_as = [
+            Para(
+                f"{len(m.labels)} groups are more than a heatmap shows legibly (at most {HEATMAP_MAX}): "
+                "instead of a heatmap, every pair is listed below, the largest D first.",
+                "note",
+            ),
+            page.table(
+                pairs_table(
+                    f"shift_{name}",
+                    f"{title}: every pair, largest D first",
+                    axis,
+                    m,
+                    "D in nats; models = the models of each group. The full matrix is in the table below.",
+                )
+            ),
+        ]
+    else:
+        path = figures.heatmap(page.out / f"fig_shift_{name}.png", shown, m.matrix, title, axis)
+        shown_as = [page.figure(path, caption, alt)]
+    return [*shown_as, page.table(matrix_table(f"shift_{name}", table_title, m.labels, m.matrix, note))]
 
 
-def _grouping(page: Page, column: str, m: ShiftMatrix | None, summary: list[list]) -> list:
+def _grouping(data: ReportData, page: Page, column: str, m: ShiftMatrix | None, summary: list[list]) -> list:
     """The blocks of one grouping's heatmap (or why there is none); adds its row to ``summary``."""
     heading = Para(f"By {column}", "heading")
     if m is None:
@@ -52,9 +87,13 @@ def _grouping(page: Page, column: str, m: ShiftMatrix | None, summary: list[list
         ]
     if len(m.labels) < 2:
         return [heading, Para(f"Only {len(m.labels)} group for {column}: no pairs to compare.", "note")]
+    extra = ""
     if column == "depth_decile":  # depth stays in its natural order (as in the papers)
         shown, order = m.labels, "in depth order, unsorted as in the papers"
         axis = "relative depth decile (conv_depth_norm)"
+        extra = " " + depth_sources(x.depth_source for x in data.with_filters)
+    elif column == MODEL:  # one model per group: no counts in brackets
+        shown, order, axis = m.labels, "sorted by ascending column mean", column
     else:
         shown = [f"{g} ({m.sizes[g][0]})" if g in m.sizes else g for g in m.labels]
         order, axis = "sorted by ascending column mean; number of models in brackets", column
@@ -68,7 +107,7 @@ def _grouping(page: Page, column: str, m: ShiftMatrix | None, summary: list[list
             m,
             f"Pairwise shift D by {column}",
             axis,
-            f"Pairwise shift D between {column} groups ({order}); colour and cell value = D in nats.",
+            f"Pairwise shift D between {column} groups ({order}); colour and cell value = D in nats.{extra}",
             f"heatmap of pairwise shifts by {column}",
             "Row order as in the figure.",
             f"Shift matrix by {column} (D, nats)",
@@ -80,7 +119,7 @@ def _family(page: Page, family: str, m: ShiftMatrix) -> list:
     return _heatmap(
         page,
         f"family_{slug(family)}",
-        [short(n) for n in m.labels],
+        m.labels,
         m,
         f"Shift D between the {family} models",
         "model",
@@ -99,13 +138,14 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             "D is the weighted sum over the 9 components of the symmetric KL divergence between the "
             f"groups' coefficient histograms ({a.spec.bins} bins over ({a.spec.lo:g}, {a.spec.hi:g}), "
             f"{a.preset.weights} weights, empty bins floored at float32 eps on the densities; methods §5). "
-            "Filters are pooled per group. Values are read from the lake's stored shifts table."
+            "Filters are pooled per group. Values are read from the lake's stored shifts table. A heatmap "
+            f"shows at most {HEATMAP_MAX} groups; a grouping with more is listed as a table of its pairs."
         )
     )
     summary: list[list] = []
     for column in data.group_by:
-        s.add(*_grouping(page, column, data.shifts[column], summary))
-    families = sorted(data.families)
+        s.add(*_grouping(data, page, column, data.shifts[column], summary))
+    families = sorted(f for f in data.families if f != UNKNOWN)
     s.add(Para("Models within each architecture family", "heading"))
     s.add(
         Para(
@@ -114,6 +154,15 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             f"at least {MIN_FAMILY_MODELS} models with 3x3 filters{': ' + ', '.join(families) if families else ''}."
         )
     )
+    unknown = sum(m.family == UNKNOWN for m in data.with_filters)
+    if unknown:
+        s.add(
+            Para(
+                f"{unknown} model{' has' if unknown == 1 else 's have'} no architecture in the metadata: not a "
+                "family, so no within-family heatmap is drawn for them.",
+                "note",
+            )
+        )
     for family in families:
         s.add(*_family(page, family, data.families[family]))
         summary.append(
