@@ -205,6 +205,29 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from filterlake.report.command import cmd_report as run
+    """Analyse what the report needs, build it in --out and print where it is and its key numbers."""
+    from filterlake.cli.progress import stages
+    from filterlake.lake.layout import resolve_lake
+    from filterlake.numeric.params import QualityParams
+    from filterlake.report.compose import analyze_and_report
 
-    return run(args)
+    with stages(args.quiet) as bar:
+        report = analyze_and_report(
+            resolve_lake(args.lake), Path(args.out), tuple(args.group_by), args.preset, args.permutations,
+            basis_on=args.basis_on, params=QualityParams().with_(eps=args.sparsity_eps), seed=args.seed,
+            on_stage=bar.on_stage, on_model=bar.on_item)
+    n = report.numbers
+    print(f"report: {report.index.resolve()}")
+    print(f"  {n.get('models', 0)} models, {n.get('layers', 0):,} 3x3 layers, {n.get('filters', 0):,} "
+          f"filters; basis N = {n.get('basis_n', 0):,}, EVR[0] = {n.get('evr', [float('nan')])[0]:.3f}")
+    if "medical_shift" in n:
+        low, high = n["medical_ci"]
+        print(f"  medical ({n['medical_models']}) vs non-medical ({n['other_models']}) models: D = "
+              f"{n['medical_shift']:.4f} nats, permutation p = {n['medical_p']:.3g}, bootstrap interval "
+              f"[{low:.4f}, {high:.4f}]")
+    else:
+        print("  medical vs non-medical: not tested (the lake needs models of both groups)")
+    print(f"  {n.get('degenerated_layers', 0)} degenerated layers, {n.get('binary_like_layers', 0)} binary-like; "
+          f"{len(report.figures)} figures, {len(report.tables)} tables (summary: {report.summary}); "
+          f"{report.seconds:.1f} s")
+    return 0

@@ -10,7 +10,7 @@ import pytest
 from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
 from filterlake.report.build import Report
-from filterlake.report.command import analyze_and_report
+from filterlake.report.compose import analyze_and_report
 
 PERMUTATIONS = 200
 

@@ -3,7 +3,6 @@ comparisons; building it reads the analysis and writes nothing into the lake."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import shutil
 from dataclasses import replace
@@ -12,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from filterlake.cli import build_parser
+from filterlake.cli.commands import cmd_report
 from filterlake.derived.analyze import analyze
 from filterlake.errors import FilterlakeError
 from filterlake.numeric.params import QualityParams
 from filterlake.report import build_report
-from filterlake.report.command import analyze_and_report, cmd_report
+from filterlake.report.compose import analyze_and_report
 
 GROUPINGS = ("domain", "depth_decile")
 
@@ -44,10 +45,8 @@ def lake_copy(report_lake: Path, tmp_path: Path) -> Path:
 def test_sparsity_eps_of_the_command_is_the_one_the_page_states(lake_copy, tmp_path):
     """Regression: `--sparsity-eps 0.05` computed with 0.05 while the page said 1% of the layer's max |w|."""
     out = tmp_path / "report"
-    args = argparse.Namespace(
-        lake=str(lake_copy), out=str(out), group_by=["domain"], preset="medical", permutations=20, seed=0,
-        basis_on=None, sparsity_eps=0.05, quiet=True,
-    )  # fmt: skip
+    args = build_parser().parse_args(["report", "--lake", str(lake_copy), "--out", str(out), "--group-by", "domain",
+                                      "--permutations", "20", "--seed", "0", "--sparsity-eps", "0.05", "--quiet"])
     assert cmd_report(args) == 0
     for name, text in pages(out).items():
         assert "share of filters whose every |w| is below 0.05 × the layer's max |w|" in text, name

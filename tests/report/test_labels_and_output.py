@@ -20,7 +20,7 @@ from filterlake.errors import FilterlakeError
 from filterlake.lake.duck import connect
 from filterlake.report import build_report, figures, layer_figures
 from filterlake.report.build import MANIFEST
-from filterlake.report.command import analyze_and_report
+from filterlake.report.compose import analyze_and_report
 from filterlake.report.figures import HEATMAP_MAX
 from filterlake.report.text import DEPTH_SOURCES, fit
 from tests.derived.test_groupings import GENERIC, generic_names_lake

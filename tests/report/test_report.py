@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import re
 from html.parser import HTMLParser
@@ -331,12 +330,12 @@ def test_quality_figure_has_one_series_per_model(built):
 
 
 def test_command_reuses_the_stored_analysis(built, capsys):
-    from filterlake.report.command import cmd_report
+    from filterlake.cli import build_parser
+    from filterlake.cli.commands import cmd_report
 
     out = built.out.parent / "report-again"
-    args = argparse.Namespace(
-        lake=str(built.lake), out=str(out), group_by=["domain"], preset="medical", permutations=50, quiet=True
-    )
+    args = build_parser().parse_args(["report", "--lake", str(built.lake), "--out", str(out), "--group-by", "domain",
+                                      "--preset", "medical", "--permutations", "50", "--quiet"])
     assert cmd_report(args) == 0
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed
