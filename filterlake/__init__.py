@@ -4,6 +4,7 @@ The public API, imported lazily (so `import filterlake` stays cheap): `open_chec
 safely), `ingest` (sources into a lake), `analyze` (the derived tables), `build_report` (the HTML report of an
 analysis), `connect` (DuckDB views over a lake), `check_lake` (verify and repair), `QualityParams`.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -20,8 +21,16 @@ _API = {
     "check_lake": "filterlake.lake.maintenance",
     "QualityParams": "filterlake.numeric.params",
 }
-__all__ = ["QualityParams", "__version__", "analyze", "build_report", "check_lake", "connect", "ingest",
-           "open_checkpoint"]
+__all__ = [
+    "QualityParams",
+    "__version__",
+    "analyze",
+    "build_report",
+    "check_lake",
+    "connect",
+    "ingest",
+    "open_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """`python -m filterlake` runs the command line."""
+
 import sys
 
 from filterlake.cli import main

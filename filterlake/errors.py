@@ -1,4 +1,5 @@
 """User-facing errors: each names the file (or field) and the reason, and is shown without a traceback."""
+
 from __future__ import annotations
 
 import errno

@@ -1,4 +1,5 @@
 """Locate the repository's `schemas/` and `sql/` folders (shipped inside the wheel as package data)."""
+
 from __future__ import annotations
 
 import json

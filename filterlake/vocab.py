@@ -2,6 +2,7 @@
 
 Every module, the SQL views, the report's prose and the flows import these instead of spelling them again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -9,8 +10,13 @@ from collections.abc import Mapping
 # What happened to one source in an ingest (the flows add "cached": served from Prefect's task cache).
 INGESTED, PRESENT, UPDATED, FAILED, CACHED = "ingested", "present", "updated", "failed", "cached"
 STATUSES = (INGESTED, CACHED, PRESENT, UPDATED, FAILED)
-STATUS_WORDS = {INGESTED: "ingested", CACHED: "cached", PRESENT: "already present", UPDATED: "metadata updated",
-                FAILED: "failed"}
+STATUS_WORDS = {
+    INGESTED: "ingested",
+    CACHED: "cached",
+    PRESENT: "already present",
+    UPDATED: "metadata updated",
+    FAILED: "failed",
+}
 
 # Why a conv weight gave no 3x3 filters; `models` has one `skipped_<reason>` count column per reason.
 SKIP_REASONS: Mapping[str, str] = {

@@ -1,4 +1,5 @@
 """Shared fixtures: the real corpus of ../shared/corpus and its manifest."""
+
 from __future__ import annotations
 
 import csv

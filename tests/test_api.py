@@ -1,4 +1,5 @@
 """The tiny public API of `filterlake`: every name resolves to the stage function it stands for."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,10 @@ def test_public_names_resolve(name):
 
 
 def test_importing_filterlake_imports_no_reader_or_engine():
-    script = ("import sys, filterlake; print(sorted(m for m in sys.modules "
-              "if m.split('.')[0] in ('torch', 'onnx', 'prefect', 'duckdb', 'scipy')))")
+    script = (
+        "import sys, filterlake; print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('torch', 'onnx', 'prefect', 'duckdb', 'scipy')))"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
     with pytest.raises(AttributeError):

@@ -1,6 +1,7 @@
 """Every command of README.md works verbatim: the shell blocks run in README order from a folder laid out like
 the repository (its .venv, sql/ and catalog/, with ../shared beside it); each `make` target they name exists,
 and `make report`, the main job, runs for real in a copy of the repository."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ DRY_RUN_TARGETS = ("test", "bench", "bench-large", "serve", "lock", "ingest")
 
 def readme_commands() -> list[str]:
     """The command lines of README.md's ```sh blocks, in order, without their trailing comments."""
-    blocks = re.findall(r"^```sh\n(.*?)^```", (REPO / "README.md").read_text(), flags=re.DOTALL | re.MULTILINE)
+    blocks = re.findall(
+        r"^```sh\n(.*?)^```", (REPO / "README.md").read_text(), flags=re.DOTALL | re.MULTILINE
+    )
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line]
 
@@ -38,8 +41,9 @@ def layout_like_the_repository(root: Path) -> Path:
 def run(command: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "FILTERLAKE_CACHE": str(REPO / ".cache")}
     env.pop("FILTERLAKE_LAKE", None)
-    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, check=False,
-                          timeout=900)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=900
+    )
 
 
 def test_the_readme_has_commands_and_each_make_target_exists():
@@ -48,8 +52,9 @@ def test_the_readme_has_commands_and_each_make_target_exists():
     for command in commands:
         if command.startswith("make "):
             target = command.split()[1]
-            done = subprocess.run(["make", "-n", *command.split()[1:]], cwd=REPO, capture_output=True, text=True,
-                                  check=False)
+            done = subprocess.run(
+                ["make", "-n", *command.split()[1:]], cwd=REPO, capture_output=True, text=True, check=False
+            )
             assert done.returncode == 0, (command, done.stderr)
             assert target in (*DRY_RUN_TARGETS, "report"), f"{command}: say in this test how it is run"
 

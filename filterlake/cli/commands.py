@@ -1,4 +1,5 @@
 """The `filterlake` subcommands: each parses nothing, calls the package's public functions and prints."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with progress_bar(args.quiet, "ingest", rate=True) as progress:
         task = progress.add_task("discovering", total=None)
         outcomes = ingest(
-            args.sources, lake, [Path(c) for c in args.catalog],
+            args.sources,
+            lake,
+            [Path(c) for c in args.catalog],
             on_start=lambda sources: progress.update(task, total=len(sources), description=""),
-            on_result=lambda o: (progress.advance(task),
-                                 progress.update(task, description=o.name or o.source),
-                                 _report(err, o, args.quiet)),
-            update_metadata=args.update_metadata, workers=args.workers or os.cpu_count() or 1,
-            on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False), force=args.force,
+            on_result=lambda o: (
+                progress.advance(task),
+                progress.update(task, description=o.name or o.source),
+                _report(err, o, args.quiet),
+            ),
+            update_metadata=args.update_metadata,
+            workers=args.workers or os.cpu_count() or 1,
+            on_note=lambda line: err.print(f"[yellow]note[/yellow] {line}", highlight=False),
+            force=args.force,
         )
     _summary(Console(soft_wrap=True), outcomes, time.perf_counter() - start)
     return 1 if any(o.status == FAILED for o in outcomes) else 0
@@ -40,8 +47,11 @@ def _report(console, outcome, quiet: bool) -> None:
     if outcome.status == FAILED:
         console.print(f"[red]failed[/red] {outcome.message}", highlight=False)
     elif not quiet or outcome.message and outcome.status != INGESTED:
-        console.print(f"{outcome.status:>8}  {outcome.name}  ({outcome.n_layers} layers, {outcome.n_filters:,} "
-                      f"filters){'  ' + outcome.message if outcome.message else ''}", highlight=False)
+        console.print(
+            f"{outcome.status:>8}  {outcome.name}  ({outcome.n_layers} layers, {outcome.n_filters:,} "
+            f"filters){'  ' + outcome.message if outcome.message else ''}",
+            highlight=False,
+        )
 
 
 def _summary(console, outcomes, seconds: float) -> None:
@@ -49,9 +59,12 @@ def _summary(console, outcomes, seconds: float) -> None:
     new = [o for o in outcomes if o.status == INGESTED]
     skipped = sum(sum(o.skipped.values()) for o in new)
     console.print(
-        f"{len(outcomes)} sources: " + ", ".join(f"{n} {STATUS_WORDS[s]}" for s, n in counts.items())
+        f"{len(outcomes)} sources: "
+        + ", ".join(f"{n} {STATUS_WORDS[s]}" for s, n in counts.items())
         + f"; new: {sum(o.n_layers for o in new)} layers, {sum(o.n_filters for o in new):,} filters, "
-        f"{skipped} layers skipped (not 2-D 3x3); {seconds:.1f} s", highlight=False)
+        f"{skipped} layers skipped (not 2-D 3x3); {seconds:.1f} s",
+        highlight=False,
+    )
 
 
 MODELS_TEXT_WIDTH = 15  # in the table, long free text is shortened so that a row fits 120 columns
@@ -60,9 +73,13 @@ MODELS_TEXT_WIDTH = 15  # in the table, long free text is shortened so that a ro
 def cmd_models(args: argparse.Namespace) -> int:
     short = args.format == "table"  # csv and json keep the full text and the lake's column names
     layers, filters = ("layers", "filters") if short else ("n_layers_3x3", "n_filters_3x3")
-    return _query(args, f"SELECT name, domain, task, architecture, format, n_layers_3x3 AS {layers}, "
-                        f"n_filters_3x3 AS {filters}, left(model_id, 12) AS model_id FROM models "
-                        "ORDER BY name, model_id", max_width=MODELS_TEXT_WIDTH if short else None)
+    return _query(
+        args,
+        f"SELECT name, domain, task, architecture, format, n_layers_3x3 AS {layers}, "
+        f"n_filters_3x3 AS {filters}, left(model_id, 12) AS model_id FROM models "
+        "ORDER BY name, model_id",
+        max_width=MODELS_TEXT_WIDTH if short else None,
+    )
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -87,7 +104,9 @@ def _query(args: argparse.Namespace, sql: str, max_width: int | None = None) -> 
     return 0
 
 
-MIN_ID_PREFIX = 6  # a shorter prefix of a model id is refused by `remove`: too easy to hit a model by accident
+MIN_ID_PREFIX = (
+    6  # a shorter prefix of a model id is refused by `remove`: too easy to hit a model by accident
+)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -105,7 +124,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
             raise FilterlakeError(f"{given}: give at least {MIN_ID_PREFIX} characters of a model id")
         matches = [m for m in present if m.startswith(given.lower())]
         if len(matches) != 1:
-            why = "no model has this id" if not matches else f"{len(matches)} models start with it; give more of it"
+            why = (
+                "no model has this id"
+                if not matches
+                else f"{len(matches)} models start with it; give more of it"
+            )
             raise FilterlakeError(f"{given}: {why} (`filterlake models` lists the ids)")
         chosen.append(matches[0])
     for model_id in dict.fromkeys(chosen):
@@ -139,9 +162,16 @@ def run_analysis(args: argparse.Namespace):
 
     with stages(getattr(args, "quiet", False)) as bar:
         extra = {"permutations": args.permutations, "seed": args.seed} if args.command == "analyze" else {}
-        return analyze(resolve_lake(args.lake), args.preset, tuple(args.group_by), args.basis_on,
-                       QualityParams().with_(eps=args.sparsity_eps), on_stage=bar.on_stage, on_model=bar.on_item,
-                       **extra)
+        return analyze(
+            resolve_lake(args.lake),
+            args.preset,
+            tuple(args.group_by),
+            args.basis_on,
+            QualityParams().with_(eps=args.sparsity_eps),
+            on_stage=bar.on_stage,
+            on_model=bar.on_item,
+            **extra,
+        )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -151,17 +181,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     analysis = run_analysis(args)
     evr = ", ".join(f"{v:.3f}" for v in analysis.basis.evr)
     print(f"basis {analysis.basis_id}: N = {analysis.basis.n:,} filters; EVR = [{evr}]")
-    print(f"layer statistics: {analysis.stats['computed']} models computed, {analysis.stats['reused']} reused; "
-          f"histograms: {analysis.histograms['computed']} models computed, {analysis.histograms['reused']} reused")
-    print(f"preset {analysis.preset.name}: {analysis.spec.bins} bins over "
-          f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights")
+    print(
+        f"layer statistics: {analysis.stats['computed']} models computed, {analysis.stats['reused']} reused; "
+        f"histograms: {analysis.histograms['computed']} models computed, {analysis.histograms['reused']} reused"
+    )
+    print(
+        f"preset {analysis.preset.name}: {analysis.spec.bins} bins over "
+        f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights"
+    )
     for column, path in analysis.shifts.items():
         print(f"shifts by {column}: {path}")
     for model_id in analysis.unreadable:
-        print(f"note: model {model_id[:12]} left out: its models row cannot be read (`filterlake check` names "
-              f"it, `filterlake remove {model_id[:12]}` drops it)", file=sys.stderr)
+        print(
+            f"note: model {model_id[:12]} left out: its models row cannot be read (`filterlake check` names "
+            f"it, `filterlake remove {model_id[:12]}` drops it)",
+            file=sys.stderr,
+        )
     if analysis.unlabelled and not given:  # the default grouping: a note, not an error
-        print(f"note: no model has a {analysis.unlabelled[0]}; give metadata or choose --group-by", file=sys.stderr)
+        print(
+            f"note: no model has a {analysis.unlabelled[0]}; give metadata or choose --group-by",
+            file=sys.stderr,
+        )
     else:
         _warn_unlabelled(analysis)
     print(f"done in {time.perf_counter() - start:.1f} s")
@@ -170,8 +210,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def _warn_unlabelled(analysis) -> None:
     for column in analysis.unlabelled:
-        print(f"filterlake: error: --group-by {column}: no model has a value for it (a models column, model, "
-              f"medical, task_kind, family, depth_decile or a key of the extra metadata)", file=sys.stderr)
+        print(
+            f"filterlake: error: --group-by {column}: no model has a value for it (a models column, model, "
+            f"medical, task_kind, family, depth_decile or a key of the extra metadata)",
+            file=sys.stderr,
+        )
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
@@ -196,11 +239,23 @@ def cmd_shift(args: argparse.Namespace) -> int:
             emit([d[0] for d in con.description], rows, args.format)
     if args.test:
         a, b = args.test[0], args.test[1] if len(args.test) > 1 else None
-        result = permutation(con, analysis.basis_id, analysis.spec, args.group_by[0], a, b, analysis.weights(),
-                             args.permutations, args.seed)
-        print(f"{a} vs {b or 'rest'}: D = {result.observed:.4f}, permutation p = {result.p_value:.4g} "
-              f"({result.n_permutations} permutations of models), bootstrap {int(result.confidence * 100)}% "
-              f"interval [{result.ci_low:.4f}, {result.ci_high:.4f}]", file=sys.stderr)
+        result = permutation(
+            con,
+            analysis.basis_id,
+            analysis.spec,
+            args.group_by[0],
+            a,
+            b,
+            analysis.weights(),
+            args.permutations,
+            args.seed,
+        )
+        print(
+            f"{a} vs {b or 'rest'}: D = {result.observed:.4f}, permutation p = {result.p_value:.4g} "
+            f"({result.n_permutations} permutations of models), bootstrap {int(result.confidence * 100)}% "
+            f"interval [{result.ci_low:.4f}, {result.ci_high:.4f}]",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -213,21 +268,35 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     with stages(args.quiet) as bar:
         report = analyze_and_report(
-            resolve_lake(args.lake), Path(args.out), tuple(args.group_by), args.preset, args.permutations,
-            basis_on=args.basis_on, params=QualityParams().with_(eps=args.sparsity_eps), seed=args.seed,
-            on_stage=bar.on_stage, on_model=bar.on_item)
+            resolve_lake(args.lake),
+            Path(args.out),
+            tuple(args.group_by),
+            args.preset,
+            args.permutations,
+            basis_on=args.basis_on,
+            params=QualityParams().with_(eps=args.sparsity_eps),
+            seed=args.seed,
+            on_stage=bar.on_stage,
+            on_model=bar.on_item,
+        )
     n = report.numbers
     print(f"report: {report.index.resolve()}")
-    print(f"  {n.get('models', 0)} models, {n.get('layers', 0):,} 3x3 layers, {n.get('filters', 0):,} "
-          f"filters; basis N = {n.get('basis_n', 0):,}, EVR[0] = {n.get('evr', [float('nan')])[0]:.3f}")
+    print(
+        f"  {n.get('models', 0)} models, {n.get('layers', 0):,} 3x3 layers, {n.get('filters', 0):,} "
+        f"filters; basis N = {n.get('basis_n', 0):,}, EVR[0] = {n.get('evr', [float('nan')])[0]:.3f}"
+    )
     if "medical_shift" in n:
         low, high = n["medical_ci"]
-        print(f"  medical ({n['medical_models']}) vs non-medical ({n['other_models']}) models: D = "
-              f"{n['medical_shift']:.4f} nats, permutation p = {n['medical_p']:.3g}, bootstrap interval "
-              f"[{low:.4f}, {high:.4f}]")
+        print(
+            f"  medical ({n['medical_models']}) vs non-medical ({n['other_models']}) models: D = "
+            f"{n['medical_shift']:.4f} nats, permutation p = {n['medical_p']:.3g}, bootstrap interval "
+            f"[{low:.4f}, {high:.4f}]"
+        )
     else:
         print("  medical vs non-medical: not tested (the lake needs models of both groups)")
-    print(f"  {n.get('degenerated_layers', 0)} degenerated layers, {n.get('binary_like_layers', 0)} binary-like; "
-          f"{len(report.figures)} figures, {len(report.tables)} tables (summary: {report.summary}); "
-          f"{report.seconds:.1f} s")
+    print(
+        f"  {n.get('degenerated_layers', 0)} degenerated layers, {n.get('binary_like_layers', 0)} binary-like; "
+        f"{len(report.figures)} figures, {len(report.tables)} tables (summary: {report.summary}); "
+        f"{report.seconds:.1f} s"
+    )
     return 0

@@ -1,4 +1,5 @@
 """The command line's one progress bar (on stderr) and the stage callbacks the long-running functions take."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -30,8 +31,12 @@ def progress_bar(quiet: bool = False, label: str | None = None, rate: bool = Fal
     """A transient bar on stderr: label (else the task's description), bar, done/total, elapsed time; with
     `rate`, items per second and the time left; then the description when a label is given (disabled when
     quiet)."""
-    columns: list[ProgressColumn] = [TextColumn(f"[bold]{label or '{task.description}'}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn()]
+    columns: list[ProgressColumn] = [
+        TextColumn(f"[bold]{label or '{task.description}'}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     if rate:
         columns += [RateColumn(), TextColumn("left"), TimeRemainingColumn()]
     if label:

@@ -3,6 +3,7 @@
 Only what is missing is computed: new models get their layer statistics, an unchanged basis keeps its
 histograms, and regrouping reads only the stored histograms.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
@@ -60,16 +61,25 @@ def _global_spec(lake: Path, basis_id: str, preset: Preset, model_ids: Collectio
     subset = "nonsparse" if preset.exclude_sparse else "all"
     if preset.range is not None:
         return HistSpec(*preset.range, preset.bins, subset)
-    lo, hi = connect(lake, model_ids).execute(
-        "SELECT min(min), max(max) FROM coefficient_extents WHERE basis = ?", [basis_id]).fetchone()
+    lo, hi = (
+        connect(lake, model_ids)
+        .execute("SELECT min(min), max(max) FROM coefficient_extents WHERE basis = ?", [basis_id])
+        .fetchone()
+    )
     return HistSpec(*preset.range_for(lo, hi), preset.bins, subset)
 
 
-def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("domain",),
-            basis_on: str | None = None, params: QualityParams = DEFAULT_QUALITY,
-            on_stage: Callable[[str, int], None] | None = None,
-            on_model: Callable[[str], None] | None = None, permutations: int = PERMUTATIONS,
-            seed: int = SEED) -> Analysis:
+def analyze(
+    lake: Path,
+    preset: str = "medical",
+    group_by: tuple[str, ...] = ("domain",),
+    basis_on: str | None = None,
+    params: QualityParams = DEFAULT_QUALITY,
+    on_stage: Callable[[str, int], None] | None = None,
+    on_model: Callable[[str], None] | None = None,
+    permutations: int = PERMUTATIONS,
+    seed: int = SEED,
+) -> Analysis:
     """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
     comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state."""
     if preset not in PRESETS:
@@ -84,19 +94,27 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
     n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
-    n_filters = sum(read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot)
+    n_filters = sum(
+        read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot
+    )
     if n_filters < 2:
-        raise FilterlakeError(f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
-                              f"least 2 (models without 3x3 conv layers are listed, not analysed)")
+        raise FilterlakeError(
+            f"{lake}: its {n_models} models hold {n_filters} 3x3 filters; the analysis needs at "
+            f"least 2 (models without 3x3 conv layers are listed, not analysed)"
+        )
     with analysis_running(lake):  # no repair prunes the basis this analysis writes
         if on_stage:
             on_stage("layer statistics", n_models)
         stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
         con = connect(lake, snapshot)
-        basis_id, basis = fit_from_lake(con, lake, params.fingerprint, basis_on,
-                                        "nonsparse" if chosen.exclude_sparse else "all")
-        specs = [KDE_SPEC] + ([HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
-                              if chosen.range is not None else [])
+        basis_id, basis = fit_from_lake(
+            con, lake, params.fingerprint, basis_on, "nonsparse" if chosen.exclude_sparse else "all"
+        )
+        specs = [KDE_SPEC] + (
+            [HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
+            if chosen.range is not None
+            else []
+        )
         if on_stage:
             on_stage("histograms", n_models)
         hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
@@ -106,10 +124,14 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
                 on_stage("histograms (global range)", n_models)
             extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
             hist = {k: hist[k] + extra[k] for k in hist}
-        analysis = Analysis(lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist)
+        analysis = Analysis(
+            lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist
+        )
         analysis.unreadable = sorted(unreadable)
         _write_state(lake, analysis, basis_on)
-        for column in group_by:  # the connection above still fits: shifts read models, layers and histogram files
+        for (
+            column
+        ) in group_by:  # the connection above still fits: shifts read models, layers and histogram files
             path = store_group_shifts(con, lake, analysis, column)
             if path is None:
                 analysis.unlabelled.append(column)
@@ -120,20 +142,35 @@ def analyze(lake: Path, preset: str = "medical", group_by: tuple[str, ...] = ("d
     return analysis
 
 
-def store_group_shifts(con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis,
-                       group_by: str) -> Path | None:
+def store_group_shifts(
+    con: duckdb.DuckDBPyConnection, lake: Path, analysis: Analysis, group_by: str
+) -> Path | None:
     """Compute and store the full pairwise shift matrix of one grouping; None when no model has a label."""
     grouped = grouped_counts(con, analysis.basis_id, analysis.spec, group_by)
     if not grouped.labels:
         return None
     labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
-    rows = pair_rows(labels, matrix, grouped, group_by=group_by, preset=analysis.preset.name,
-                     basis_id=analysis.basis_id, range_lo=analysis.spec.lo, range_hi=analysis.spec.hi,
-                     bins=analysis.spec.bins, weights=analysis.preset.weights, subset=analysis.spec.subset)
+    rows = pair_rows(
+        labels,
+        matrix,
+        grouped,
+        group_by=group_by,
+        preset=analysis.preset.name,
+        basis_id=analysis.basis_id,
+        range_lo=analysis.spec.lo,
+        range_hi=analysis.spec.hi,
+        bins=analysis.spec.bins,
+        weights=analysis.preset.weights,
+        subset=analysis.spec.subset,
+    )
     return store_shifts(lake, rows, group_by, analysis.preset.name, analysis.basis_id)
 
 
 def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
-    state = {"basis_id": analysis.basis_id, "basis_on": basis_on, "preset": analysis.preset.name,
-             "spec": analysis.spec.key}
+    state = {
+        "basis_id": analysis.basis_id,
+        "basis_on": basis_on,
+        "preset": analysis.preset.name,
+        "spec": analysis.spec.key,
+    }
     write_json_atomic(state, state_file(lake))

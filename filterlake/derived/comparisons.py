@@ -67,8 +67,10 @@ def context(analysis: Analysis, group_by: str) -> dict[str, Any]:
 def family_members(con: duckdb.DuckDBPyConnection, labels: list[str]) -> dict[str, list[str]]:
     """The model labels (among ``labels``) of each architecture family that has at least two of them (models
     without an architecture form no family)."""
-    family_of = {label: architecture_family(architecture)
-                 for label, architecture in con.execute(MODELS_WITH_FILTERS).fetchall()}
+    family_of = {
+        label: architecture_family(architecture)
+        for label, architecture in con.execute(MODELS_WITH_FILTERS).fetchall()
+    }
     members: dict[str, list[str]] = defaultdict(list)
     for label in labels:
         if label in family_of and family_of[label] != UNKNOWN:

@@ -3,6 +3,7 @@
 Counts add up, so the distribution of any grouping (domain, model, depth decile, ...) is a sum over layers and
 every later regrouping reads no filters.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
@@ -55,22 +56,30 @@ KDE_SPEC = HistSpec(-3.5, 3.5, 350, "all")
 
 def _long_rows(layer_idx: int, counts: np.ndarray) -> dict[str, np.ndarray]:
     comp, bins = np.nonzero(counts)
-    return {"layer_idx": np.full(len(comp), layer_idx, np.int32), "component": comp.astype(np.int32),
-            "bin": bins.astype(np.int32), "count": counts[comp, bins]}
+    return {
+        "layer_idx": np.full(len(comp), layer_idx, np.int32),
+        "component": comp.astype(np.int32),
+        "bin": bins.astype(np.int32),
+        "count": counts[comp, bins],
+    }
 
 
 def _table(model_id: str, parts: list[dict[str, np.ndarray]], name: str) -> pa.Table:
     """One model's rows of table `name`: the parts' columns concatenated, `model_id` repeated (built by Arrow,
     no Python strings)."""
     schema = arrow_schema(name)
-    columns = {f.name: pa.array(np.concatenate([p[f.name] for p in parts]) if parts else [], f.type)
-               for f in schema if f.name != "model_id"}
+    columns = {
+        f.name: pa.array(np.concatenate([p[f.name] for p in parts]) if parts else [], f.type)
+        for f in schema
+        if f.name != "model_id"
+    }
     n = len(columns["layer_idx"])
     return pa.table({"model_id": pa.repeat(pa.scalar(model_id, pa.string()), n), **columns}, schema=schema)
 
 
-def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSpec],
-                     params: QualityParams) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
+def model_histograms(
+    lake: Path, model_id: str, basis: Basis, specs: list[HistSpec], params: QualityParams
+) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
     """One pass over a model: per-layer histograms for every spec and per-layer coefficient extents."""
     hist_parts: dict[HistSpec, list] = {spec: [] for spec in specs}
     extents = []
@@ -84,16 +93,33 @@ def model_histograms(lake: Path, model_id: str, basis: Basis, specs: list[HistSp
             if spec.subset == "nonsparse" and kept is None:
                 kept = ~sparse_mask(filters, params.eps, params.rule, params.zero_layer_value)
             chosen = coefficients if spec.subset == "all" else coefficients[kept]
-            hist_parts[spec].append(_long_rows(layer_idx, histogram_counts(chosen, spec.lo, spec.hi, spec.bins)))
-        extents.append({"layer_idx": np.full(9, layer_idx, np.int32), "component": np.arange(9, dtype=np.int32),
-                        "min": coefficients.min(axis=0), "max": coefficients.max(axis=0)})
-    return ({spec: _table(model_id, parts, "histograms") for spec, parts in hist_parts.items()},
-            _table(model_id, extents, "extents"))
+            hist_parts[spec].append(
+                _long_rows(layer_idx, histogram_counts(chosen, spec.lo, spec.hi, spec.bins))
+            )
+        extents.append(
+            {
+                "layer_idx": np.full(9, layer_idx, np.int32),
+                "component": np.arange(9, dtype=np.int32),
+                "min": coefficients.min(axis=0),
+                "max": coefficients.max(axis=0),
+            }
+        )
+    return (
+        {spec: _table(model_id, parts, "histograms") for spec, parts in hist_parts.items()},
+        _table(model_id, extents, "extents"),
+    )
 
 
-def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[HistSpec], params: QualityParams,
-                       on_model: Callable[[str], None] | None = None, workers: int = WORKERS,
-                       model_ids: Collection[str] | None = None) -> dict[str, int]:
+def refresh_histograms(
+    lake: Path,
+    basis_id: str,
+    basis: Basis,
+    specs: list[HistSpec],
+    params: QualityParams,
+    on_model: Callable[[str], None] | None = None,
+    workers: int = WORKERS,
+    model_ids: Collection[str] | None = None,
+) -> dict[str, int]:
     """Compute the missing histogram/extent files of the models (default: all committed) for this basis."""
     with staging(lake) as stage:
 
@@ -107,4 +133,6 @@ def refresh_histograms(lake: Path, basis_id: str, basis: Basis, specs: list[Hist
             write_table_atomic(extents, extents_file(lake, basis_id, model_id), "extents", stage)
             return True
 
-        return refresh_models(committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers)
+        return refresh_models(
+            committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers
+        )

@@ -3,6 +3,7 @@
 One row per (model, layer), computed once per model in a single streaming pass and kept while the parameters
 are unchanged, so ingesting a new model never recomputes the others.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
@@ -35,8 +36,9 @@ def finite_channels(layer: np.ndarray) -> np.ndarray:
 
 def layer_shapes(lake: Path, model_id: str) -> list[dict[str, Any]]:
     """(layer_idx, n_filters, out_channels, in_channels) of each 3x3 layer of a model, in layer order."""
-    return read_table(layers_file(lake, model_id),
-                      columns=["layer_idx", "n_filters", "out_channels", "in_channels"]).to_pylist()
+    return read_table(
+        layers_file(lake, model_id), columns=["layer_idx", "n_filters", "out_channels", "in_channels"]
+    ).to_pylist()
 
 
 def iter_model_layers(lake: Path, model_id: str) -> Iterator[tuple[int, np.ndarray]]:
@@ -60,9 +62,13 @@ def model_layer_stats(lake: Path, model_id: str, params: QualityParams) -> pa.Ta
     return pa.Table.from_pylist(rows, schema=arrow_schema("layer_stats"))
 
 
-def refresh_layer_stats(lake: Path, params: QualityParams = DEFAULT_QUALITY,
-                        on_model: Callable[[str], None] | None = None, workers: int = WORKERS,
-                        model_ids: Collection[str] | None = None) -> dict[str, int]:
+def refresh_layer_stats(
+    lake: Path,
+    params: QualityParams = DEFAULT_QUALITY,
+    on_model: Callable[[str], None] | None = None,
+    workers: int = WORKERS,
+    model_ids: Collection[str] | None = None,
+) -> dict[str, int]:
     """Compute layer_stats for models (default: all committed) that lack them or used other parameters.
 
     Each file carries the parameters' fingerprint in its metadata (a model without 3x3 layers gets a zero-row
@@ -75,11 +81,14 @@ def refresh_layer_stats(lake: Path, params: QualityParams = DEFAULT_QUALITY,
             target = stats_file(lake, model_id)
             if stored_fingerprint(target, "layer_stats") == tag:
                 return False
-            write_table_atomic(model_layer_stats(lake, model_id, params), target, "layer_stats", stage,
-                               {"params": tag})
+            write_table_atomic(
+                model_layer_stats(lake, model_id, params), target, "layer_stats", stage, {"params": tag}
+            )
             return True
 
-        counts = refresh_models(committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers)
+        counts = refresh_models(
+            committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers
+        )
     present = committed_ids(lake)  # not the snapshot: models committed meanwhile keep their statistics
     stale = [path for path in table_files(lake, "layer_stats") if path.stem not in present]
     for path in stale:

@@ -1,4 +1,5 @@
 """The one per-model refresh loop of the derived tables: which models to (re)compute, threads, BLAS threads."""
+
 from __future__ import annotations
 
 import contextlib
@@ -49,8 +50,12 @@ def map_models(fn: Callable[[str], T], model_ids: list[str], workers: int = WORK
                 future.cancel()
 
 
-def refresh_models(model_ids: Collection[str], compute: Callable[[str], bool],
-                   on_model: Callable[[str], None] | None = None, workers: int = WORKERS) -> dict[str, int]:
+def refresh_models(
+    model_ids: Collection[str],
+    compute: Callable[[str], bool],
+    on_model: Callable[[str], None] | None = None,
+    workers: int = WORKERS,
+) -> dict[str, int]:
     """Run `compute(model_id)` for every model (sorted), several at once, with BLAS on one thread each.
 
     `compute` stores the model's rows and returns False when its stored rows were still valid; the counts of
@@ -85,8 +90,12 @@ def blas_threads(n: int = 1) -> Iterator[None]:
             set_threads(count)
 
 
-_GETTERS = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads", "openblas_get_num_threads64_",
-            "openblas_get_num_threads")
+_GETTERS = (
+    "scipy_openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads",
+    "openblas_get_num_threads64_",
+    "openblas_get_num_threads",
+)
 
 
 def _openblas() -> list[tuple[Callable[[], int], Callable[[int], None]]]:

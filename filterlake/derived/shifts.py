@@ -3,6 +3,7 @@
 The groupings themselves (a `models` column, `medical`, `depth_decile`, a metadata key) are defined in
 `filterlake.derived.groupings`.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -33,7 +34,9 @@ class GroupedCounts:
     n_models: np.ndarray
 
 
-def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str) -> GroupedCounts:
+def grouped_counts(
+    con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str
+) -> GroupedCounts:
     """Sum the stored per-layer histograms over each group (groups with a missing label are left out).
 
     The group of every model (or layer) is resolved once into a temporary table, and only the histogram files
@@ -41,24 +44,38 @@ def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec
     number of models and layers, never on the number of filters.
     """
     label, per_layer = group_expression(group_by)
-    keys = (f"SELECT m.model_id, l.layer_idx, {label} AS g FROM models AS m JOIN layers AS l USING (model_id)"
-            if per_layer else f"SELECT m.model_id, {label} AS g FROM models AS m")
+    keys = (
+        f"SELECT m.model_id, l.layer_idx, {label} AS g FROM models AS m JOIN layers AS l USING (model_id)"
+        if per_layer
+        else f"SELECT m.model_id, {label} AS g FROM models AS m"
+    )
     table = f"_filterlake_groups_{uuid.uuid4().hex[:8]}"
-    con.execute(f"CREATE TEMP TABLE {table} AS SELECT *, dense_rank() OVER (ORDER BY g) - 1 AS gid "
-                f"FROM ({keys}) WHERE g IS NOT NULL")
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT *, dense_rank() OVER (ORDER BY g) - 1 AS gid "
+        f"FROM ({keys}) WHERE g IS NOT NULL"
+    )
     try:
         names = [g for g, _gid in con.execute(f"SELECT DISTINCT g, gid FROM {table} ORDER BY gid").fetchall()]
         lake = Path(con.execute("SELECT getvariable('lake')").fetchone()[0])
         folder = hist_dir(lake, basis_id, spec.key)
         if any(folder.glob("*.parquet")):
-            rows = con.execute(f"""
+            rows = con.execute(
+                f"""
                 SELECT k.gid, h.component, h.bin, sum(h.count)::BIGINT AS n
                 FROM read_parquet(?) AS h JOIN {table} AS k USING (model_id{", layer_idx" if per_layer else ""})
-                GROUP BY ALL""", [str(folder / "*.parquet")]).fetchnumpy()
+                GROUP BY ALL""",
+                [str(folder / "*.parquet")],
+            ).fetchnumpy()
         else:
-            rows = {"gid": np.zeros(0, np.int64), "component": np.zeros(0, np.int64), "bin": np.zeros(0, np.int64),
-                    "n": np.zeros(0, np.int64)}
-        models_rows = con.execute(f"SELECT gid, count(DISTINCT model_id) FROM {table} GROUP BY gid").fetchall()
+            rows = {
+                "gid": np.zeros(0, np.int64),
+                "component": np.zeros(0, np.int64),
+                "bin": np.zeros(0, np.int64),
+                "n": np.zeros(0, np.int64),
+            }
+        models_rows = con.execute(
+            f"SELECT gid, count(DISTINCT model_id) FROM {table} GROUP BY gid"
+        ).fetchall()
     finally:
         con.execute(f"DROP TABLE IF EXISTS {table}")
     label_of = {int(i): names[i] for i in np.unique(np.asarray(rows["gid"], np.int64))}
@@ -69,8 +86,11 @@ def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec
         position[gid] = where[g]
     counts = np.zeros((len(labels), 9, spec.bins), np.int64)
     gi = position[np.asarray(rows["gid"], np.int64)]
-    np.add.at(counts, (gi, np.asarray(rows["component"], np.int64), np.asarray(rows["bin"], np.int64)),
-              np.asarray(rows["n"], np.int64))
+    np.add.at(
+        counts,
+        (gi, np.asarray(rows["component"], np.int64), np.asarray(rows["bin"], np.int64)),
+        np.asarray(rows["n"], np.int64),
+    )
     models = np.zeros(len(labels), np.int64)
     for gid, n in models_rows:
         if gid in label_of:
@@ -79,8 +99,9 @@ def grouped_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec
     return GroupedCounts(labels, counts, counts.sum(axis=2).max(axis=1), models)
 
 
-def shift_table(grouped: GroupedCounts, spec: HistSpec, weights: np.ndarray, sort: bool = True) -> tuple[
-        list[str], np.ndarray]:
+def shift_table(
+    grouped: GroupedCounts, spec: HistSpec, weights: np.ndarray, sort: bool = True
+) -> tuple[list[str], np.ndarray]:
     """The full pairwise shift matrix of a grouping (rows sorted by ascending column mean, as in the papers)."""
     edges = spec.edges
     matrix = shift_matrix(grouped.counts, edges, weights)
@@ -93,11 +114,20 @@ def shift_table(grouped: GroupedCounts, spec: HistSpec, weights: np.ndarray, sor
 def pair_rows(labels: list[str], matrix: np.ndarray, grouped: GroupedCounts, **context) -> list[dict]:
     """One row per ordered pair (the `shifts` table and `--format csv` layout)."""
     where = {g: i for i, g in enumerate(grouped.labels)}
-    return [{"group_a": a, "group_b": b, "shift": float(matrix[i, j]),
-             "n_filters_a": int(grouped.n_filters[where[a]]), "n_filters_b": int(grouped.n_filters[where[b]]),
-             "n_models_a": int(grouped.n_models[where[a]]), "n_models_b": int(grouped.n_models[where[b]]),
-             **context}
-            for i, a in enumerate(labels) for j, b in enumerate(labels)]
+    return [
+        {
+            "group_a": a,
+            "group_b": b,
+            "shift": float(matrix[i, j]),
+            "n_filters_a": int(grouped.n_filters[where[a]]),
+            "n_filters_b": int(grouped.n_filters[where[b]]),
+            "n_models_a": int(grouped.n_models[where[a]]),
+            "n_models_b": int(grouped.n_models[where[b]]),
+            **context,
+        }
+        for i, a in enumerate(labels)
+        for j, b in enumerate(labels)
+    ]
 
 
 def store_shifts(lake: Path, rows: list[dict], group_by: str, preset: str, basis_id: str) -> Path:
@@ -108,16 +138,20 @@ def store_shifts(lake: Path, rows: list[dict], group_by: str, preset: str, basis
     return target
 
 
-def model_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str) -> tuple[
-        list[str], list[str], np.ndarray]:
+def model_counts(
+    con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str
+) -> tuple[list[str], list[str], np.ndarray]:
     """Per-model summed counts (M, 9, B) with each model's group label, for tests that resample models."""
     label, per_layer = group_expression(group_by)
     if per_layer:
         raise FilterlakeError("the permutation test resamples models: use a per-model grouping, not depth")
-    rows = con.execute(f"""
+    rows = con.execute(
+        f"""
         SELECT h.model_id, {label} AS g, h.component, h.bin, sum(h.count)::BIGINT AS n
         FROM histograms AS h JOIN models AS m USING (model_id)
-        WHERE h.basis = ? AND h.spec = ? AND {label} IS NOT NULL GROUP BY ALL""", [basis_id, spec.key]).fetchnumpy()
+        WHERE h.basis = ? AND h.spec = ? AND {label} IS NOT NULL GROUP BY ALL""",
+        [basis_id, spec.key],
+    ).fetchnumpy()
     ids = sorted(set(rows["model_id"].tolist()))
     index = {m: i for i, m in enumerate(ids)}
     labels = [""] * len(ids)
@@ -129,15 +163,25 @@ def model_counts(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, 
     return ids, labels, counts
 
 
-def permutation(con: duckdb.DuckDBPyConnection, basis_id: str, spec: HistSpec, group_by: str, group_a: str,
-                group_b: str | None, weights: np.ndarray, n_permutations: int = 2000,
-                seed: int = 0) -> PermutationResult:
+def permutation(
+    con: duckdb.DuckDBPyConnection,
+    basis_id: str,
+    spec: HistSpec,
+    group_by: str,
+    group_a: str,
+    group_b: str | None,
+    weights: np.ndarray,
+    n_permutations: int = 2000,
+    seed: int = 0,
+) -> PermutationResult:
     """Permutation test (models resampled) of D between `group_a` and `group_b` (None: all other models)."""
     _, labels, counts = model_counts(con, basis_id, spec, group_by)
     keep = [i for i, g in enumerate(labels) if g == group_a or group_b is None or g == group_b]
     is_a = np.array([labels[i] == group_a for i in keep])
     if is_a.all() or not is_a.any():
-        raise FilterlakeError(f"--group-by {group_by}: need models in both {group_a!r} and "
-                              f"{group_b or 'the rest'} for a permutation test")
+        raise FilterlakeError(
+            f"--group-by {group_by}: need models in both {group_a!r} and "
+            f"{group_b or 'the rest'} for a permutation test"
+        )
     edges = spec.edges
     return permutation_test(counts[keep], is_a, edges, weights, n_permutations=n_permutations, seed=seed)

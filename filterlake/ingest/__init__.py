@@ -2,6 +2,7 @@
 
 Plain functions with no orchestration: the CLI calls `ingest`, the Prefect flow calls the stages as tasks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,15 +24,33 @@ from filterlake.ingest.pipeline import (
 )
 from filterlake.sources.discover import Source, discover_all
 
-__all__ = ["Identified", "Outcome", "fetch", "identify", "ingest", "ingest_file", "ingest_source", "load",
-           "prepare_lake", "worker_pool"]
+__all__ = [
+    "Identified",
+    "Outcome",
+    "fetch",
+    "identify",
+    "ingest",
+    "ingest_file",
+    "ingest_source",
+    "load",
+    "prepare_lake",
+    "worker_pool",
+]
 
 
-def ingest(names: list[str], lake: Path, catalogs: list[Path] = (), cache: Path | None = None,
-           on_start: Callable[[list[Source]], None] | None = None,
-           on_result: Callable[[Outcome], None] | None = None, update_metadata: bool = False,
-           workers: int = 1, pool: Executor | None = None,
-           on_note: Callable[[str], None] | None = None, force: bool = False) -> list[Outcome]:
+def ingest(
+    names: list[str],
+    lake: Path,
+    catalogs: list[Path] = (),
+    cache: Path | None = None,
+    on_start: Callable[[list[Source]], None] | None = None,
+    on_result: Callable[[Outcome], None] | None = None,
+    update_metadata: bool = False,
+    workers: int = 1,
+    pool: Executor | None = None,
+    on_note: Callable[[str], None] | None = None,
+    force: bool = False,
+) -> list[Outcome]:
     """Ingest every source named (files, folders, catalogs, URLs); one bad source never stops the others.
 
     With `workers` > 1, sources are ingested by that many worker processes (each holds one checkpoint at a time;

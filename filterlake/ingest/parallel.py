@@ -1,4 +1,5 @@
 """Ingest many sources in worker processes: the pool and the loop that keeps outcomes in source order."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -15,8 +16,9 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=get_context("forkserver"))
 
 
-def outcomes(sources: list[Source], job: Callable[[Source], Outcome],
-             executor: Executor | None) -> Iterator[tuple[int, Outcome]]:
+def outcomes(
+    sources: list[Source], job: Callable[[Source], Outcome], executor: Executor | None
+) -> Iterator[tuple[int, Outcome]]:
     """(index, `job(source)`) of every source: in order in this process, or as they finish on the executor
     (`job` must then be picklable, e.g. a functools.partial of a module-level function)."""
     if executor is None:

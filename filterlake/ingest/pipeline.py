@@ -4,6 +4,7 @@
 the filters, write and commit; or merge metadata into the model already there). Each checkpoint's bytes are
 hashed once and parsed once. The CLI and the Prefect flow both call these.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,16 @@ from filterlake.sources.discover import Source, printable
 from filterlake.sources.fetch import fetch
 from filterlake.vocab import FAILED, INGESTED, PRESENT, UPDATED
 
-__all__ = ["Identified", "Outcome", "fetch", "identify", "ingest_file", "ingest_source", "load", "prepare_lake"]
+__all__ = [
+    "Identified",
+    "Outcome",
+    "fetch",
+    "identify",
+    "ingest_file",
+    "ingest_source",
+    "load",
+    "prepare_lake",
+]
 
 
 def prepare_lake(lake: Path) -> dict[str, int]:
@@ -50,10 +60,16 @@ class Outcome:
     seconds: float = 0.0
 
     def as_row(self) -> dict[str, Any]:
-        return {"source": self.source, "status": self.status, "name": self.name, "domain": self.domain,
-                "layers": self.n_layers, "filters": self.n_filters,
-                "skipped": ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())),
-                "message": self.message or ""}
+        return {
+            "source": self.source,
+            "status": self.status,
+            "name": self.name,
+            "domain": self.domain,
+            "layers": self.n_layers,
+            "filters": self.n_filters,
+            "skipped": ", ".join(f"{v} {k}" for k, v in sorted(self.skipped.items())),
+            "message": self.message or "",
+        }
 
 
 @dataclass
@@ -76,7 +92,9 @@ def identify(path: Path, source_uri: str | None = None, expected_sha256: str | N
     `expected_sha256` when a catalog gives one). Raises CheckpointError for a bad file."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "is a directory, not a checkpoint file" if path.is_dir() else "no such file")
+        raise CheckpointError(
+            path, "is a directory, not a checkpoint file" if path.is_dir() else "no such file"
+        )
     checkpoint = open_checkpoint(path)
     model_id, main_sha256 = hash_files(checkpoint.files)
     if expected_sha256 and main_sha256 != expected_sha256.lower():
@@ -84,15 +102,26 @@ def identify(path: Path, source_uri: str | None = None, expected_sha256: str | N
     return Identified(path, source_uri or str(path.resolve()), model_id, checkpoint, model_shape(checkpoint))
 
 
-def load(identified: Identified, lake: Path, meta: dict[str, Any] | None = None,
-         update_metadata: bool = False, force: bool = False) -> Outcome:
+def load(
+    identified: Identified,
+    lake: Path,
+    meta: dict[str, Any] | None = None,
+    update_metadata: bool = False,
+    force: bool = False,
+) -> Outcome:
     """Extract, write and commit one identified checkpoint (idempotent): a model already in the lake only gets
     its metadata merged, unless `force` rewrites it whole (a damaged model). Raises FilterlakeError for a bad
     file; the lake is untouched then."""
     start = time.perf_counter()
     shape, model_id, meta = identified.shape, identified.model_id, meta or {}
-    outcome = Outcome(source=printable(identified.source_uri), status=PRESENT, model_id=model_id,
-                      n_layers=len(shape.layers), n_filters=shape.n_filters, skipped=dict(shape.skipped))
+    outcome = Outcome(
+        source=printable(identified.source_uri),
+        status=PRESENT,
+        model_id=model_id,
+        n_layers=len(shape.layers),
+        n_filters=shape.n_filters,
+        skipped=dict(shape.skipped),
+    )
     if force:
         remove_model(lake, model_id)
     if model_file(lake, model_id).exists():
@@ -147,22 +176,36 @@ def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | No
     return outcome
 
 
-def ingest_file(path: Path, lake: Path, source_uri: str | None = None, meta: dict[str, Any] | None = None,
-                expected_sha256: str | None = None, update_metadata: bool = False, force: bool = False) -> Outcome:
+def ingest_file(
+    path: Path,
+    lake: Path,
+    source_uri: str | None = None,
+    meta: dict[str, Any] | None = None,
+    expected_sha256: str | None = None,
+    update_metadata: bool = False,
+    force: bool = False,
+) -> Outcome:
     """Identify and load one local checkpoint. Raises FilterlakeError for a bad file; the lake is untouched."""
     return load(identify(path, source_uri, expected_sha256), lake, meta, update_metadata, force)
 
 
-def ingest_source(source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False,
-                  force: bool = False) -> Outcome:
+def ingest_source(
+    source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False, force: bool = False
+) -> Outcome:
     """Fetch, identify and load one source; a failure becomes a 'failed' outcome naming the source and why."""
     start = time.perf_counter()
     if source.problem:
         return Outcome(source=printable(source.uri), status=FAILED, message=source.problem)
     try:
         path = fetch(source, cache)
-        return ingest_file(path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata, force)
+        return ingest_file(
+            path, lake, source.uri, source.metadata, source.expected_sha256, update_metadata, force
+        )
     except FilterlakeError as exc:
         uri, message = printable(source.uri), printable(str(exc))
-        return Outcome(source=uri, status=FAILED, message=message if uri in message else f"{uri}: {message}",
-                       seconds=time.perf_counter() - start)
+        return Outcome(
+            source=uri,
+            status=FAILED,
+            message=message if uri in message else f"{uri}: {message}",
+            seconds=time.perf_counter() - start,
+        )

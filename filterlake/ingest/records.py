@@ -1,4 +1,5 @@
 """The `models` and `layers` rows of one checkpoint, and the metadata merge of a model already in the lake."""
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,14 @@ def layer_row(model_id: str, layer: LayerRecord, filters: np.ndarray) -> tuple[d
     return {**layer.__dict__, "model_id": model_id, "n_nonfinite": bad, "max_abs": max_abs}, bad
 
 
-def model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], source_uri: str, shape: ModelShape,
-              n_nonfinite: int) -> dict[str, Any]:
+def model_row(
+    model_id: str,
+    checkpoint: Checkpoint,
+    meta: dict[str, Any],
+    source_uri: str,
+    shape: ModelShape,
+    n_nonfinite: int,
+) -> dict[str, Any]:
     """The `models` row of a checkpoint: its metadata, provenance, counts and skipped layers by reason."""
     row: dict[str, Any] = {key: meta.get(key) for key in MODEL_FIELDS}
     row["name"] = row["name"] or printable(default_name(checkpoint.path))
@@ -58,14 +65,23 @@ def model_row(model_id: str, checkpoint: Checkpoint, meta: dict[str, Any], sourc
     if n_nonfinite:
         notes.append(f"{n_nonfinite} NaN/Inf weight values kept and flagged")
     row.update(
-        model_id=model_id, source_uri=source_uri, format=checkpoint.format, load_method=checkpoint.load_method,
-        file_bytes=sum(p.stat().st_size for p in checkpoint.files), n_files=len(checkpoint.files),
-        n_conv_layers=shape.n_conv_layers, n_layers_3x3=len(shape.layers), n_filters_3x3=shape.n_filters,
-        kernel_shapes=shape.kernel_shapes_json(), n_nonfinite=n_nonfinite,
+        model_id=model_id,
+        source_uri=source_uri,
+        format=checkpoint.format,
+        load_method=checkpoint.load_method,
+        file_bytes=sum(p.stat().st_size for p in checkpoint.files),
+        n_files=len(checkpoint.files),
+        n_conv_layers=shape.n_conv_layers,
+        n_layers_3x3=len(shape.layers),
+        n_filters_3x3=shape.n_filters,
+        kernel_shapes=shape.kernel_shapes_json(),
+        n_nonfinite=n_nonfinite,
         orientation=ORIENTATION_KNOWN if known else ORIENTATION_UNKNOWN,
-        depth_source=shape.depth_source, message="; ".join(n for n in notes if n) or None,
+        depth_source=shape.depth_source,
+        message="; ".join(n for n in notes if n) or None,
         extra=json.dumps(extra, sort_keys=True, default=str),
-        ingested_at=datetime.now(UTC), filterlake_version=filterlake.__version__,
+        ingested_at=datetime.now(UTC),
+        filterlake_version=filterlake.__version__,
     )
     row.update({f"skipped_{reason}": shape.skipped.get(reason, 0) for reason in SKIP_REASONS})
     return row
@@ -77,8 +93,11 @@ def merged_row(row: dict[str, Any], meta: dict[str, Any], overwrite: bool) -> di
     By default only missing fields and extra keys are filled, so two catalogs naming the same bytes differently
     give a stable lake; `overwrite` (the `--update-metadata` correction) replaces what is given.
     """
-    changed = {k: v for k, v in meta.items() if k in MODEL_FIELDS and v is not None and row.get(k) != v
-               and (overwrite or row.get(k) is None)}
+    changed = {
+        k: v
+        for k, v in meta.items()
+        if k in MODEL_FIELDS and v is not None and row.get(k) != v and (overwrite or row.get(k) is None)
+    }
     extra = json.loads(row["extra"] or "{}")
     given = meta.get("extra") or {}
     new_extra = {**extra, **given} if overwrite else {**given, **extra}
@@ -89,5 +108,8 @@ def merged_row(row: dict[str, Any], meta: dict[str, Any], overwrite: bool) -> di
 
 def conflicts(row: dict[str, Any], meta: dict[str, Any]) -> list[str]:
     """The fields a source gives differently from the committed row (kept unless --update-metadata), as text."""
-    return [f"{k}={row[k]!r} (this source says {v!r})" for k, v in meta.items()
-            if k in MODEL_FIELDS and v is not None and row.get(k) is not None and row[k] != v]
+    return [
+        f"{k}={row[k]!r} (this source says {v!r})"
+        for k, v in meta.items()
+        if k in MODEL_FIELDS and v is not None and row.get(k) is not None and row[k] != v
+    ]

@@ -1,4 +1,5 @@
 """DuckDB connections over a lake with every view of `sql/init.sql` (empty tables are empty typed views)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
@@ -19,8 +20,9 @@ def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
     return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}])"
 
 
-def connect(lake: Path, model_ids: Collection[str] | None = None,
-            on_note: Callable[[str], None] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    lake: Path, model_ids: Collection[str] | None = None, on_note: Callable[[str], None] | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose views read the lake at `lake` (LakeError when it is no lake folder).
 
     With `model_ids`, every view sees exactly those models (all other views filter on `models`), so a reader
@@ -39,8 +41,10 @@ def connect(lake: Path, model_ids: Collection[str] | None = None,
             model_ids, bad = readable_models(lake, committed_ids(lake))
             for model_id in sorted(bad):
                 if on_note:
-                    on_note(f"{model_file(lake, model_id)}: unreadable models row, left out "
-                            f"(`filterlake check` names it, `filterlake remove {model_id[:12]}` drops it)")
+                    on_note(
+                        f"{model_file(lake, model_id)}: unreadable models row, left out "
+                        f"(`filterlake check` names it, `filterlake remove {model_id[:12]}` drops it)"
+                    )
     if model_ids is not None:
         con.execute(_snapshot_view(lake, model_ids))
     return con

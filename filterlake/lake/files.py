@@ -1,5 +1,6 @@
 """The lake's file mechanics, in one place: safe reads of files others replace, staging folders, atomic
 schema-checked writes, atomic JSON state, and content hashes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -84,7 +85,9 @@ def conform(table: pa.Table, name: str) -> pa.Table:
     missing = [f.name for f in schema if f.name not in table.column_names]
     extra = [c for c in table.column_names if c not in schema.names]
     if missing or extra:
-        raise ValueError(f"{name}: columns differ from schemas/lake_tables.json (missing {missing}, extra {extra})")
+        raise ValueError(
+            f"{name}: columns differ from schemas/lake_tables.json (missing {missing}, extra {extra})"
+        )
     return table.select(schema.names).cast(schema)
 
 
@@ -97,8 +100,9 @@ def write_synced(table: pa.Table, path: Path) -> None:
         os.fsync(out.fileno())
 
 
-def write_table_atomic(table: pa.Table, target: Path, name: str, stage: Stage,
-                       metadata: Mapping[str, str] | None = None) -> bool:
+def write_table_atomic(
+    table: pa.Table, target: Path, name: str, stage: Stage, metadata: Mapping[str, str] | None = None
+) -> bool:
     """Write `table` as a file of lake table `name` at `target`: schema-checked, fsynced in `stage`, then renamed
     over `target`, so a reader sees the old file or the new one, never half of one. A target that already holds
     exactly this table is left alone (False), so a read-only lake serves commands that change nothing."""

@@ -4,6 +4,7 @@ The one owner of the lake's paths: the writers, the check, the DuckDB views (the
 generated `sql/init.sql` comes from `GLOBS`, see `paths_sql`) and the benchmark all take them from here;
 `schemas/lake_tables.json` documents them.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,10 @@ def require_lake(lake: Path, must_exist: bool = True) -> Path:
     if lake.exists() and not lake.is_dir():
         raise LakeError(f"{lake}: not a lake folder (it is a file)")
     if must_exist and not lake.exists():
-        raise LakeError(f"{lake}: no such lake folder (give --lake DIR or set $FILTERLAKE_LAKE; "
-                        f"`filterlake ingest` creates one)")
+        raise LakeError(
+            f"{lake}: no such lake folder (give --lake DIR or set $FILTERLAKE_LAKE; "
+            f"`filterlake ingest` creates one)"
+        )
     return lake
 
 

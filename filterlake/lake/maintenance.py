@@ -5,6 +5,7 @@ Derived tables are recomputable: a derived file that is unreadable, has the wron
 no longer in the lake or does not match its model is removed by the repair, and the next `filterlake analyze`
 computes it again. Files of bases other than the current analysis's are pruned when no analysis is running.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -86,8 +87,9 @@ def leftovers(lake: Path) -> dict[str, list[Path]]:
                 found["staging"].append(stage)
     ids = committed_ids(lake)
     if table_dir(lake, "filters").is_dir():
-        found["orphan_filters"] = [d for d in table_dir(lake, "filters").iterdir()
-                                   if d.name.removeprefix("model_id=") not in ids]
+        found["orphan_filters"] = [
+            d for d in table_dir(lake, "filters").iterdir() if d.name.removeprefix("model_id=") not in ids
+        ]
     found["orphan_layers"] = [f for f in table_files(lake, "layers") if f.stem not in ids]
     return found
 
@@ -118,8 +120,11 @@ def schema_problem(path: Path, table: str) -> str | None:
         return f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]})"
     expected = arrow_schema(table)
     missing = [f.name for f in expected if f.name not in schema.names]
-    wrong = [f"{f.name} is {schema.field(f.name).type}, expected {f.type}"
-             for f in expected if f.name in schema.names and not schema.field(f.name).type.equals(f.type)]
+    wrong = [
+        f"{f.name} is {schema.field(f.name).type}, expected {f.type}"
+        for f in expected
+        if f.name in schema.names and not schema.field(f.name).type.equals(f.type)
+    ]
     if missing or wrong:
         shown = missing[:5] + (["..."] if len(missing) > 5 else [])
         return f"{path}: schema differs from schemas/lake_tables.json ({'; '.join(shown + wrong)})"
@@ -175,7 +180,11 @@ def derived_findings(lake: Path, ids: set[str]) -> DerivedFindings:
             model = _model_of(path, table)
             if model is not None and model not in ids:
                 found.orphans.append(path)
-            elif (problem := schema_problem(path, table)) or table == "layer_stats" and (problem := _layer_stats_problem(lake, path)):
+            elif (
+                (problem := schema_problem(path, table))
+                or table == "layer_stats"
+                and (problem := _layer_stats_problem(lake, path))
+            ):
                 found.broken[path] = problem
             elif basis is not None and _basis_of(path, table) not in (None, basis):
                 found.stale.append(path)
@@ -187,8 +196,12 @@ def stale_files(lake: Path) -> list[Path]:
     basis = current_basis(lake)
     if basis is None:
         return []
-    return [path for table in DERIVED_TABLES for path in table_files(lake, table)
-            if _basis_of(path, table) not in (None, basis)]
+    return [
+        path
+        for table in DERIVED_TABLES
+        for path in table_files(lake, table)
+        if _basis_of(path, table) not in (None, basis)
+    ]
 
 
 def prune_old_bases(lake: Path) -> int:
@@ -207,7 +220,9 @@ def prune_old_bases(lake: Path) -> int:
 def _layer_stats_problem(lake: Path, path: Path) -> str | None:
     """A layer_stats file whose rows are not its model's 3x3 layers (e.g. written for other bytes)."""
     try:
-        layers = read_table(layers_file(lake, path.stem), columns=["layer_idx"]).column("layer_idx").to_pylist()
+        layers = (
+            read_table(layers_file(lake, path.stem), columns=["layer_idx"]).column("layer_idx").to_pylist()
+        )
     except (OSError, pa.ArrowException, KeyError):
         return None  # the model's own problem, reported by the check of the base tables
     rows = read_table(path, columns=["layer_idx"]).column("layer_idx").to_pylist()
@@ -234,8 +249,10 @@ class CheckReport:
         out = [f"problem: {p}" for p in self.problems]
         out += [f"note: {n}" for n in self.notes]
         out += [f"repaired: removed {n} {kind.replace('_', ' ')}" for kind, n in self.repaired.items() if n]
-        out.append(f"{'ok' if self.ok else 'NOT OK'}: {self.models} models, {self.filters:,} filters"
-                   + ("" if self.ok else f", {len(self.problems)} problems"))
+        out.append(
+            f"{'ok' if self.ok else 'NOT OK'}: {self.models} models, {self.filters:,} filters"
+            + ("" if self.ok else f", {len(self.problems)} problems")
+        )
         return out
 
 
@@ -245,7 +262,9 @@ def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
     fix = f"`filterlake remove {model_id[:12]}` drops it"
     if problem := schema_problem(path, "models"):
         return [f"model {model_id[:12]}: {problem}; {fix}, then ingest its source again"], 0
-    row = read_table(path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3"]).to_pylist()
+    row = read_table(
+        path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3"]
+    ).to_pylist()
     if len(row) != 1 or row[0]["model_id"] != model_id:
         return [f"{path}: must hold exactly one row for model {model_id}; {fix}"], 0
     n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]
@@ -278,8 +297,9 @@ def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bo
             _remove(path)
         report.repaired["broken_derived_files"] = len(found.broken)
         report.repaired["orphan_derived_files"] = len(found.orphans)
-        report.notes += [f"removed {reason}; `filterlake analyze` computes it again"
-                         for reason in found.broken.values()]
+        report.notes += [
+            f"removed {reason}; `filterlake analyze` computes it again" for reason in found.broken.values()
+        ]
         with no_analysis_running(lake) as idle:
             if idle:
                 for path in found.stale:
@@ -291,8 +311,10 @@ def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bo
     report.problems += list(found.broken.values())
     report.problems += [f"orphan derived file (its model is not in the lake): {p}" for p in found.orphans]
     if found.stale:
-        report.notes.append(f"{len(found.stale)} derived files belong to bases other than the current "
-                            f"analysis's; `filterlake check` (without --no-repair) removes them")
+        report.notes.append(
+            f"{len(found.stale)} derived files belong to bases other than the current "
+            f"analysis's; `filterlake check` (without --no-repair) removes them"
+        )
 
 
 def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
@@ -304,8 +326,11 @@ def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
     if repair_leftovers:
         report.repaired = repair(lake)
     else:
-        report.problems += [f"leftover {kind.replace('_', ' ')}: {p}" for kind, paths in leftovers(lake).items()
-                            for p in paths]
+        report.problems += [
+            f"leftover {kind.replace('_', ' ')}: {p}"
+            for kind, paths in leftovers(lake).items()
+            for p in paths
+        ]
     with lake_lock(lake, shared=not repair_leftovers):  # a stable view: no commit lands while we count
         ids = committed_ids(lake)
         for model_id in sorted(ids):

@@ -1,4 +1,5 @@
 """Stream the filters of one model layer by layer, with memory bounded by one batch plus the largest layer."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -14,8 +15,9 @@ from filterlake.lake.schema import WEIGHT_COLUMNS
 BATCH_ROWS = 1 << 20
 
 
-def iter_layers(lake: Path, model_id: str, layer_sizes: Sequence[tuple[int, int]],
-                batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+def iter_layers(
+    lake: Path, model_id: str, layer_sizes: Sequence[tuple[int, int]], batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (layer_idx, (n, 9) float32 filters) in layer order; `layer_sizes` are (layer_idx, n_filters).
 
     Files hold each model's filters in layer order, so layers are cut from consecutive batches by count.
@@ -33,11 +35,13 @@ def iter_layers(lake: Path, model_id: str, layer_sizes: Sequence[tuple[int, int]
             while current is not None and have >= current[1]:
                 data = np.concatenate(pending) if len(pending) > 1 else pending[0]
                 yield current[0], data[: current[1]]
-                rest = data[current[1]:]
+                rest = data[current[1] :]
                 pending, have = ([rest] if len(rest) else []), len(rest)
                 current = next(sizes, None)
     while current is not None and current[1] == 0:
         yield current[0], np.empty((0, 9), np.float32)
         current = next(sizes, None)
     if current is not None or have:
-        raise LakeError(f"model {model_id}: filter rows do not match its layers table (run `filterlake check`)")
+        raise LakeError(
+            f"model {model_id}: filter rows do not match its layers table (run `filterlake check`)"
+        )

@@ -1,5 +1,6 @@
 """Arrow schemas of every lake table, base and derived, built from `schemas/lake_tables.json` (the one definition
 of the columns and of each table's file pattern)."""
+
 from __future__ import annotations
 
 import re
@@ -14,8 +15,13 @@ from filterlake.resources import load_json
 WEIGHT_COLUMNS = tuple(f"w{i}" for i in range(9))
 
 _TYPES = {
-    "string": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-    "float64": pa.float64(), "bool": pa.bool_(), "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
+    "string": pa.string(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
     "list<float64>": pa.list_(pa.float64()),
 }
 

@@ -4,6 +4,7 @@ Commit order is filters partition, layers file, models row; the models row is th
 views of `sql/` (which join on `models`) never see a partly written model, and anything a crash leaves
 behind without its models row is an orphan that `lake.maintenance.repair` removes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,13 +84,17 @@ def _filters_table(model_id: str, layers: list[tuple[int, np.ndarray]]) -> pa.Ta
         filters = np.asarray(filters, np.float32).reshape(-1, 9)
         size = len(filters)
         for start in range(0, size, TRANSPOSE_BLOCK):
-            block = filters[start:start + TRANSPOSE_BLOCK]
-            columns[:, at + start:at + start + len(block)] = block.T
-        layer_idx[at:at + size] = idx
-        filter_idx[at:at + size] = np.arange(size, dtype=np.int32)
+            block = filters[start : start + TRANSPOSE_BLOCK]
+            columns[:, at + start : at + start + len(block)] = block.T
+        layer_idx[at : at + size] = idx
+        filter_idx[at : at + size] = np.arange(size, dtype=np.int32)
         at += size
-    arrays = [_repeated(model_id, n), pa.array(layer_idx), pa.array(filter_idx),
-              *(pa.array(columns[j]) for j in range(len(WEIGHT_COLUMNS)))]
+    arrays = [
+        _repeated(model_id, n),
+        pa.array(layer_idx),
+        pa.array(filter_idx),
+        *(pa.array(columns[j]) for j in range(len(WEIGHT_COLUMNS))),
+    ]
     return pa.Table.from_arrays(arrays, schema=arrow_schema("filters"))
 
 
@@ -124,8 +129,11 @@ class ModelWriter:
         if self._writer is None:
             self._filters_file.parent.mkdir(parents=True)
             self._writer = pq.ParquetWriter(
-                self._filters_file, arrow_schema("filters"), compression="zstd",
-                use_dictionary=["model_id"], write_statistics=["model_id", "layer_idx", "filter_idx"],
+                self._filters_file,
+                arrow_schema("filters"),
+                compression="zstd",
+                use_dictionary=["model_id"],
+                write_statistics=["model_id", "layer_idx", "filter_idx"],
             )
         table = _filters_table(self.model_id, self._pending)
         self._pending, self._pending_rows = [], 0
@@ -139,8 +147,12 @@ class ModelWriter:
             self._writer.close()
             with open(self._filters_file, "rb+") as handle:
                 os.fsync(handle.fileno())
-        write_synced(pa.Table.from_pylist(layer_rows, schema=arrow_schema("layers")), self.stage / "layers.parquet")
-        write_synced(pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet")
+        write_synced(
+            pa.Table.from_pylist(layer_rows, schema=arrow_schema("layers")), self.stage / "layers.parquet"
+        )
+        write_synced(
+            pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet"
+        )
         with lake_lock(self.lake):
             if model_file(self.lake, self.model_id).exists():
                 self.discard()
@@ -151,8 +163,10 @@ class ModelWriter:
             if self._writer is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(self._filters_file.parent, target)
-            for src, dst in ((self.stage / "layers.parquet", layers_file(self.lake, self.model_id)),
-                             (self.stage / "model.parquet", model_file(self.lake, self.model_id))):
+            for src, dst in (
+                (self.stage / "layers.parquet", layers_file(self.lake, self.model_id)),
+                (self.stage / "model.parquet", model_file(self.lake, self.model_id)),
+            ):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
             _fsync_dir(table_dir(self.lake, "models"))

@@ -1,4 +1,5 @@
 """The 9-component PCA basis of scaled filters, fitted from streamed moments (methods §3)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

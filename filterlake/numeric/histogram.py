@@ -1,4 +1,5 @@
 """Additive per-component coefficient histograms that count exactly as ``np.histogram`` (methods §5 step 1)."""
+
 from __future__ import annotations
 
 import numpy as np

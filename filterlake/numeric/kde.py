@@ -1,4 +1,5 @@
 """Gaussian KDE of coefficient distributions from fine histograms, for plots only (methods §4; never used in D)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Additive sufficient statistics (count, sum, sum of outer products) of filters, for a streamed basis fit (methods §3)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,11 @@ from filterlake.numeric.normalise import as_filter_matrix
 
 _IU = np.triu_indices(9)
 FLAT_SIZE = 1 + 9 + len(_IU[0])  # n, sum, upper triangle of the outer-product sum: 55 values
-FLAT_NAMES = ("n", *(f"s{i}" for i in range(9)), *(f"o{i}{j}" for i, j in zip(*_IU)))  # column names for to_flat
+FLAT_NAMES = (
+    "n",
+    *(f"s{i}" for i in range(9)),
+    *(f"o{i}{j}" for i, j in zip(*_IU)),
+)  # column names for to_flat
 
 
 @dataclass(frozen=True, eq=False)

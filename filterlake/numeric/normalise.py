@@ -1,4 +1,5 @@
 """Filter-matrix validation and per-filter max-abs scaling, the normalisation applied before the basis (methods §2)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,9 @@ def as_filter_matrix(filters: np.ndarray, dtype: type = np.float64) -> np.ndarra
     return x
 
 
-def maxabs_scale(filters: np.ndarray, fp16_compat: bool = False, peak: np.ndarray | None = None) -> np.ndarray:
+def maxabs_scale(
+    filters: np.ndarray, fp16_compat: bool = False, peak: np.ndarray | None = None
+) -> np.ndarray:
     """Divide each filter by its own max |w| so that shapes, not magnitudes, are compared; returns float64 (n, 9).
 
     Parameters

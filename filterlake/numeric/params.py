@@ -1,5 +1,6 @@
 """The layer-quality parameters, in one place: the numeric functions, the CLI defaults, the stored fingerprint
 and the report's prose all read this one dataclass."""
+
 from __future__ import annotations
 
 import hashlib
@@ -70,7 +71,11 @@ class QualityParams:
     def level_resolution_text(self) -> str:
         """The level resolution as a fraction where it is one (1/64), else as a number."""
         frac = Fraction(self.level_resolution).limit_denominator(4096)
-        return f"{frac.numerator}/{frac.denominator}" if float(frac) == self.level_resolution else f"{self.level_resolution:g}"
+        return (
+            f"{frac.numerator}/{frac.denominator}"
+            if float(frac) == self.level_resolution
+            else f"{self.level_resolution:g}"
+        )
 
 
 PARAM_NAMES = tuple(f.name for f in fields(QualityParams))
@@ -79,6 +84,7 @@ PARAM_NAMES = tuple(f.name for f in fields(QualityParams))
 def fingerprint(values: dict[str, Any]) -> str:
     """A short stable id of a parameter set (stored with results; a change triggers recomputation)."""
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
 
 PERMUTATIONS, SEED = 2000, 0  # the defaults of the medical vs non-medical permutation test
 

@@ -1,4 +1,5 @@
 """Named shift settings of the papers: bins, histogram range, component weights and filter subset (methods §5, §9)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

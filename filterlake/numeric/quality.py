@@ -1,4 +1,5 @@
 """Per-layer quality ("degeneration") metrics on raw 3x3 weights: sparsity, variance entropy, orthogonality (methods §6)."""
+
 from __future__ import annotations
 
 from functools import cache
@@ -25,8 +26,12 @@ def _as_layer(layer: np.ndarray) -> np.ndarray:
     return w
 
 
-def sparse_mask(filters: np.ndarray, eps: float = D.eps, rule: SparsityRule = D.rule,
-                zero_layer_value: float = D.zero_layer_value) -> np.ndarray:
+def sparse_mask(
+    filters: np.ndarray,
+    eps: float = D.eps,
+    rule: SparsityRule = D.rule,
+    zero_layer_value: float = D.zero_layer_value,
+) -> np.ndarray:
     """Boolean (n,) mask of the layer's sparse (near-zero) filters; kept filters are ``~mask``.
 
     Parameters
@@ -43,8 +48,9 @@ def sparse_mask(filters: np.ndarray, eps: float = D.eps, rule: SparsityRule = D.
     return _sparse_mask(x, np.abs(x).max(axis=1) if len(x) else np.zeros(0), eps, rule, zero_layer_value)
 
 
-def _sparse_mask(x: np.ndarray, peak: np.ndarray, eps: float, rule: SparsityRule,
-                 zero_layer_value: float) -> np.ndarray:
+def _sparse_mask(
+    x: np.ndarray, peak: np.ndarray, eps: float, rule: SparsityRule, zero_layer_value: float
+) -> np.ndarray:
     """``sparse_mask`` from the filters and their precomputed peaks max_j |w_j| (layer_quality shares them)."""
     if rule not in SPARSITY_RULES:
         raise ValueError(f"rule must be one of {SPARSITY_RULES}, got {rule!r}")
@@ -62,8 +68,12 @@ def _sparse_mask(x: np.ndarray, peak: np.ndarray, eps: float, rule: SparsityRule
     return ~(signed >= eps * signed.max())
 
 
-def sparsity(filters: np.ndarray, eps: float = D.eps, rule: SparsityRule = D.rule,
-             zero_layer_value: float = D.zero_layer_value) -> float:
+def sparsity(
+    filters: np.ndarray,
+    eps: float = D.eps,
+    rule: SparsityRule = D.rule,
+    zero_layer_value: float = D.zero_layer_value,
+) -> float:
     """Share S of sparse filters in a layer (see ``sparse_mask`` for the parameters); NaN for an empty layer."""
     mask = sparse_mask(filters, eps, rule, zero_layer_value)
     return float(mask.mean()) if len(mask) else float("nan")
@@ -103,8 +113,12 @@ def variance_entropy_norm(filters: np.ndarray) -> float:
     return variance_entropy(x) / entropy_threshold(len(x)) if len(x) >= 2 else float("nan")
 
 
-def variance_entropy_clean(filters: np.ndarray, eps: float = D.eps, rule: SparsityRule = D.rule,
-                           zero_layer_value: float = D.zero_layer_value) -> float:
+def variance_entropy_clean(
+    filters: np.ndarray,
+    eps: float = D.eps,
+    rule: SparsityRule = D.rule,
+    zero_layer_value: float = D.zero_layer_value,
+) -> float:
     """H of the non-sparse filters only (n = kept filters), torchconvquality's ``variance_entropy_clean``."""
     x = as_filter_matrix(filters)
     return variance_entropy(x[~sparse_mask(x, eps, rule, zero_layer_value)])
@@ -140,8 +154,14 @@ def orthogonality(layer: np.ndarray, compat: bool = False) -> float:
     return _orthogonalities(layer)[int(compat)]
 
 
-def is_degenerated(entropy: float, threshold: float, sparsity: float, entropy_margin: float = D.entropy_margin,
-                   low_entropy: float = D.low_entropy, sparsity_threshold: float = D.sparsity_threshold) -> bool:
+def is_degenerated(
+    entropy: float,
+    threshold: float,
+    sparsity: float,
+    entropy_margin: float = D.entropy_margin,
+    low_entropy: float = D.low_entropy,
+    sparsity_threshold: float = D.sparsity_threshold,
+) -> bool:
     """P1's combined degeneration rule (methods §6.6): (H >= TH − margin) or (H < low_entropy and S >= threshold).
 
     The first clause flags random-like layers, the second sparse low-diversity ones; a NaN entropy gives False.
@@ -158,6 +178,7 @@ def _gaussian_ternary_share(tol: float) -> float:
     With F the half-normal CDF, the peak |x| = m has density 9F(m)^8 F'(m) and the other 8 |x| are i.i.d. F on
     [0, m], so the share is ∫ 9 F(m)^7 F'(m) [F(tol·m) + F(m) − F((1 − tol)·m)] dm.
     """
+
     def cdf(t: float) -> float:
         return special.erf(t / np.sqrt(2))
 
@@ -249,8 +270,9 @@ def layer_quality(layer: np.ndarray, params: QualityParams = D) -> dict[str, Any
         "binary_likeness": binary,
         "binary_like": bool(binary >= p.binary_threshold),
         "n_levels": _n_levels(scaled, p.level_resolution),
-        "degenerated": is_degenerated(entropy, threshold, sparse_share, p.entropy_margin, p.low_entropy,
-                                      p.sparsity_threshold),
+        "degenerated": is_degenerated(
+            entropy, threshold, sparse_share, p.entropy_margin, p.low_entropy, p.sparsity_threshold
+        ),
         "max_abs": float(peak.max()) if n else 0.0,
         "moments_raw": Moments.of(filters),
         "moments_scaled": Moments.of(scaled),

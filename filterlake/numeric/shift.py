@@ -1,4 +1,5 @@
 """Distribution shift D between groups: weighted symmetric KL of per-component coefficient histograms (methods §5)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,8 +29,9 @@ def kl_symmetric(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.sum((p - q) * (np.log(p) - np.log(q)), axis=-1)
 
 
-def shift(counts_a: np.ndarray, counts_b: np.ndarray, edges: np.ndarray, weights: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
+def shift(
+    counts_a: np.ndarray, counts_b: np.ndarray, edges: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """D = Σ_k w_k KL_sym(p_k, q_k) between two groups' counts (..., 9, B); returns (D (...), per-component (..., 9)).
 
     Leading axes broadcast, so a batch of group pairs is one call.

@@ -1,4 +1,5 @@
 """Model-level permutation test and bootstrap interval for the shift D between two groups of models."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,17 +27,25 @@ class PermutationResult:
     seed: int
 
 
-def _grouped_shift(members: np.ndarray, counts: np.ndarray, edges: np.ndarray, weights: np.ndarray,
-                   shape: tuple[int, int]) -> np.ndarray:
+def _grouped_shift(
+    members: np.ndarray, counts: np.ndarray, edges: np.ndarray, weights: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
     """D between the groups whose per-model multiplicities are the rows of members (2, R, M): one product each."""
     a = (members[0] @ counts).reshape(-1, *shape)
     b = (members[1] @ counts).reshape(-1, *shape)
     return shift(a, b, edges, weights)[0]
 
 
-def permutation_test(counts: np.ndarray, labels: np.ndarray, edges: np.ndarray, weights: np.ndarray,
-                     n_permutations: int = 2000, seed: int = 0, n_boot: int = 2000, confidence: float = 0.95
-                     ) -> PermutationResult:
+def permutation_test(
+    counts: np.ndarray,
+    labels: np.ndarray,
+    edges: np.ndarray,
+    weights: np.ndarray,
+    n_permutations: int = 2000,
+    seed: int = 0,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+) -> PermutationResult:
     """Test whether D between the models labelled True and False exceeds chance, with models as the resampling unit.
 
     Parameters
@@ -61,8 +70,9 @@ def permutation_test(counts: np.ndarray, labels: np.ndarray, edges: np.ndarray, 
     flat = counts.reshape(len(counts), -1)
     rng = np.random.default_rng(seed)
 
-    observed = float(_grouped_shift(np.stack([labels, ~labels])[:, None].astype(float), flat, edges, weights,
-                                    shape)[0])
+    observed = float(
+        _grouped_shift(np.stack([labels, ~labels])[:, None].astype(float), flat, edges, weights, shape)[0]
+    )
     permuted = rng.permuted(np.tile(labels, (n_permutations, 1)), axis=1)
     null = _grouped_shift(np.stack([permuted, ~permuted]).astype(float), flat, edges, weights, shape)
     ties = np.finfo(np.float64).eps * 100 * abs(observed)
@@ -70,14 +80,25 @@ def permutation_test(counts: np.ndarray, labels: np.ndarray, edges: np.ndarray, 
 
     members = np.empty((2, n_boot, len(counts)))
     for g, idx in enumerate((idx_a, idx_b)):
-        draws = idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))] + len(counts) * np.arange(n_boot)[:, None]
+        draws = (
+            idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))] + len(counts) * np.arange(n_boot)[:, None]
+        )
         members[g] = np.bincount(draws.ravel(), minlength=n_boot * len(counts)).reshape(n_boot, -1)
     boot = _grouped_shift(members, flat, edges, weights, shape)
     alpha = (1 - confidence) / 2
     ci_low, ci_high = np.quantile(boot, [alpha, 1 - alpha])
 
     return PermutationResult(
-        observed=observed, p_value=p_value, null=null, null_mean=float(null.mean()), null_std=float(null.std()),
-        null_q95=float(np.quantile(null, 0.95)), ci_low=float(ci_low), ci_high=float(ci_high),
-        confidence=confidence, n_permutations=n_permutations, n_boot=n_boot, seed=seed,
+        observed=observed,
+        p_value=p_value,
+        null=null,
+        null_mean=float(null.mean()),
+        null_std=float(null.std()),
+        null_q95=float(np.quantile(null, 0.95)),
+        ci_low=float(ci_low),
+        ci_high=float(ci_high),
+        confidence=confidence,
+        n_permutations=n_permutations,
+        n_boot=n_boot,
+        seed=seed,
     )

@@ -118,7 +118,8 @@ def _hdf5_kind(path: Path) -> str | None:
     try:
         with h5py.File(path, "r") as f:
             keras = any(k in f.attrs for k in ("model_config", "layer_names")) or any(
-                k in f for k in ("model_weights", "layers"))
+                k in f for k in ("model_weights", "layers")
+            )
     except (OSError, ValueError, KeyError, RuntimeError):
         return None
     return "keras-h5" if keras else None

@@ -5,6 +5,7 @@ extra metadata, so ../shared/corpus/MANIFEST.csv is a catalog as is). In every f
 string or null is a missing value, for every optional field.
 JSON: a list of entries or {"models": [...]}. TOML: `[[model]]` tables.
 """
+
 from __future__ import annotations
 
 import csv
@@ -71,6 +72,16 @@ def load_catalog(path: Path) -> list[CatalogEntry]:
         except MetadataError as exc:
             entries.append(CatalogEntry(where, source, {}, problem=f"{path}: {exc}"))
             continue
-        entries.append(CatalogEntry(where, source, metadata.split(entry), notes=tuple(metadata.misspellings(
-            entry, f"{path} {where.split(' ', 1)[1]}" if " " in where else str(path)))))
+        entries.append(
+            CatalogEntry(
+                where,
+                source,
+                metadata.split(entry),
+                notes=tuple(
+                    metadata.misspellings(
+                        entry, f"{path} {where.split(' ', 1)[1]}" if " " in where else str(path)
+                    )
+                ),
+            )
+        )
     return entries

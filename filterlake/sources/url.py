@@ -1,4 +1,5 @@
 """Checkpoints at http(s) URLs: downloaded once into a cache, checksum-checked when one is given."""
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,8 @@ def fetch_url(url: str, cache_dir: Path, sha256: str | None = None, timeout: flo
         digest = file_sha256(part)
         if digest != sha256.lower():
             part.unlink(missing_ok=True)
-            raise SourceError(f"{url}: sha256 {digest} does not match the catalog's {sha256.lower()}; not ingested")
+            raise SourceError(
+                f"{url}: sha256 {digest} does not match the catalog's {sha256.lower()}; not ingested"
+            )
     part.replace(target)
     return target

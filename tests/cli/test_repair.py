@@ -1,5 +1,6 @@
 """A damaged lake can be repaired by the user: check names the model and its source, `ingest --force` rewrites
 a model, `remove` drops one with its derived rows, and one unreadable file never takes the lake down."""
+
 from __future__ import annotations
 
 import shutil
@@ -34,7 +35,9 @@ def test_a_truncated_partition_is_named_and_ingest_force_rewrites_it(lake, corpu
     lines = [line for line in done.stdout.splitlines() if model_id[:12] in line]
     assert all(f"'{ROWS[PNET]['name']}' from {source}" in line for line in lines)
     assert all(f"filterlake ingest --force {source}" in line for line in lines)
-    assert any("unreadable Parquet" in line for line in lines) and any("holds 0 rows" in line for line in lines)
+    assert any("unreadable Parquet" in line for line in lines) and any(
+        "holds 0 rows" in line for line in lines
+    )
     assert run("ingest", corpus / PNET, "--lake", lake).returncode == 0  # present: nothing rewritten
     assert not check_lake(lake, repair_leftovers=False).ok
     forced = run("ingest", "--force", corpus / PNET, "--lake", lake)
@@ -54,7 +57,10 @@ def test_an_unreadable_models_file_does_not_take_the_lake_down(lake):
     checked = run("check", "--lake", lake, "--no-repair")
     assert checked.returncode == 1 and f"`filterlake remove {model_id[:12]}` drops it" in checked.stdout
     removed = run("remove", model_id[:12], "--lake", lake)
-    assert removed.returncode == 0 and f"removed {model_id[:12]} (its models row is unreadable)" in removed.stdout
+    assert (
+        removed.returncode == 0
+        and f"removed {model_id[:12]} (its models row is unreadable)" in removed.stdout
+    )
     assert check_lake(lake).ok and model_id not in committed_ids(lake)
 
 

@@ -1,4 +1,5 @@
 """NaN/Inf weights are ingested, counted and flagged, never dropped silently; the analysis leaves them out."""
+
 from __future__ import annotations
 
 import math
@@ -23,12 +24,20 @@ def test_nonfinite_weights_are_kept_counted_and_skipped_by_the_analysis(tmp_path
     assert outcome.status == "ingested" and outcome.n_filters == 24 + 48
     con = connect(lake)
     assert con.execute("SELECT n_nonfinite, message FROM models").fetchone() == (
-        2, "2 NaN/Inf weight values kept and flagged")
+        2,
+        "2 NaN/Inf weight values kept and flagged",
+    )
     assert con.execute("SELECT n_nonfinite FROM layers ORDER BY layer_idx").fetchall() == [(2,), (0,)]
     stored = con.execute("SELECT w0 FROM filters WHERE layer_idx = 0 AND filter_idx = 9").fetchone()[0]
     assert math.isnan(stored)
     analysis = analyze(lake, "medical", ("name",))
     assert analysis.basis.n == 24 - 8 + 48  # output channels 2 and 5 (4 filters each) are left out
-    rows = connect(lake).execute("SELECT layer_idx, n_filters, sparsity, variance_entropy, orthogonality "
-                                         "FROM layer_stats ORDER BY layer_idx").fetchall()
+    rows = (
+        connect(lake)
+        .execute(
+            "SELECT layer_idx, n_filters, sparsity, variance_entropy, orthogonality "
+            "FROM layer_stats ORDER BY layer_idx"
+        )
+        .fetchall()
+    )
     assert [r[1] for r in rows] == [16, 48] and all(math.isfinite(v) for r in rows for v in r[2:])

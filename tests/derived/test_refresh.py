@@ -1,4 +1,5 @@
 """The analysis over a real lake equals an independent numpy/scipy recomputation from the raw filters."""
+
 from __future__ import annotations
 
 import shutil
@@ -23,8 +24,10 @@ def analysed(corpus_lake, tmp_path_factory):
 
 def raw_filters(lake):
     con = connect(lake)
-    rows = con.execute("SELECT m.domain, f.w0, f.w1, f.w2, f.w3, f.w4, f.w5, f.w6, f.w7, f.w8 FROM filters f "
-                       "JOIN models m USING (model_id)").fetchnumpy()
+    rows = con.execute(
+        "SELECT m.domain, f.w0, f.w1, f.w2, f.w3, f.w4, f.w5, f.w6, f.w7, f.w8 FROM filters f "
+        "JOIN models m USING (model_id)"
+    ).fetchnumpy()
     return rows["domain"], np.column_stack([rows[f"w{i}"] for i in range(9)]).astype(np.float64)
 
 
@@ -67,11 +70,21 @@ def test_stored_domain_shift_equals_recomputation_from_filters(analysed):
     scaled, mean, components, _ = reference_basis(filters)
     coefficients = (scaled - mean) @ components.T
     con = connect(lake)
-    stored = {(a, b): d for a, b, d in con.execute(
-        "SELECT group_a, group_b, shift FROM shifts WHERE group_by = 'domain' AND preset = 'medical'").fetchall()}
-    pairs = [("medical mri", "natural"), ("faces", "street scenes"), ("medical histology", "medical microscopy")]
+    stored = {
+        (a, b): d
+        for a, b, d in con.execute(
+            "SELECT group_a, group_b, shift FROM shifts WHERE group_by = 'domain' AND preset = 'medical'"
+        ).fetchall()
+    }
+    pairs = [
+        ("medical mri", "natural"),
+        ("faces", "street scenes"),
+        ("medical histology", "medical microscopy"),
+    ]
     for a, b in pairs:
-        expected = reference_shift(coefficients[domains == a], coefficients[domains == b], -3, 3, 70, [1 / 9] * 9)
+        expected = reference_shift(
+            coefficients[domains == a], coefficients[domains == b], -3, 3, 70, [1 / 9] * 9
+        )
         assert stored[a, b] == pytest.approx(expected, abs=1e-9)
         assert stored[b, a] == stored[a, b]
     labels = {a for a, _ in stored}
@@ -87,22 +100,34 @@ def test_cnn_filter_db_preset_uses_global_range_and_evr(analysed):
     lo, hi = coefficients.min(), coefficients.max()  # the reference's own global range (P1 rule)
     assert (analysis.spec.lo, analysis.spec.hi) == pytest.approx((lo, hi), abs=1e-12)
     medical = np.array([d.startswith("medical") for d in domains])
-    expected = reference_shift(coefficients[medical], coefficients[~medical], lo, hi, 70, variance / variance.sum())
+    expected = reference_shift(
+        coefficients[medical], coefficients[~medical], lo, hi, 70, variance / variance.sum()
+    )
     con = connect(lake)
-    [(stored,)] = con.execute("SELECT shift FROM shifts WHERE group_by = 'medical' AND preset = 'cnn-filter-db' "
-                              "AND group_a = 'medical' AND group_b = 'non-medical'").fetchall()
+    [(stored,)] = con.execute(
+        "SELECT shift FROM shifts WHERE group_by = 'medical' AND preset = 'cnn-filter-db' "
+        "AND group_a = 'medical' AND group_b = 'non-medical'"
+    ).fetchall()
     assert stored == pytest.approx(expected, abs=1e-9)
 
 
 def test_stored_moments_are_reachable_from_sql(analysed):
     lake, _ = analysed
     con = connect(lake)
-    sums = ", ".join([f"sum(w{i})" for i in range(9)] + [f"sum(w{i} * w{j})" for i in range(9) for j in range(i, 9)])
-    model_id, layer_idx = con.execute("SELECT model_id, layer_idx FROM layers ORDER BY n_filters DESC LIMIT 1").fetchone()
-    from_sql = con.execute(f"SELECT count(*), {sums} FROM filters_scaled WHERE model_id = ? AND layer_idx = ?",
-                           [model_id, layer_idx]).fetchone()
-    stored = con.execute(f"SELECT {', '.join(moment_columns('sc'))} FROM layer_stats WHERE model_id = ? "
-                         f"AND layer_idx = ?", [model_id, layer_idx]).fetchone()
+    sums = ", ".join(
+        [f"sum(w{i})" for i in range(9)] + [f"sum(w{i} * w{j})" for i in range(9) for j in range(i, 9)]
+    )
+    model_id, layer_idx = con.execute(
+        "SELECT model_id, layer_idx FROM layers ORDER BY n_filters DESC LIMIT 1"
+    ).fetchone()
+    from_sql = con.execute(
+        f"SELECT count(*), {sums} FROM filters_scaled WHERE model_id = ? AND layer_idx = ?",
+        [model_id, layer_idx],
+    ).fetchone()
+    stored = con.execute(
+        f"SELECT {', '.join(moment_columns('sc'))} FROM layer_stats WHERE model_id = ? AND layer_idx = ?",
+        [model_id, layer_idx],
+    ).fetchone()
     np.testing.assert_allclose(stored, from_sql, rtol=1e-9, atol=1e-9)
 
 
@@ -111,9 +136,13 @@ def test_layer_stats_match_direct_metrics(analysed):
     con = connect(lake)
     model_id, layer_idx, c_out, c_in = con.execute(
         "SELECT model_id, layer_idx, out_channels, in_channels FROM layers WHERE n_filters > 500 "
-        "ORDER BY model_id, layer_idx LIMIT 1").fetchone()
-    rows = con.execute("SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? AND layer_idx = ? "
-                       "ORDER BY filter_idx", [model_id, layer_idx]).fetchall()
+        "ORDER BY model_id, layer_idx LIMIT 1"
+    ).fetchone()
+    rows = con.execute(
+        "SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? AND layer_idx = ? "
+        "ORDER BY filter_idx",
+        [model_id, layer_idx],
+    ).fetchall()
     w = np.array(rows, np.float64)
     t = 0.01 * np.abs(w).max()
     sparsity = np.mean(np.all(np.abs(w) < t, axis=1))
@@ -124,8 +153,11 @@ def test_layer_stats_match_direct_metrics(analysed):
     unit = rows_o / np.linalg.norm(rows_o, axis=1, keepdims=True)
     cos = np.abs(unit @ unit.T)
     ortho = 1 - (cos.sum() - np.trace(cos)) / (c_out * (c_out - 1))
-    got = con.execute("SELECT sparsity, variance_entropy, orthogonality FROM layer_stats WHERE model_id = ? "
-                      "AND layer_idx = ?", [model_id, layer_idx]).fetchone()
+    got = con.execute(
+        "SELECT sparsity, variance_entropy, orthogonality FROM layer_stats WHERE model_id = ? "
+        "AND layer_idx = ?",
+        [model_id, layer_idx],
+    ).fetchone()
     assert got == pytest.approx((sparsity, entropy, ortho), abs=1e-9)
 
 
@@ -162,7 +194,9 @@ def test_analysis_keeps_its_snapshot_while_an_ingest_commits(analysed, tmp_path)
     newcomer.parent.mkdir()
     from safetensors.numpy import save_file
 
-    save_file({"conv.weight": np.random.default_rng(1).normal(size=(16, 8, 3, 3)).astype(np.float32)}, str(newcomer))
+    save_file(
+        {"conv.weight": np.random.default_rng(1).normal(size=(16, 8, 3, 3)).astype(np.float32)}, str(newcomer)
+    )
     committed = []
 
     def ingest_midway(_model_id):  # an ingest that commits while the analysis is running

@@ -1,4 +1,5 @@
 """Ingesting the real corpus: exact counts per MANIFEST.csv, exact filter values, idempotency, atomicity."""
+
 from __future__ import annotations
 
 import shutil
@@ -35,10 +36,15 @@ def test_every_corpus_file_has_the_manifest_counts(corpus_lake, corpus, row):
         expected = (int(row["shape_only_layers"]), int(row["shape_only_filters"]))
     assert (model["n_layers_3x3"], model["n_filters_3x3"]) == expected
     con = connect(corpus_lake)
-    assert con.execute("SELECT count(*), coalesce(sum(n_filters), 0) FROM layers WHERE model_id = ?",
-                       [model["model_id"]]).fetchone() == expected
+    assert (
+        con.execute(
+            "SELECT count(*), coalesce(sum(n_filters), 0) FROM layers WHERE model_id = ?", [model["model_id"]]
+        ).fetchone()
+        == expected
+    )
     assert con.execute("SELECT count(*) FROM filters WHERE model_id = ?", [model["model_id"]]).fetchone() == (
-        expected[1],)
+        expected[1],
+    )
 
 
 def test_negative_controls_and_skips_are_reported(corpus_lake):
@@ -53,37 +59,57 @@ def test_negative_controls_and_skips_are_reported(corpus_lake):
     assert models["ResNet-20 CIFAR-10"]["load_method"] == "torch.load(weights_only=True)"
 
 
-@pytest.mark.parametrize("path", ["resnet20_cifar10/resnet20-12fca82f.th", "mtcnn/onet.pt",
-                                  "espnetv2_cityscapes/espnetv2_s_1.0_city_1024x512.pth"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "resnet20_cifar10/resnet20-12fca82f.th",
+        "mtcnn/onet.pt",
+        "espnetv2_cityscapes/espnetv2_s_1.0_city_1024x512.pth",
+    ],
+)
 def test_filters_equal_slices_of_the_original_tensors(corpus_lake, corpus, path):
     state = torch.load(corpus / path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     weights = [(k, v) for k, v in state.items() if v.ndim == 4 and tuple(v.shape[2:]) == (3, 3)]
     con = connect(corpus_lake)
     model_id = models_by_source(corpus_lake)[str((corpus / path).resolve())]["model_id"]
-    names = dict(con.execute("SELECT layer_idx, layer_name FROM layers WHERE model_id = ?", [model_id]).fetchall())
+    names = dict(
+        con.execute("SELECT layer_idx, layer_name FROM layers WHERE model_id = ?", [model_id]).fetchall()
+    )
     assert len(names) == len(weights)
     for layer_idx, (key, tensor) in enumerate(weights):
         assert names[layer_idx] == key.removeprefix("module.").removesuffix(".weight")
-        rows = con.execute("SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? AND "
-                           "layer_idx = ? ORDER BY filter_idx", [model_id, layer_idx]).fetchall()
+        rows = con.execute(
+            "SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? AND "
+            "layer_idx = ? ORDER BY filter_idx",
+            [model_id, layer_idx],
+        ).fetchall()
         np.testing.assert_array_equal(np.array(rows, np.float32), tensor.numpy().reshape(-1, 9))
 
 
-@pytest.mark.parametrize("a,b", [("unet2d_nuclei_broad/weights.onnx", "unet2d_nuclei_broad/weights.pt"),
-                                 ("ultraface_rfb320/version-RFB-320.onnx", "ultraface_rfb320/version-RFB-320.pth")])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("unet2d_nuclei_broad/weights.onnx", "unet2d_nuclei_broad/weights.pt"),
+        ("ultraface_rfb320/version-RFB-320.onnx", "ultraface_rfb320/version-RFB-320.pth"),
+    ],
+)
 def test_cross_format_pairs_give_identical_filters(corpus_lake, corpus, a, b):
     models = models_by_source(corpus_lake)
     ids = [models[str((corpus / p).resolve())]["model_id"] for p in (a, b)]
     con = connect(corpus_lake)
-    query = ("SELECT layer_idx, filter_idx, w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? "
-             "ORDER BY layer_idx, filter_idx")
+    query = (
+        "SELECT layer_idx, filter_idx, w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? "
+        "ORDER BY layer_idx, filter_idx"
+    )
     layers = []
     for model_id in ids:
         by_layer: dict[int, list] = {}
         for row in con.execute(query, [model_id]).fetchall():
             by_layer.setdefault(row[0], []).append(row[1:])
-        layers.append(sorted(tuple(rows) for rows in by_layer.values()))  # graph order may differ from definition order
+        layers.append(
+            sorted(tuple(rows) for rows in by_layer.values())
+        )  # graph order may differ from definition order
     assert len(layers[0]) > 0 and layers[0] == layers[1]
 
 
@@ -123,11 +149,17 @@ def test_bad_files_are_refused_cleanly_and_leave_the_lake_untouched(tmp_path, co
     bad.mkdir()
     (bad / "zero.pt").write_bytes(b"")
     (bad / "random.pth").write_bytes(np.random.default_rng(0).bytes(4096))
-    (bad / "truncated.onnx").write_bytes((corpus / "ultraface_rfb320" / "version-RFB-320.onnx").read_bytes()[:5000])
+    (bad / "truncated.onnx").write_bytes(
+        (corpus / "ultraface_rfb320" / "version-RFB-320.onnx").read_bytes()[:5000]
+    )
     (bad / "dir.pt").mkdir()
     (bad / "notes.txt").write_text("not a checkpoint, ignored")
     outcomes = ingest([str(bad)], lake)
-    assert sorted(o.source.rsplit("/", 1)[-1] for o in outcomes) == ["random.pth", "truncated.onnx", "zero.pt"]
+    assert sorted(o.source.rsplit("/", 1)[-1] for o in outcomes) == [
+        "random.pth",
+        "truncated.onnx",
+        "zero.pt",
+    ]
     assert all(o.status == "failed" and o.message.startswith(str(bad)) for o in outcomes)
     with pytest.raises(CheckpointError, match="is a directory"):
         ingest_file(bad / "dir.pt", lake)
@@ -169,9 +201,15 @@ def test_metadata_is_merged_when_another_writer_commits_the_same_bytes_first(cor
 def test_depth_source_says_how_depth_was_decided(corpus_lake):
     """Regression: a state dict's depth came from definition order, so VDSR's first conv sat at depth 0.95."""
     con = connect(corpus_lake)
-    source = dict(con.execute("SELECT regexp_extract(source_uri, '[^/]+$'), depth_source FROM models").fetchall())
-    assert source["model_epoch_50.pth"] == "channel_chain" and source["resnet20-12fca82f.th"] == "channel_chain"
+    source = dict(
+        con.execute("SELECT regexp_extract(source_uri, '[^/]+$'), depth_source FROM models").fetchall()
+    )
+    assert (
+        source["model_epoch_50.pth"] == "channel_chain" and source["resnet20-12fca82f.th"] == "channel_chain"
+    )
     assert source["espnet_p_2_q_8.pth"] == "definition_order" and source["version-RFB-320.onnx"] == "graph"
-    first = con.execute("SELECT l.in_channels, l.conv_depth, l.conv_depth_norm FROM layers l JOIN models m "
-                        "USING (model_id) WHERE m.source_uri LIKE '%vdsr%' ORDER BY l.conv_depth LIMIT 1").fetchone()
+    first = con.execute(
+        "SELECT l.in_channels, l.conv_depth, l.conv_depth_norm FROM layers l JOIN models m "
+        "USING (model_id) WHERE m.source_uri LIKE '%vdsr%' ORDER BY l.conv_depth LIMIT 1"
+    ).fetchone()
     assert first == (1, 0, 0.0)

@@ -1,5 +1,6 @@
 """Keras and TFLite checkpoints through the whole pipeline: detected by content, ingested into the lake with the
 filters the readers give, exactly, and re-ingesting adds nothing."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,12 +38,20 @@ def test_keras_and_tflite_files_are_ingested_exactly(tmp_path):
     con = connect(lake)
     for outcome in outcomes:
         fmt, n_layers, filters = _expected(Path(outcome.source))
-        row = con.execute("SELECT format, n_layers_3x3, n_filters_3x3 FROM models WHERE model_id = ?",
-                          [outcome.model_id]).fetchone()
+        row = con.execute(
+            "SELECT format, n_layers_3x3, n_filters_3x3 FROM models WHERE model_id = ?", [outcome.model_id]
+        ).fetchone()
         assert row == (fmt, n_layers, len(filters))
-        stored = con.execute("SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? "
-                             "ORDER BY layer_idx, filter_idx", [outcome.model_id]).fetchnumpy()
+        stored = con.execute(
+            "SELECT w0, w1, w2, w3, w4, w5, w6, w7, w8 FROM filters WHERE model_id = ? "
+            "ORDER BY layer_idx, filter_idx",
+            [outcome.model_id],
+        ).fetchnumpy()
         np.testing.assert_array_equal(np.column_stack([stored[f"w{i}"] for i in range(9)]), filters)
-    assert {r[0] for r in con.execute("SELECT format FROM models").fetchall()} == {"keras-h5", "keras", "tflite"}
+    assert {r[0] for r in con.execute("SELECT format FROM models").fetchall()} == {
+        "keras-h5",
+        "keras",
+        "tflite",
+    }
     assert [o.status for o in ingest([str(folder)], lake)] == [PRESENT] * 3
     assert check_lake(lake).ok

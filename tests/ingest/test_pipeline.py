@@ -1,4 +1,5 @@
 """The ingest stages as public functions: fetch -> identify -> load, each checkpoint hashed and parsed once."""
+
 from __future__ import annotations
 
 import shutil
@@ -32,6 +33,7 @@ def counted(monkeypatch):
         def wrapper(*args, **kwargs):
             calls[name] += 1
             return real(*args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(pipeline, "open_checkpoint", counting("open", pipeline.open_checkpoint))
@@ -51,7 +53,9 @@ def test_a_catalog_path_with_a_sha256_is_parsed_and_hashed_once(corpus, tmp_path
     assert outcome.status == INGESTED and outcome.model_id == row["sha256"]
     assert counted == {"open": 1, "hash": 1}
     size = (corpus / RESNET).stat().st_size
-    assert read < 2.5 * size, f"read {read:,} bytes of a {size:,}-byte checkpoint: one hash and one parse expected"
+    assert read < 2.5 * size, (
+        f"read {read:,} bytes of a {size:,}-byte checkpoint: one hash and one parse expected"
+    )
 
 
 def test_identify_holds_no_arrays_and_load_commits_it(corpus, tmp_path, counted):
@@ -80,7 +84,9 @@ def test_conflicting_metadata_says_what_was_kept_and_how_to_change_it(corpus, tm
     assert load(identify(pnet), lake, {"domain": "faces"}).status == INGESTED
     kept = load(identify(pnet), lake, {"domain": "natural", "task": "detection"})
     assert kept.status == "updated"  # the missing task is filled in, the domain kept
-    assert kept.message == ("already in the lake; kept domain='faces' (this source says 'natural'): "
-                            "--update-metadata replaces them")
+    assert kept.message == (
+        "already in the lake; kept domain='faces' (this source says 'natural'): "
+        "--update-metadata replaces them"
+    )
     replaced = load(identify(pnet), lake, {"domain": "natural"}, update_metadata=True)
     assert replaced.status == "updated" and replaced.domain == "natural" and replaced.message is None

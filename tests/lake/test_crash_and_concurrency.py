@@ -1,4 +1,5 @@
 """Killing an ingest at any moment, or running several at once, never leaves a partial or duplicated model."""
+
 from __future__ import annotations
 
 import random
@@ -12,14 +13,22 @@ from filterlake.lake.duck import connect
 from filterlake.lake.maintenance import check_lake
 from tests.conftest import REPO, manifest_rows
 
-TOTAL_FILTERS = sum(int(r["filters_3x3"]) if r["format"] in ("onnx", "torchscript", "torch-full-pickle",
-                                                             "torch-legacy-pickle") else int(r["shape_only_filters"])
-                    for r in manifest_rows())
+TOTAL_FILTERS = sum(
+    int(r["filters_3x3"])
+    if r["format"] in ("onnx", "torchscript", "torch-full-pickle", "torch-legacy-pickle")
+    else int(r["shape_only_filters"])
+    for r in manifest_rows()
+)
 
 
 def start_ingest(lake, *sources):
-    return subprocess.Popen([sys.executable, "-m", "filterlake", "ingest", "-q", "--lake", str(lake), *map(str, sources)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "filterlake", "ingest", "-q", "--lake", str(lake), *map(str, sources)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def only_whole_models(lake) -> int:
@@ -54,14 +63,17 @@ def test_sigkill_at_random_moments_then_rerun(tmp_path, corpus):
 @pytest.mark.slow
 def test_four_concurrent_ingests_over_overlapping_sources(tmp_path, corpus):
     lake = tmp_path / "lake"
-    procs = [start_ingest(lake, corpus),
-             start_ingest(lake, "--catalog", corpus / "MANIFEST.csv"),
-             start_ingest(lake, corpus / "mtcnn", corpus / "resnet56_cifar10", corpus / "ultraface_rfb320"),
-             start_ingest(lake, corpus / "unet2d_nuclei_broad", corpus / "mtcnn" / "pnet.pt", corpus)]
+    procs = [
+        start_ingest(lake, corpus),
+        start_ingest(lake, "--catalog", corpus / "MANIFEST.csv"),
+        start_ingest(lake, corpus / "mtcnn", corpus / "resnet56_cifar10", corpus / "ultraface_rfb320"),
+        start_ingest(lake, corpus / "unet2d_nuclei_broad", corpus / "mtcnn" / "pnet.pt", corpus),
+    ]
     for proc in procs:
         assert proc.wait() == 0, proc.stderr.read()
     assert only_whole_models(lake) == 17
     con = connect(lake)
-    assert con.execute("SELECT count(*), count(DISTINCT (model_id, layer_idx, filter_idx)) FROM filters").fetchone() == (
-        TOTAL_FILTERS, TOTAL_FILTERS)
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT (model_id, layer_idx, filter_idx)) FROM filters"
+    ).fetchone() == (TOTAL_FILTERS, TOTAL_FILTERS)
     assert check_lake(lake, repair_leftovers=False).ok

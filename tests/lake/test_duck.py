@@ -1,4 +1,5 @@
 """The views of sql/: usable on an empty lake, and they hide filters of uncommitted models."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The README's DuckDB CLI recipe with the real `duckdb` binary (the duckdb-cli package): it loads every view on
 an empty, an ingested-only and an analysed lake, run verbatim, and sql/init.sql works read from any folder."""
+
 from __future__ import annotations
 
 import shutil
@@ -19,15 +20,26 @@ COUNTS = "SELECT (SELECT count(*) FROM models), (SELECT count(*) FROM filters), 
 
 def readme_recipe() -> str:
     """The README's line that starts the DuckDB CLI with the views (the test runs exactly this)."""
-    [line] = [line for line in (REPO / "README.md").read_text().splitlines()
-              if line.startswith(".venv/bin/duckdb -cmd")]
+    [line] = [
+        line
+        for line in (REPO / "README.md").read_text().splitlines()
+        if line.startswith(".venv/bin/duckdb -cmd")
+    ]
     return line.split("  #")[0].strip()
 
 
 def run_cli(command: str, cwd: Path, queries: str) -> subprocess.CompletedProcess:
     """`command` in a shell in `cwd`, with `duckdb` the venv's binary and the queries on stdin."""
-    done = subprocess.run(["bash", "-c", command], input=queries, capture_output=True, text=True, cwd=cwd,
-                          env={"PATH": f"{DUCKDB.parent}:/usr/bin:/bin"}, check=False, timeout=120)
+    done = subprocess.run(
+        ["bash", "-c", command],
+        input=queries,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": f"{DUCKDB.parent}:/usr/bin:/bin"},
+        check=False,
+        timeout=120,
+    )
     assert done.returncode == 0 and "Error" not in done.stderr + done.stdout, done.stderr + done.stdout
     return done
 
@@ -47,8 +59,9 @@ def lakes(corpus_lake, tmp_path_factory) -> dict[str, Path]:
     return {name: root / name for name in ("empty", "ingested", "analysed")}
 
 
-@pytest.mark.parametrize("kind,expected", [("empty", [0, 0, 0]), ("ingested", [17, 445633, 0]),
-                                           ("analysed", [17, 445633, 371])])
+@pytest.mark.parametrize(
+    "kind,expected", [("empty", [0, 0, 0]), ("ingested", [17, 445633, 0]), ("analysed", [17, 445633, 371])]
+)
 def test_the_readme_recipe_verbatim_on_every_kind_of_lake(lakes, tmp_path, kind, expected):
     """Regression: -init ran before -cmd (NULL lake), init.sql aborted on missing layer_stats and read other files
     relative to the repository root."""
@@ -64,8 +77,10 @@ def test_the_readme_recipe_verbatim_on_every_kind_of_lake(lakes, tmp_path, kind,
 def test_init_sql_from_another_folder_loads_every_view(lakes, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    command = (f"duckdb -cmd \"SET VARIABLE lake = '{lakes['analysed']}'\" -cmd \".read {REPO / 'sql' / 'init.sql'}\""
-               " -list -noheader")
+    command = (
+        f'duckdb -cmd "SET VARIABLE lake = \'{lakes["analysed"]}\'" -cmd ".read {REPO / "sql" / "init.sql"}"'
+        " -list -noheader"
+    )
     queries = "".join(f"SELECT count(*) FROM {view};\n" for view in view_names())
     done = run_cli(command, elsewhere, queries)
     assert len(numbers(done.stdout)) == len(view_names())

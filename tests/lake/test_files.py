@@ -1,4 +1,5 @@
 """Reading the lake's small files while other writers replace them, and locked metadata updates."""
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,10 @@ def test_concurrent_metadata_updates_lose_nothing(tmp_path):
 
     def add_keys(worker):
         for k in range(15):
+
             def add(row, key=f"w{worker}k{k}", value=k):
                 return {**row, "extra": json.dumps({**json.loads(row["extra"]), key: value})}
+
             assert update_model_row(lake, "m1", add)
 
     threads = [threading.Thread(target=add_keys, args=(w,)) for w in range(4)]

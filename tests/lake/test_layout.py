@@ -1,4 +1,5 @@
 """The lake's paths have one owner: every path function matches its table's glob, and the SQL views use them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,12 +14,18 @@ MODEL = "ab" * 32
 
 def test_every_path_function_matches_its_table_glob():
     paths = {
-        "models": layout.model_file(LAKE, MODEL), "layers": layout.layers_file(LAKE, MODEL),
-        "filters": layout.filters_part(LAKE, MODEL), "layer_stats": layout.stats_file(LAKE, MODEL),
-        "basis": layout.basis_file(LAKE, "b1"), "histograms": layout.hist_file(LAKE, "b1", "-3_3_70_all", MODEL),
-        "extents": layout.extents_file(LAKE, "b1", MODEL), "shifts": layout.shifts_file(LAKE, "b1", "medical", "domain"),
-        **{table: layout.comparison_file(LAKE, table, "b1", "medical")
-           for table in ("family_shifts", "medical_test", "medical_components")},
+        "models": layout.model_file(LAKE, MODEL),
+        "layers": layout.layers_file(LAKE, MODEL),
+        "filters": layout.filters_part(LAKE, MODEL),
+        "layer_stats": layout.stats_file(LAKE, MODEL),
+        "basis": layout.basis_file(LAKE, "b1"),
+        "histograms": layout.hist_file(LAKE, "b1", "-3_3_70_all", MODEL),
+        "extents": layout.extents_file(LAKE, "b1", MODEL),
+        "shifts": layout.shifts_file(LAKE, "b1", "medical", "domain"),
+        **{
+            table: layout.comparison_file(LAKE, table, "b1", "medical")
+            for table in ("family_shifts", "medical_test", "medical_components")
+        },
     }
     assert set(paths) == set(TABLES)
     for table, path in paths.items():
@@ -28,7 +35,8 @@ def test_every_path_function_matches_its_table_glob():
 
 def test_init_sql_is_generated_from_the_sources_and_the_layout():
     assert (REPO / "sql" / "init.sql").read_text() == init_sql.render(), (
-        "run `python -m filterlake.lake.init_sql` to regenerate sql/init.sql")
+        "run `python -m filterlake.lake.init_sql` to regenerate sql/init.sql"
+    )
     assert layout.paths_sql().strip() in init_sql.render()
     for sql_file in init_sql.SOURCES:  # every path goes through lake_glob
         assert "getvariable('lake') ||" not in (REPO / "sql" / sql_file).read_text()

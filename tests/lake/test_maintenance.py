@@ -1,5 +1,6 @@
 """`filterlake check` over the derived tables: broken, orphan and stale derived files are found and repaired,
 and the next analysis computes exactly what was lost."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,10 @@ def test_analyze_prunes_old_bases_unless_another_analysis_runs(analysed):
     old = analyze(lake, "medical", ("domain",), basis_on="domain = 'natural'")
     assert old.basis_id != analysis.basis_id and not basis_file(lake, analysis.basis_id).exists()  # pruned
     con = connect(lake)
-    assert con.execute("SELECT bool_and(current), count(DISTINCT basis) FROM histograms").fetchone() == (True, 1)
+    assert con.execute("SELECT bool_and(current), count(DISTINCT basis) FROM histograms").fetchone() == (
+        True,
+        1,
+    )
     with analysis_running(lake):  # another analysis runs: nothing is pruned under it
         back = analyze(lake, "medical", ("domain",))
         assert basis_file(lake, old.basis_id).exists()
@@ -68,12 +72,17 @@ def test_analyze_prunes_old_bases_unless_another_analysis_runs(analysed):
     assert busy.ok and basis_file(lake, old.basis_id).exists()
     assert any("an analysis is running" in n for n in busy.notes)
     assert json.loads(state_file(lake).read_text())["basis_id"] == back.basis_id == analysis.basis_id
-    flags = connect(lake).execute("SELECT basis, bool_and(current), bool_or(current) FROM histograms GROUP BY basis")
-    assert {b: (a, o) for b, a, o in flags.fetchall()} == {old.basis_id: (False, False),
-                                                           back.basis_id: (True, True)}
+    flags = connect(lake).execute(
+        "SELECT basis, bool_and(current), bool_or(current) FROM histograms GROUP BY basis"
+    )
+    assert {b: (a, o) for b, a, o in flags.fetchall()} == {
+        old.basis_id: (False, False),
+        back.basis_id: (True, True),
+    }
     idle = check_lake(lake)
     assert idle.ok and idle.repaired["files_of_old_bases"] > 0
     assert not basis_file(lake, old.basis_id).exists() and basis_file(lake, analysis.basis_id).exists()
-    assert not [p for t in ("histograms", "extents", "shifts") for p in table_files(lake, t)
-                if old.basis_id in str(p)]
+    assert not [
+        p for t in ("histograms", "extents", "shifts") for p in table_files(lake, t) if old.basis_id in str(p)
+    ]
     assert analyze(lake, "medical", ("domain",)).histograms["computed"] == 0  # the current basis kept all

@@ -1,4 +1,5 @@
 """The atomic model writer: whole models only, one copy per model, leftovers repaired."""
+
 from __future__ import annotations
 
 import os
@@ -19,23 +20,57 @@ from filterlake.lake.writer import ModelWriter
 
 
 def layer_row(model_id, idx, n):
-    return {"model_id": model_id, "layer_idx": idx, "layer_name": f"l{idx}", "in_channels": 1, "out_channels": n,
-            "groups": None, "dilation": None, "n_filters": n, "filter_offset": 0, "conv_depth": idx,
-            "conv_depth_norm": 0.0, "layer_depth": None, "dtype": "float32", "layout": "OIHW",
-            "orientation": "unknown", "n_nonfinite": 0, "max_abs": 1.0}
+    return {
+        "model_id": model_id,
+        "layer_idx": idx,
+        "layer_name": f"l{idx}",
+        "in_channels": 1,
+        "out_channels": n,
+        "groups": None,
+        "dilation": None,
+        "n_filters": n,
+        "filter_offset": 0,
+        "conv_depth": idx,
+        "conv_depth_norm": 0.0,
+        "layer_depth": None,
+        "dtype": "float32",
+        "layout": "OIHW",
+        "orientation": "unknown",
+        "n_nonfinite": 0,
+        "max_abs": 1.0,
+    }
 
 
 def model_row(model_id, n_layers, n_filters):
     from datetime import datetime
 
-    row = {name: None for name in ("architecture", "task", "domain", "modality", "training_dataset", "license",
-                                   "message")}
-    row.update(model_id=model_id, name=model_id, source_uri="mem", format="test", load_method="test",
-               file_bytes=1, n_files=1, n_conv_layers=n_layers, n_layers_3x3=n_layers, n_filters_3x3=n_filters,
-               kernel_shapes="{}", n_nonfinite=0, orientation="unknown", depth_source="definition_order",
-               extra="{}", ingested_at=datetime.now(UTC), filterlake_version="test",
-               **{f"skipped_{r}": 0 for r in ("1x1", "other_kernel", "non_square", "1d", "3d", "transposed",
-                                               "unresolved")})
+    row = {
+        name: None
+        for name in ("architecture", "task", "domain", "modality", "training_dataset", "license", "message")
+    }
+    row.update(
+        model_id=model_id,
+        name=model_id,
+        source_uri="mem",
+        format="test",
+        load_method="test",
+        file_bytes=1,
+        n_files=1,
+        n_conv_layers=n_layers,
+        n_layers_3x3=n_layers,
+        n_filters_3x3=n_filters,
+        kernel_shapes="{}",
+        n_nonfinite=0,
+        orientation="unknown",
+        depth_source="definition_order",
+        extra="{}",
+        ingested_at=datetime.now(UTC),
+        filterlake_version="test",
+        **{
+            f"skipped_{r}": 0
+            for r in ("1x1", "other_kernel", "non_square", "1d", "3d", "transposed", "unresolved")
+        },
+    )
     return row
 
 
@@ -43,8 +78,10 @@ def write(lake, model_id, layers):
     w = ModelWriter(lake, model_id)
     for idx, filters in enumerate(layers):
         w.add_layer(idx, filters)
-    return w.commit([layer_row(model_id, i, len(f)) for i, f in enumerate(layers)],
-                    model_row(model_id, len(layers), sum(len(f) for f in layers)))
+    return w.commit(
+        [layer_row(model_id, i, len(f)) for i, f in enumerate(layers)],
+        model_row(model_id, len(layers), sum(len(f) for f in layers)),
+    )
 
 
 def test_written_model_reads_back_in_duckdb_polars_pyarrow(tmp_path):
@@ -52,8 +89,10 @@ def test_written_model_reads_back_in_duckdb_polars_pyarrow(tmp_path):
     layers = [rng.normal(size=(5, 9)).astype(np.float32), rng.normal(size=(3, 9)).astype(np.float32)]
     assert write(tmp_path, "m1", layers)
     glob = str(tmp_path / "filters" / "**" / "*.parquet")
-    rows = duckdb.sql(f"SELECT model_id, layer_idx, filter_idx, w0, w1, w2, w3, w4, w5, w6, w7, w8 "
-                      f"FROM read_parquet('{glob}', hive_partitioning=true) ORDER BY layer_idx, filter_idx").fetchall()
+    rows = duckdb.sql(
+        f"SELECT model_id, layer_idx, filter_idx, w0, w1, w2, w3, w4, w5, w6, w7, w8 "
+        f"FROM read_parquet('{glob}', hive_partitioning=true) ORDER BY layer_idx, filter_idx"
+    ).fetchall()
     assert len(rows) == 8 and {r[0] for r in rows} == {"m1"}
     np.testing.assert_array_equal(np.array([r[3:] for r in rows], np.float32), np.concatenate(layers))
     assert pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item() == 8
@@ -86,7 +125,9 @@ def test_model_with_no_filters_has_no_partition(tmp_path):
 
 def test_leftovers_of_a_dead_writer_are_repaired(tmp_path):
     assert write(tmp_path, "good", [np.ones((2, 9), np.float32)])
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     stale = tmp_path / "_staging" / f"{dead.stdout.strip()}-abc"
     stale.mkdir(parents=True)
     live = tmp_path / "_staging" / f"{os.getpid()}-live"

@@ -1,4 +1,5 @@
 """Shared random data for the analysis tests: trained-like 3x3 filters with a clear variance spectrum."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -18,7 +18,9 @@ def svd_reference(scaled: np.ndarray):
 
 def assert_matches_svd(basis: Basis, scaled: np.ndarray):
     mean, components, variance, evr, _ = svd_reference(scaled)
-    assert np.min(-np.diff(variance)) > 1e-4 * variance[0]  # distinct eigenvalues: components are well defined
+    assert (
+        np.min(-np.diff(variance)) > 1e-4 * variance[0]
+    )  # distinct eigenvalues: components are well defined
     assert basis.n == len(scaled)
     np.testing.assert_allclose(basis.mean, mean, rtol=0, atol=1e-14)
     np.testing.assert_allclose(basis.explained_variance, variance, rtol=1e-9)

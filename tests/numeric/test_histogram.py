@@ -8,7 +8,9 @@ def reference_counts(c: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarr
     return np.stack([np.histogram(c[:, k], bins, range=(lo, hi))[0] for k in range(c.shape[1])])
 
 
-@pytest.mark.parametrize(("lo", "hi", "bins"), [(-3.0, 3.0, 70), (-2.7183, 3.1416, 70), (-1.0, 0.3, 7), (0.1, 0.7, 3)])
+@pytest.mark.parametrize(
+    ("lo", "hi", "bins"), [(-3.0, 3.0, 70), (-2.7183, 3.1416, 70), (-1.0, 0.3, 7), (0.1, 0.7, 3)]
+)
 def test_counts_equal_np_histogram_including_edges_and_out_of_range(rng, lo, hi, bins):
     edges = np.histogram_bin_edges([], bins, range=(lo, hi))
     on_edges = np.concatenate([edges, np.nextafter(edges, -np.inf), np.nextafter(edges, np.inf)])
@@ -44,8 +46,9 @@ def test_counts_are_additive(rng):
 @pytest.mark.parametrize("lo, hi, bins", [(-3.0, 3.0, 70), (-3.5, 3.5, 350), (-1.2345, 2.718, 70)])
 def test_values_one_ulp_around_every_edge_and_fortran_order(rng, lo, hi, bins):
     edges = bin_edges(lo, hi, bins)
-    around = np.concatenate([edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf),
-                             [np.nan, np.inf, -np.inf]])
+    around = np.concatenate(
+        [edges, np.nextafter(edges, np.inf), np.nextafter(edges, -np.inf), [np.nan, np.inf, -np.inf]]
+    )
     c = np.asfortranarray(rng.choice(around, size=(4000, 9)))
     expected = np.stack([np.histogram(c[:, j], bins, range=(lo, hi))[0] for j in range(9)])
     np.testing.assert_array_equal(histogram_counts(c, lo, hi, bins), expected)

@@ -10,7 +10,9 @@ def test_moments_of_matches_direct_sums(trained_like):
     np.testing.assert_allclose(m.sum, trained_like.sum(axis=0), rtol=1e-12)
     np.testing.assert_allclose(m.outer, np.einsum("ni,nj->ij", trained_like, trained_like), rtol=1e-12)
     np.testing.assert_allclose(m.mean, trained_like.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(m.covariance(), np.cov(trained_like, rowvar=False, ddof=1), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        m.covariance(), np.cov(trained_like, rowvar=False, ddof=1), rtol=1e-9, atol=1e-15
+    )
 
 
 def test_moments_add_across_chunks(trained_like):

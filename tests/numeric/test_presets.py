@@ -9,7 +9,12 @@ from filterlake.numeric.presets import PRESETS, Preset
 
 def test_paper_presets():
     medical, db = PRESETS["medical"], PRESETS["cnn-filter-db"]
-    assert (medical.bins, medical.range, medical.weights, medical.exclude_sparse) == (70, (-3.0, 3.0), "uniform", False)
+    assert (medical.bins, medical.range, medical.weights, medical.exclude_sparse) == (
+        70,
+        (-3.0, 3.0),
+        "uniform",
+        False,
+    )
     assert (db.bins, db.range, db.weights, db.exclude_sparse) == (70, None, "evr", False)
 
 

@@ -29,6 +29,7 @@ def trained_layer(rng, c_out=32, c_in=16, sparse_share=0.2):
 
 # --- sparsity ---------------------------------------------------------------------------------------------------
 
+
 def test_torchconvquality_sparsity_values():
     assert sparsity(np.zeros((64 * 16, 9))) == 1.0
     assert sparsity(np.ones((64 * 16, 9))) == 0.0
@@ -63,6 +64,7 @@ def test_all_zero_layer_sparsity_value():
 
 # --- variance entropy -------------------------------------------------------------------------------------------
 
+
 def svd_entropy(x: np.ndarray) -> float:
     s = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
     return float(entropy(s**2 / (len(x) - 1), base=10))
@@ -87,7 +89,9 @@ def test_entropy_threshold_reference_values():
     for n, value in [(9, 0.5515), (27, 0.8226), (64, 0.9056), (128, 0.9321), (576, 0.9485), (4096, 0.9511)]:
         assert round(entropy_threshold(n), 4) == value
     assert round(entropy_threshold(16384), 4) == pytest.approx(0.9513)
-    np.testing.assert_allclose(entropy_threshold(np.array([9, 27])), [entropy_threshold(9), entropy_threshold(27)])
+    np.testing.assert_allclose(
+        entropy_threshold(np.array([9, 27])), [entropy_threshold(9), entropy_threshold(27)]
+    )
 
 
 def test_uniform_random_layer_is_above_the_threshold(rng):
@@ -101,10 +105,12 @@ def test_variance_entropy_clean_uses_kept_filters(rng):
     kept = x[~sparse_mask(x)]
     assert variance_entropy_clean(x) == pytest.approx(svd_entropy(kept), rel=1e-10)
     assert variance_entropy_clean(x, rule="p2-le") == pytest.approx(
-        svd_entropy(x[~sparse_mask(x, rule="p2-le")]), rel=1e-10)
+        svd_entropy(x[~sparse_mask(x, rule="p2-le")]), rel=1e-10
+    )
 
 
 # --- orthogonality ----------------------------------------------------------------------------------------------
+
 
 def loop_orthogonality(layer: np.ndarray, compat: bool) -> float:
     rows = layer.reshape(len(layer), -1)
@@ -127,7 +133,9 @@ def test_orthogonality_equals_a_loop_over_pairs(rng):
     layer[3] = 0.0
     layer[7] = 2 * layer[2]
     for compat in (False, True):
-        assert orthogonality(layer, compat=compat) == pytest.approx(loop_orthogonality(layer, compat), abs=1e-12)
+        assert orthogonality(layer, compat=compat) == pytest.approx(
+            loop_orthogonality(layer, compat), abs=1e-12
+        )
 
 
 def test_orthogonality_edge_cases():
@@ -137,12 +145,15 @@ def test_orthogonality_edge_cases():
     ones = np.ones((64, 16, 9))
     for compat in (False, True):
         assert abs(orthogonality(ones, compat=compat)) < 1e-5
-        assert orthogonality(0.1 * ones, compat=compat) == pytest.approx(orthogonality(ones, compat=compat), abs=1e-5)
+        assert orthogonality(0.1 * ones, compat=compat) == pytest.approx(
+            orthogonality(ones, compat=compat), abs=1e-5
+        )
         assert np.isnan(orthogonality(np.ones((1, 16, 9)), compat=compat))
     assert orthogonality(np.eye(9).reshape(9, 1, 9)) == pytest.approx(1.0)
 
 
 # --- degeneration and binary likeness ---------------------------------------------------------------------------
+
 
 def test_is_degenerated_rule():
     th = entropy_threshold(576)
@@ -195,6 +206,7 @@ def test_binary_likeness_equals_the_drop_the_peak_definition(rng):
 
 # --- one pass per layer -----------------------------------------------------------------------------------------
 
+
 def test_layer_quality_agrees_with_the_single_metrics(rng):
     layer = trained_layer(rng)
     filters = layer.reshape(-1, 9)
@@ -207,7 +219,8 @@ def test_layer_quality_agrees_with_the_single_metrics(rng):
     assert q["variance_entropy_norm"] == pytest.approx(variance_entropy_norm(filters))
     assert q["variance_entropy_clean"] == variance_entropy_clean(filters)
     assert q["variance_entropy_clean_norm"] == pytest.approx(
-        variance_entropy_clean(filters) / entropy_threshold(int((~mask).sum())))
+        variance_entropy_clean(filters) / entropy_threshold(int((~mask).sum()))
+    )
     assert q["orthogonality"] == orthogonality(layer)
     assert q["orthogonality_compat"] == orthogonality(layer, compat=True)
     assert q["binary_likeness"] == binary_likeness(filters) and q["binary_like"] is False
@@ -215,8 +228,11 @@ def test_layer_quality_agrees_with_the_single_metrics(rng):
     assert q["degenerated"] == is_degenerated(q["variance_entropy"], q["entropy_threshold"], q["sparsity"])
     assert q["max_abs"] == np.abs(layer).max()
     scaled = maxabs_scale(filters)
-    for key, subset in [("moments_raw", filters), ("moments_scaled", scaled),
-                        ("moments_scaled_nonsparse", scaled[~mask])]:
+    for key, subset in [
+        ("moments_raw", filters),
+        ("moments_scaled", scaled),
+        ("moments_scaled_nonsparse", scaled[~mask]),
+    ]:
         np.testing.assert_array_equal(q[key].to_flat(), Moments.of(subset).to_flat())
 
 

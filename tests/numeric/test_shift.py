@@ -16,7 +16,9 @@ from filterlake.numeric.shift import (
 EPS32 = np.finfo(np.float32).eps
 
 
-def paper_probabilities(x: np.ndarray, bins: int, rng_: tuple[float, float], density: bool = True) -> np.ndarray:
+def paper_probabilities(
+    x: np.ndarray, bins: int, rng_: tuple[float, float], density: bool = True
+) -> np.ndarray:
     """The notebooks' steps 1-3, written out: np.histogram, eps on empty bins, renormalise."""
     v = np.histogram(x, bins=bins, range=rng_, density=density)[0].astype(np.float64)
     v[v == 0] = EPS32
@@ -26,12 +28,16 @@ def paper_probabilities(x: np.ndarray, bins: int, rng_: tuple[float, float], den
 def test_synthetic_check_of_methods_md():
     a, b = np.linspace(-1, 1, 1000), np.linspace(-0.5, 1.5, 1000)
     edges = bin_edges(-2, 2, 70)
-    d, per_component = shift(histogram_counts(a[:, None], -2, 2), histogram_counts(b[:, None], -2, 2),
-                             edges, np.array([1.0]))
+    d, per_component = shift(
+        histogram_counts(a[:, None], -2, 2), histogram_counts(b[:, None], -2, 2), edges, np.array([1.0])
+    )
     assert round(float(d), 4) == 7.2950
     assert d == pytest.approx(7.295045, abs=1e-6)
     assert per_component.shape == (1,) and per_component[0] == d
-    pa, pb = paper_probabilities(a, 70, (-2, 2), density=False), paper_probabilities(b, 70, (-2, 2), density=False)
+    pa, pb = (
+        paper_probabilities(a, 70, (-2, 2), density=False),
+        paper_probabilities(b, 70, (-2, 2), density=False),
+    )
     raw_count_floor = entropy(pa, pb) + entropy(pb, pa)
     assert round(raw_count_floor, 4) == 9.2329 and abs(d - raw_count_floor) > 1
 
@@ -54,7 +60,9 @@ def test_shift_is_the_weighted_sum_of_per_component_kl(rng):
     a, b = rng.normal(0, 1, (800, 9)), rng.normal(0.3, 1.2, (600, 9))
     lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
     weights = rng.dirichlet(np.ones(9))
-    d, per_component = shift(histogram_counts(a, lo, hi), histogram_counts(b, lo, hi), bin_edges(lo, hi), weights)
+    d, per_component = shift(
+        histogram_counts(a, lo, hi), histogram_counts(b, lo, hi), bin_edges(lo, hi), weights
+    )
     expected = []
     for k in range(9):
         p, q = paper_probabilities(a[:, k], 70, (lo, hi)), paper_probabilities(b[:, k], 70, (lo, hi))

@@ -50,7 +50,9 @@ def test_brute_force_small_case(rng):
     result = permutation_test(counts, labels, EDGES, WEIGHTS, n_permutations=n_perm, n_boot=50)
 
     def d(group_a) -> float:
-        return shift(counts[list(group_a)].sum(0), np.delete(counts, list(group_a), 0).sum(0), EDGES, WEIGHTS)[0]
+        return shift(
+            counts[list(group_a)].sum(0), np.delete(counts, list(group_a), 0).sum(0), EDGES, WEIGHTS
+        )[0]
 
     observed = d(np.flatnonzero(labels))
     assert result.observed == pytest.approx(observed, rel=1e-12)
@@ -67,6 +69,8 @@ def test_brute_force_small_case(rng):
 def test_bootstrap_with_one_model_per_group_is_the_observed_value(rng):
     counts = model_counts(rng, [0.0, 0.4])
     result = permutation_test(counts, np.array([True, False]), EDGES, WEIGHTS, n_permutations=50, n_boot=100)
-    assert result.ci_low == pytest.approx(result.observed) and result.ci_high == pytest.approx(result.observed)
+    assert result.ci_low == pytest.approx(result.observed) and result.ci_high == pytest.approx(
+        result.observed
+    )
     with pytest.raises(ValueError):
         permutation_test(counts, np.array([True, True]), EDGES, WEIGHTS)

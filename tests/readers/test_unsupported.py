@@ -148,11 +148,22 @@ def test_unsupported_file_is_named(tmp_path: Path, case: str, name: str) -> None
     )
 
 
-@pytest.mark.parametrize("kind,build", [
-    ("keras", lambda: _zip({"metadata.json": b'{"keras_version": "3.3.3"}', "config.json": b'{"class_name": "x"}',
-                            "model.weights.h5": _hdf5(0)})),
-    ("tflite", _tflite),
-])
+@pytest.mark.parametrize(
+    "kind,build",
+    [
+        (
+            "keras",
+            lambda: _zip(
+                {
+                    "metadata.json": b'{"keras_version": "3.3.3"}',
+                    "config.json": b'{"class_name": "x"}',
+                    "model.weights.h5": _hdf5(0),
+                }
+            ),
+        ),
+        ("tflite", _tflite),
+    ],
+)
 def test_keras_and_tflite_files_go_to_their_readers(tmp_path: Path, kind: str, build) -> None:
     """Keras 3 archives and TFLite flatbuffers are read now: detected by content, refused in one line when broken."""
     path = tmp_path / "weights.pt"

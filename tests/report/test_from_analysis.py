@@ -45,8 +45,24 @@ def lake_copy(report_lake: Path, tmp_path: Path) -> Path:
 def test_sparsity_eps_of_the_command_is_the_one_the_page_states(lake_copy, tmp_path):
     """Regression: `--sparsity-eps 0.05` computed with 0.05 while the page said 1% of the layer's max |w|."""
     out = tmp_path / "report"
-    args = build_parser().parse_args(["report", "--lake", str(lake_copy), "--out", str(out), "--group-by", "domain",
-                                      "--permutations", "20", "--seed", "0", "--sparsity-eps", "0.05", "--quiet"])
+    args = build_parser().parse_args(
+        [
+            "report",
+            "--lake",
+            str(lake_copy),
+            "--out",
+            str(out),
+            "--group-by",
+            "domain",
+            "--permutations",
+            "20",
+            "--seed",
+            "0",
+            "--sparsity-eps",
+            "0.05",
+            "--quiet",
+        ]
+    )
     assert cmd_report(args) == 0
     for name, text in pages(out).items():
         assert "share of filters whose every |w| is below 0.05 × the layer's max |w|" in text, name

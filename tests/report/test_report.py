@@ -334,8 +334,22 @@ def test_command_reuses_the_stored_analysis(built, capsys):
     from filterlake.cli.commands import cmd_report
 
     out = built.out.parent / "report-again"
-    args = build_parser().parse_args(["report", "--lake", str(built.lake), "--out", str(out), "--group-by", "domain",
-                                      "--preset", "medical", "--permutations", "50", "--quiet"])
+    args = build_parser().parse_args(
+        [
+            "report",
+            "--lake",
+            str(built.lake),
+            "--out",
+            str(out),
+            "--group-by",
+            "domain",
+            "--preset",
+            "medical",
+            "--permutations",
+            "50",
+            "--quiet",
+        ]
+    )
     assert cmd_report(args) == 0
     printed = capsys.readouterr().out
     assert str((out / "index.html").resolve()) in printed

@@ -1,5 +1,6 @@
 """Folder discovery: a bad sidecar fails its own checkpoint only, nothing is passed over silently, symlinked
 folders are followed once, and a named folder that yields nothing is a failure."""
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,11 @@ def test_a_bad_sidecar_fails_its_own_checkpoint_only(folder, tmp_path):
     """Regression: one bad sidecar aborted the whole folder, and only the first was named."""
     outcomes = {o.source.rsplit("/", 1)[-1]: o for o in ingest([str(folder)], tmp_path / "lake")}
     assert {name: o.status for name, o in outcomes.items()} == {
-        "pnet.pt": INGESTED, "onet.pt": INGESTED, "bad1.pt": FAILED, "bad2.pt": FAILED}
+        "pnet.pt": INGESTED,
+        "onet.pt": INGESTED,
+        "bad1.pt": FAILED,
+        "bad2.pt": FAILED,
+    }
     assert "bad1.pt.meta.json: not valid JSON" in outcomes["bad1.pt"].message
     assert "bad2.pt.meta.json: field 'domain'" in outcomes["bad2.pt"].message
     assert committed_ids(tmp_path / "lake") == {ROWS[PNET]["sha256"], ROWS[ONET]["sha256"]}
@@ -56,7 +61,11 @@ def test_what_is_passed_over_is_reported_by_reason(folder):
     assert {p.name for p in found.skipped[HIDDEN]} == {".DS_Store"}
     assert [p.name for p in found.skipped[LOOP]] == ["loop"]
     assert sorted(line.split(":", 1)[0] for line in found.lines()) == [
-        "skipped 1 entry", "skipped 1 entry", "skipped 1 entry", "skipped 1 entry"]
+        "skipped 1 entry",
+        "skipped 1 entry",
+        "skipped 1 entry",
+        "skipped 1 entry",
+    ]
 
 
 def test_symlinked_folders_are_followed(tmp_path, corpus):
@@ -82,10 +91,17 @@ def test_a_named_folder_that_yields_nothing_fails(tmp_path):
 
 
 def test_the_cli_names_every_skip_and_exits_non_zero(folder, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "filterlake", "ingest", str(folder), "--lake", str(tmp_path / "l")],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "filterlake", "ingest", str(folder), "--lake", str(tmp_path / "l")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 1
-    assert "bad1.pt.meta.json: not valid JSON" in done.stderr and "bad2.pt.meta.json: field 'domain'" in done.stderr
+    assert (
+        "bad1.pt.meta.json: not valid JSON" in done.stderr
+        and "bad2.pt.meta.json: field 'domain'" in done.stderr
+    )
     assert f"skipped 1 entry: {NOT_A_CHECKPOINT}" in done.stderr and f"skipped 1 entry: {LOOP}" in done.stderr
     assert "Traceback" not in done.stderr
 

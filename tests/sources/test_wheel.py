@@ -1,5 +1,6 @@
 """Wheel sources: a package index that cannot be reached is a transient (retried) error, a missing package or
 a wrong checksum is not. Real pip runs against a closed port on 127.0.0.1 and against an empty local index."""
+
 from __future__ import annotations
 
 import socket
@@ -31,7 +32,9 @@ def test_an_unreachable_index_is_transient(isolated_pip, tmp_path):
     isolated_pip.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{_closed_port()}/simple")
     isolated_pip.setenv("PIP_RETRIES", "1")  # pip names the connection error only when it retries
     isolated_pip.setenv("PIP_TIMEOUT", "2")
-    with pytest.raises(TransientSourceError, match=r"wheel somepkg==1\.0: the package index could not be reached"):
+    with pytest.raises(
+        TransientSourceError, match=r"wheel somepkg==1\.0: the package index could not be reached"
+    ):
         fetch_wheel("somepkg==1.0", tmp_path / "wheels")
 
 
