@@ -13,7 +13,8 @@ import pytest
 
 from filterlake.errors import CheckpointError
 from filterlake.extract import layer_filters, model_shape
-from filterlake.readers.keras import read_keras_h5, read_keras_zip, to_snake_case, trainable_layers
+from filterlake.readers.keras import read_keras_h5, read_keras_zip, trainable_layers
+from filterlake.readers.keras_config import to_snake_case
 
 RNG = np.random.default_rng(7)
 
