@@ -25,6 +25,38 @@ def is_channel_last(layout: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ResolvedWeight:
+    """A weight resolved through a graph's producer chain: shape, stored dtype, the name of the constant at the
+    root of the chain, and a lazy float32 loader (the ONNX and TFLite readers share it)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    name: str
+    load: Callable[[], np.ndarray]
+
+
+def graph_levels(predecessors: list[set[int]], sources: set[int]) -> dict[int, int]:
+    """Longest-path level of each node of a DAG from the `sources` (level 0), given each node's predecessors;
+    nodes not reached from a source (e.g. fed by constants only) have no level (methods.md §1.1)."""
+    successors: list[list[int]] = [[] for _ in predecessors]
+    for i, before in enumerate(predecessors):
+        for j in before:
+            successors[j].append(i)
+    pending = [len(before) for before in predecessors]
+    ready = [i for i, n in enumerate(pending) if n == 0]
+    level = {i: 0 for i in sources}
+    while ready:
+        i = ready.pop()
+        for j in successors[i]:
+            if i in level:
+                level[j] = max(level.get(j, 0), level[i] + 1)
+            pending[j] -= 1
+            if pending[j] == 0:
+                ready.append(j)
+    return level
+
+
+@dataclass(frozen=True)
 class ConvTensor:
     """One convolution weight of a checkpoint (any kernel size and rank), loaded only when `load()` is called.
 

@@ -8,8 +8,8 @@ Quantized convs are read as their real weights, ``(w - w_zero_point) * w_scale``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +18,11 @@ import onnx
 from onnx import AttributeProto, GraphProto, NodeProto, TensorProto, helper, numpy_helper
 
 from filterlake.errors import CheckpointError
-from filterlake.readers.base import CHANNEL_FIRST, Checkpoint, ConvTensor
+from filterlake.readers.base import CHANNEL_FIRST, Checkpoint, ConvTensor, ResolvedWeight, graph_levels
 from filterlake.readers.detect import contained_file, guarded
 
 WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "ConvInteger": 1, "QLinearConv": 3}
 MAX_CHAIN = 32  # most nodes and tensors visited to resolve one weight (bounds work on hostile graphs)
-
-
-@dataclass(frozen=True)
-class _Value:
-    """A constant-resolvable tensor: shape, stored dtype, the name at the root of its chain, a lazy loader."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    name: str
-    load: Callable[[], np.ndarray]
 
 
 class _Scope:
@@ -90,22 +80,7 @@ def levels(graph: GraphProto) -> dict[int, int]:
     feeds = {i.name for i in graph.input} - {t.name for t in graph.initializer}
     producers = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
     preds = [{producers[x] for x in node.input if x in producers} for node in graph.node]
-    succs: list[list[int]] = [[] for _ in graph.node]
-    for i, before in enumerate(preds):
-        for j in before:
-            succs[j].append(i)
-    pending = [len(before) for before in preds]
-    ready = [i for i, n in enumerate(pending) if n == 0]
-    level = {i: 0 for i, node in enumerate(graph.node) if feeds.intersection(node.input)}
-    while ready:
-        i = ready.pop()
-        for j in succs[i]:
-            if i in level:
-                level[j] = max(level.get(j, 0), level[i] + 1)
-            pending[j] -= 1
-            if pending[j] == 0:
-                ready.append(j)
-    return level
+    return graph_levels(preds, {i for i, node in enumerate(graph.node) if feeds.intersection(node.input)})
 
 
 def _conv_nodes(
@@ -129,12 +104,12 @@ class _Resolver:
         self.budget = MAX_CHAIN
         self.notes: list[str] = []
 
-    def tensor(self, t: TensorProto) -> _Value:
+    def tensor(self, t: TensorProto) -> ResolvedWeight:
         """A stored tensor, inline or in an external data file."""
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
         shape = tuple(int(d) for d in t.dims)
         if t.data_location != TensorProto.EXTERNAL:
-            return _Value(shape, dtype.name, t.name, lambda: numpy_helper.to_array(t))
+            return ResolvedWeight(shape, dtype.name, t.name, lambda: numpy_helper.to_array(t))
         info = {e.key: e.value for e in t.external_data}
         file = contained_file(self.path, info.get("location", ""))
         nbytes = math.prod(shape) * dtype.itemsize
@@ -151,11 +126,11 @@ class _Resolver:
                 fh.seek(offset)
                 return np.frombuffer(fh.read(nbytes), dtype).reshape(shape)
 
-        return _Value(shape, dtype.name, t.name, load)
+        return ResolvedWeight(shape, dtype.name, t.name, load)
 
     def dequantize(
-        self, x: _Value | None, scale: _Value | None, zero: _Value | None, axis: int
-    ) -> _Value | None:
+        self, x: ResolvedWeight | None, scale: ResolvedWeight | None, zero: ResolvedWeight | None, axis: int
+    ) -> ResolvedWeight | None:
         """(x - zero) * scale, per tensor or per `axis`; `scale` None means 1 (ConvInteger without a scale)."""
         if x is None:
             return None
@@ -170,9 +145,9 @@ class _Resolver:
             z = z.reshape(along) if z.ndim == 1 else z
             return (xv - z) * s
 
-        return _Value(x.shape, x.dtype, x.name, load)
+        return ResolvedWeight(x.shape, x.dtype, x.name, load)
 
-    def resolve(self, name: str, scope: _Scope) -> _Value | None:
+    def resolve(self, name: str, scope: _Scope) -> ResolvedWeight | None:
         """The constant value of `name`, or None when it is computed from graph inputs or unsupported ops."""
         self.budget -= 1
         found = scope.lookup(name) if name and self.budget >= 0 else None
@@ -195,7 +170,7 @@ class _Resolver:
             return src
         if op == "Cast":
             target = helper.tensor_dtype_to_np_dtype(attrs["to"])
-            return _Value(src.shape, src.dtype, src.name, lambda: src.load().astype(target))
+            return ResolvedWeight(src.shape, src.dtype, src.name, lambda: src.load().astype(target))
         if op == "DequantizeLinear":
             return self.dequantize(src, args[1], args[2] if len(args) > 2 else None, attrs.get("axis", 1))
         if len(args) != 2:
@@ -206,16 +181,16 @@ class _Resolver:
         except ValueError:
             return None
         main = a if math.prod(a.shape) >= math.prod(b.shape) else b
-        return _Value(shape, main.dtype, main.name, lambda: a.load() * b.load())
+        return ResolvedWeight(shape, main.dtype, main.name, lambda: a.load() * b.load())
 
-    def _per_channel(self, value: _Value, out_channels: int, what: str, label: str) -> _Value:
+    def _per_channel(self, value: ResolvedWeight, out_channels: int, what: str, label: str) -> ResolvedWeight:
         """A QLinearConv/ConvInteger weight scale or zero point as a scalar or a vector along axis 0.
 
         The ONNX spec allows a scalar (per tensor) or a 1-D tensor of one value per output channel; anything else
         is refused, since it cannot be matched to the weight's output channels.
         """
         if math.prod(value.shape) == 1:
-            return _Value((), value.dtype, value.name, lambda: value.load().reshape(()))
+            return ResolvedWeight((), value.dtype, value.name, lambda: value.load().reshape(()))
         if value.shape == (out_channels,):
             return value
         raise CheckpointError(
@@ -226,7 +201,7 @@ class _Resolver:
 
     def _output_scale(
         self, node: NodeProto, scope: _Scope, weight: tuple[int, ...], label: str
-    ) -> tuple[_Value | None, str]:
+    ) -> tuple[ResolvedWeight | None, str]:
         """The weight scale a ConvInteger's output is multiplied by, or None and why it was not found.
 
         ConvInteger has no scale input: onnxruntime's quantize_dynamic applies it after the conv, as
@@ -275,11 +250,13 @@ class _Resolver:
             return None, f"the weight factor of {combined} is not a constant"
         shape, out_channels = scale.shape, weight[0]
         if math.prod(shape) == 1 and len(shape) <= len(weight):
-            return _Value((), scale.dtype, scale.name, lambda: scale.load().reshape(())), ""
+            return ResolvedWeight((), scale.dtype, scale.name, lambda: scale.load().reshape(())), ""
         # The output's channel axis (1), right-aligned into the scale's shape as broadcasting does.
         axis = len(shape) - len(weight) + 1
         if 0 <= axis < len(shape) <= len(weight) and shape[axis] == math.prod(shape) == out_channels:
-            return _Value((out_channels,), scale.dtype, scale.name, lambda: scale.load().reshape(-1)), ""
+            return ResolvedWeight(
+                (out_channels,), scale.dtype, scale.name, lambda: scale.load().reshape(-1)
+            ), ""
         raise CheckpointError(
             self.path,
             f"{label}: weight scale {scale.name} applied after the conv has shape "
@@ -287,7 +264,7 @@ class _Resolver:
             f"({out_channels}, 1, ...)",
         )
 
-    def weight(self, node: NodeProto, scope: _Scope, label: str = "") -> _Value | None:
+    def weight(self, node: NodeProto, scope: _Scope, label: str = "") -> ResolvedWeight | None:
         """The effective (dequantized) weight of a conv-like node, None when it cannot be resolved.
 
         - Conv / ConvTranspose: input 1 through the chains of `resolve`.

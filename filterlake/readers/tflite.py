@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from filterlake.errors import CheckpointError
-from filterlake.readers.base import Checkpoint, ConvTensor
+from filterlake.readers.base import Checkpoint, ConvTensor, ResolvedWeight, graph_levels
 from filterlake.readers.detect import describe, guarded
 from filterlake.readers.tflite_flat import (
     CONV2D_OPTIONS,
@@ -48,7 +48,6 @@ from filterlake.readers.tflite_flat import (
     _Refused,
     _Table,
     _Tensor,
-    _Value,
 )
 
 
@@ -98,22 +97,7 @@ class _Graph:
         """Longest-path level of each operator from the subgraph inputs (constant-fed ops have none)."""
         feeds = {i for i in self.inputs if i >= 0}
         preds = [{self.producer[t].index for t in op.inputs if t in self.producer} for op in self.ops]
-        succs: list[list[int]] = [[] for _ in self.ops]
-        for i, before in enumerate(preds):
-            for j in before:
-                succs[j].append(i)
-        pending = [len(before) for before in preds]
-        ready = [i for i, n in enumerate(pending) if n == 0]
-        level = {op.index: 0 for op in self.ops if feeds.intersection(op.inputs)}
-        while ready:
-            i = ready.pop()
-            for j in succs[i]:
-                if i in level:
-                    level[j] = max(level.get(j, 0), level[i] + 1)
-                pending[j] -= 1
-                if pending[j] == 0:
-                    ready.append(j)
-        return level
+        return graph_levels(preds, {i for i, op in enumerate(self.ops) if feeds.intersection(op.inputs)})
 
     # --- constants -------------------------------------------------------------------------------------------
 
@@ -160,7 +144,7 @@ class _Graph:
 
         return run
 
-    def constant(self, t: _Tensor) -> _Value | None:
+    def constant(self, t: _Tensor) -> ResolvedWeight | None:
         """The value of a constant tensor (densified and dequantized), None when it has no data."""
         start, length = self._buffer_span(t.buffer)
         if not length:
@@ -189,7 +173,7 @@ class _Graph:
 
         if dtype_name in QUANTIZED:
             load = self._dequantize(t, shape, load)
-        return _Value(shape, dtype_name, t.name, load)
+        return ResolvedWeight(shape, dtype_name, t.name, load)
 
     def _densify(self, t: _Tensor, dtype: np.dtype, start: int, length: int) -> Callable[[], np.ndarray]:
         """A loader that rebuilds a block-free sparse constant (DENSE and SPARSE_CSR dimensions) as dense."""
@@ -260,7 +244,7 @@ class _Graph:
 
         return load
 
-    def resolve(self, index: int, depth: int = 0) -> _Value | None:
+    def resolve(self, index: int, depth: int = 0) -> ResolvedWeight | None:
         """The constant value behind tensor `index`, through DEQUANTIZE and DENSIFY; None when computed."""
         if index < 0 or depth > MAX_CHAIN:
             return None
@@ -273,7 +257,7 @@ class _Graph:
         src = self.resolve(op.inputs[0], depth + 1)
         if src is None or op.code == DENSIFY:
             return src
-        return _Value(src.shape, src.dtype, src.name, lambda: src.load().astype(np.float32))
+        return ResolvedWeight(src.shape, src.dtype, src.name, lambda: src.load().astype(np.float32))
 
 
 def _channels(graph: _Graph, index: int) -> int | None:
@@ -293,7 +277,7 @@ def _dilation(op: _Op) -> tuple[int, int] | None:
 
 
 def _conv_tensor(
-    graph: _Graph, op: _Op, value: _Value, name: str, level: int | None, path: Path
+    graph: _Graph, op: _Op, value: ResolvedWeight, name: str, level: int | None, path: Path
 ) -> ConvTensor | None:
     """The ConvTensor of a conv-like op with a 4-D weight, None for other ranks (not a 2-D conv)."""
     if len(value.shape) != 4:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from filterlake.errors import CheckpointError
 
@@ -137,16 +134,6 @@ class _Op:
     outputs: tuple[int, ...]
     options_type: int
     options: _Table | None
-
-
-@dataclass(frozen=True)
-class _Value:
-    """A resolved weight: shape, stored dtype, the name of the constant at the root, a float32 loader."""
-
-    shape: tuple[int, ...]
-    dtype: str
-    name: str
-    load: Callable[[], np.ndarray]
 
 
 def _read_span(path: Path, start: int, length: int) -> bytes:
