@@ -1,8 +1,9 @@
 """filterlake: a data lake of trained 3x3 convolution filters.
 
 The public API, imported lazily (so `import filterlake` stays cheap): `open_checkpoint` (read a checkpoint
-safely), `ingest` (sources into a lake), `analyze` (the derived tables), `build_report` (the HTML report of an
-analysis), `connect` (DuckDB views over a lake), `check_lake` (verify and repair), `QualityParams`.
+safely), `analyze` (the derived tables), `build_report` (the HTML report of an analysis), `connect` (DuckDB
+views over a lake), `check_lake` (verify and repair), `QualityParams`; and `filterlake.ingest.ingest` (sources
+into a lake: `filterlake.ingest` is the package of the ingest stages).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ __version__ = "0.1.0"
 
 _API = {
     "open_checkpoint": "filterlake.readers",
-    "ingest": "filterlake.ingest",
     "analyze": "filterlake.derived.analyze",
     "build_report": "filterlake.report",
     "connect": "filterlake.lake.duck",
