@@ -28,7 +28,6 @@ __all__ = [
     "build_report",
     "check_lake",
     "connect",
-    "ingest",
     "open_checkpoint",
 ]
 
