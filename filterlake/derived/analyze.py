@@ -16,7 +16,7 @@ from filterlake.derived.basis import fit_from_lake
 from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
 from filterlake.derived.layer_stats import refresh_layer_stats
-from filterlake.derived.shifts import grouped_counts, pair_rows, shift_table, store_shifts
+from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
 from filterlake.errors import FilterlakeError, ParameterError
 from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table, write_json_atomic
@@ -150,7 +150,7 @@ def store_group_shifts(
     if not grouped.labels:
         return None
     labels, matrix = shift_table(grouped, analysis.spec, analysis.weights())
-    rows = pair_rows(
+    pairs = pair_table(
         labels,
         matrix,
         grouped,
@@ -163,7 +163,7 @@ def store_group_shifts(
         weights=analysis.preset.weights,
         subset=analysis.spec.subset,
     )
-    return store_shifts(lake, rows, group_by, analysis.preset.name, analysis.basis_id)
+    return store_shifts(lake, pairs, group_by, analysis.preset.name, analysis.basis_id)
 
 
 def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from filterlake.derived.groupings import MODEL, UNKNOWN, architecture_family
-from filterlake.derived.shifts import GroupedCounts, grouped_counts, model_counts, pair_rows, shift_table
+from filterlake.derived.shifts import GroupedCounts, grouped_counts, model_counts, pair_table, shift_table
 from filterlake.errors import FilterlakeError
-from filterlake.lake.files import staging, write_table_atomic
+from filterlake.lake.files import conform, staging, write_table_atomic
 from filterlake.lake.layout import comparison_file
 from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.params import PERMUTATIONS, SEED, fingerprint
@@ -78,18 +78,20 @@ def family_members(con: duckdb.DuckDBPyConnection, labels: list[str]) -> dict[st
     return {f: members[f] for f in sorted(members) if len(members[f]) >= MIN_FAMILY_MODELS}
 
 
-def family_shift_rows(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> list[dict[str, Any]]:
+def family_shift_rows(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> pa.Table:
     """The rows of `family_shifts`: each family's full pairwise shift matrix of its models, in heatmap order."""
     grouped = grouped_counts(con, analysis.basis_id, analysis.spec, FAMILY_GROUPING)
     index = {g: i for i, g in enumerate(grouped.labels)}
     shared = context(analysis, FAMILY_GROUPING)
-    rows = []
+    parts = []
     for family, names in family_members(con, grouped.labels).items():
         idx = [index[n] for n in names]
         sub = GroupedCounts(names, grouped.counts[idx], grouped.n_filters[idx], grouped.n_models[idx])
         labels, matrix = shift_table(sub, analysis.spec, analysis.weights())
-        rows += [{"family": family, **row} for row in pair_rows(labels, matrix, sub, **shared)]
-    return rows
+        pairs = pair_table(labels, matrix, sub, **shared)
+        parts.append(pairs.add_column(0, "family", pa.repeat(pa.scalar(family), pairs.num_rows)))
+    schema = arrow_schema(FAMILY_SHIFTS)
+    return pa.concat_tables([conform(p, FAMILY_SHIFTS) for p in parts]) if parts else schema.empty_table()
 
 
 def medical_rows(
@@ -152,7 +154,8 @@ def store_comparisons(
     with staging(analysis.lake) as stage:
         for name, rows in tables.items():
             paths[name] = comparison_file(analysis.lake, name, analysis.basis_id, analysis.preset.name)
-            write_table_atomic(
-                pa.Table.from_pylist(rows, schema=arrow_schema(name)), paths[name], name, stage
+            table = (
+                rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=arrow_schema(name))
             )
+            write_table_atomic(table, paths[name], name, stage)
     return paths

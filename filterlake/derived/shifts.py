@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -19,7 +20,6 @@ from filterlake.derived.histograms import HistSpec
 from filterlake.errors import FilterlakeError
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import hist_dir, shifts_file
-from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
 from filterlake.numeric.significance import PermutationResult, permutation_test
 
@@ -111,30 +111,30 @@ def shift_table(
     return list(grouped.labels), matrix
 
 
-def pair_rows(labels: list[str], matrix: np.ndarray, grouped: GroupedCounts, **context) -> list[dict]:
-    """One row per ordered pair (the `shifts` table and `--format csv` layout)."""
-    where = {g: i for i, g in enumerate(grouped.labels)}
-    return [
-        {
-            "group_a": a,
-            "group_b": b,
-            "shift": float(matrix[i, j]),
-            "n_filters_a": int(grouped.n_filters[where[a]]),
-            "n_filters_b": int(grouped.n_filters[where[b]]),
-            "n_models_a": int(grouped.n_models[where[a]]),
-            "n_models_b": int(grouped.n_models[where[b]]),
-            **context,
-        }
-        for i, a in enumerate(labels)
-        for j, b in enumerate(labels)
-    ]
+def pair_table(labels: list[str], matrix: np.ndarray, grouped: GroupedCounts, **context: Any) -> pa.Table:
+    """One row per ordered pair of groups (the `shifts` table and `--format csv` layout), built column-wise:
+    `context` values are repeated on every row (a 1,000 x 1,000 matrix is a million rows)."""
+    where = np.array([grouped.labels.index(g) for g in labels], dtype=np.int64)
+    n = len(labels)
+    a, b = np.repeat(np.arange(n), n), np.tile(np.arange(n), n)
+    columns: dict[str, Any] = {
+        "group_a": pa.array(labels, pa.string()).take(pa.array(a)),
+        "group_b": pa.array(labels, pa.string()).take(pa.array(b)),
+        "shift": np.asarray(matrix, np.float64).reshape(-1),
+        "n_filters_a": grouped.n_filters[where][a],
+        "n_filters_b": grouped.n_filters[where][b],
+        "n_models_a": grouped.n_models[where][a],
+        "n_models_b": grouped.n_models[where][b],
+    }
+    columns.update({key: pa.repeat(pa.scalar(value), n * n) for key, value in context.items()})
+    return pa.table(columns)
 
 
-def store_shifts(lake: Path, rows: list[dict], group_by: str, preset: str, basis_id: str) -> Path:
+def store_shifts(lake: Path, pairs: pa.Table, group_by: str, preset: str, basis_id: str) -> Path:
     """Write one grouping's pairs to its `shifts` file (replacing an older one)."""
     target = shifts_file(lake, basis_id, preset, group_by)
     with staging(lake) as stage:
-        write_table_atomic(pa.Table.from_pylist(rows, schema=arrow_schema("shifts")), target, "shifts", stage)
+        write_table_atomic(pairs, target, "shifts", stage)
     return target
 
 

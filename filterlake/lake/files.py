@@ -82,13 +82,16 @@ def staging(lake: Path) -> Iterator[Stage]:
 def conform(table: pa.Table, name: str) -> pa.Table:
     """`table` with exactly the columns of lake table `name`, in schema order and type; ValueError otherwise."""
     schema = arrow_schema(name)
-    missing = [f.name for f in schema if f.name not in table.column_names]
-    extra = [c for c in table.column_names if c not in schema.names]
+    if table.schema.remove_metadata().equals(schema):
+        return table
+    have, want = table.column_names, schema.names  # each a new list per access: read once
+    missing = sorted(set(want) - set(have))
+    extra = sorted(set(have) - set(want))
     if missing or extra:
         raise ValueError(
             f"{name}: columns differ from schemas/lake_tables.json (missing {missing}, extra {extra})"
         )
-    return table.select(schema.names).cast(schema)
+    return table.select(want).cast(schema)
 
 
 def write_synced(table: pa.Table, path: Path) -> None:
