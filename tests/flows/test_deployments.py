@@ -1,4 +1,5 @@
 """prefect.yaml: every deployment's entrypoint loads and its parameters and schedules are valid (no server)."""
+
 from __future__ import annotations
 
 import yaml

@@ -1,10 +1,12 @@
 """The ingestion flow under the Prefect test harness: a folder of real checkpoints plus a corrupt file, a re-run
 that does no work, and checkpoints served over http (checksums, retries of transient errors)."""
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import logging
 import random
 import shutil
 import threading
@@ -15,16 +17,29 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
 
+from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import committed_ids
-from flows.ingest import ingest_flow, run_summary
+from flows.ingest import ingest_flow, run_summary, summary_lines
 from tests.conftest import manifest_rows
+from tests.flows.conftest import BROKEN
+from tests.flows.test_tasks import REPR
 
 pytestmark = [pytest.mark.prefect, pytest.mark.usefixtures("prefect_harness")]
 
-GOOD = ["mtcnn/pnet.pt", "mtcnn/onet.pt", "resnet20_cifar10/resnet20-12fca82f.th",
-        "ultraface_rfb320/version-RFB-320.onnx", "dfdx_mnist_mlp/mnist.safetensors"]
+GOOD = [
+    "mtcnn/pnet.pt",
+    "mtcnn/onet.pt",
+    "resnet20_cifar10/resnet20-12fca82f.th",
+    "ultraface_rfb320/version-RFB-320.onnx",
+    "dfdx_mnist_mlp/mnist.safetensors",
+]
 MANIFEST = {row["path"]: row for row in manifest_rows()}
 
 
@@ -42,10 +57,25 @@ def lake_files(lake: Path) -> dict[str, int]:
     return {str(p.relative_to(lake)): p.stat().st_mtime_ns for p in lake.rglob("*") if p.is_file()}
 
 
+def task_states(state) -> dict[str, list[tuple[str, str]]]:
+    """(state name, message) of each task run of the flow run, by task name."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    found: dict[str, list[tuple[str, str]]] = {}
+    for run in runs:  # task run names are "<task name>-<suffix>"
+        found.setdefault(run.name.rsplit("-", 1)[0], []).append((run.state.name, run.state.message or ""))
+    return found
+
+
 def artifacts(state) -> dict[str, object]:
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     return {a.key: a.data for a in found}
 
 
@@ -75,17 +105,29 @@ def test_folder_ingests_good_files_reports_the_corrupt_one_and_reruns_from_cache
     assert "unknown format" in failure["message"]
     assert "broken.pth: unknown format" in state.message
     assert summary["refresh"]["action"] == "refresh"
+    lines = summary_lines(summary)
+    assert lines[-1].startswith("refresh: basis ") and not [line for line in lines if REPR.search(line)]
+    # The bad file's task ends Failed with the one-line reason (it logs nothing itself: the summary names it).
+    ingests = task_states(state)["ingest_checkpoint"]
+    assert sorted(name for name, _ in ingests) == ["Completed"] * 5 + ["Failed"]
+    assert next(m for name, m in ingests if name == "Failed").endswith(
+        "broken.pth: unknown format: not ONNX, safetensors or a PyTorch checkpoint (by content)"
+    )
 
     models = pq.read_table(lake / "models").to_pylist()
     assert {m["model_id"]: m["n_filters_3x3"] for m in models} == {
-        MANIFEST[p]["sha256"]: int(MANIFEST[p]["filters_3x3"]) for p in GOOD}
+        MANIFEST[p]["sha256"]: int(MANIFEST[p]["filters_3x3"]) for p in GOOD
+    }
     assert {m["name"] for m in models} == {MANIFEST[p]["name"] for p in GOOD}
 
     found = artifacts(state)
     table = {row["source"].rsplit("/", 1)[-1]: row for row in json.loads(found["filterlake-ingest-models"])}
     assert table["broken.pth"]["status"] == "failed" and "unknown format" in table["broken.pth"]["message"]
     assert (table["pnet.pt"]["name"], table["pnet.pt"]["domain"], table["pnet.pt"]["filters"]) == (
-        "MTCNN P-Net", "faces", 702)
+        "MTCNN P-Net",
+        "faces",
+        702,
+    )
     assert set(table["pnet.pt"]) >= {"name", "domain", "layers", "filters", "skipped", "status", "message"}
     markdown = found["filterlake-ingest-summary"]
     assert "5 ingested" in markdown and "broken.pth" in markdown and "unknown format" in markdown
@@ -136,8 +178,15 @@ def http_root(tmp_path, corpus, monkeypatch):
 
 def test_url_sources_are_checksum_checked_and_transient_errors_retried(http_root, tmp_path):
     base, hits = http_root
-    entries = [{"url": f"{base}/{Path(p).name}", "sha256": MANIFEST[p]["sha256"], "name": MANIFEST[p]["name"],
-                "domain": MANIFEST[p]["domain"]} for p in ("mtcnn/pnet.pt", "resnet20_cifar10/resnet20-12fca82f.th")]
+    entries = [
+        {
+            "url": f"{base}/{Path(p).name}",
+            "sha256": MANIFEST[p]["sha256"],
+            "name": MANIFEST[p]["name"],
+            "domain": MANIFEST[p]["domain"],
+        }
+        for p in ("mtcnn/pnet.pt", "resnet20_cifar10/resnet20-12fca82f.th")
+    ]
     catalog = tmp_path / "remote.json"
     catalog.write_text(json.dumps(entries))
     lake = tmp_path / "lake"
@@ -158,3 +207,43 @@ def test_url_sources_are_checksum_checked_and_transient_errors_retried(http_root
     assert f"does not match the catalog's {wrong}" in failure["message"]
     assert hits["/onet.pt"] == 1  # a wrong checksum is not retried
     assert not other.exists() and committed_ids(lake) == {e["sha256"] for e in entries}
+
+
+class Records(logging.Handler):
+    """The records Prefect's flow- and task-run loggers let through (after flows' filter), WARNING and up."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage() + (self.format(record) if record.exc_info else ""))
+
+
+@pytest.fixture
+def run_logs():
+    handler = Records()
+    loggers = [logging.getLogger(name) for name in ("prefect.flow_runs", "prefect.task_runs")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_a_bad_file_and_a_failed_refresh_are_named_once_in_the_summary(
+    one_good_one_bad, tmp_path, monkeypatch, run_logs
+):
+    import filterlake.derived.analyze
+
+    def analyze(lake):
+        raise FilterlakeError(f"{lake}: the basis cannot be fitted (test)")
+
+    monkeypatch.setattr(filterlake.derived.analyze, "analyze", analyze)
+    state, summary = run(sources=[str(one_good_one_bad)], lake=str(tmp_path / "lake"))
+    assert state.is_failed()
+    assert [f["source"] for f in summary["failures"]] == [str(one_good_one_bad / BROKEN), "refresh"]
+    assert summary["failures"][1]["message"].endswith("the basis cannot be fitted (test)")
+    assert [line for line in run_logs if BROKEN in line or "cannot be fitted" in line] == []
+    assert [line for line in run_logs if "Traceback" in line] == []
+    assert sorted(name for name, _ in task_states(state)["ingest_checkpoint"]) == ["Completed", "Failed"]
