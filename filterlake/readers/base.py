@@ -74,6 +74,7 @@ class ConvTensor:
     groups: int | None = None  # from the graph when the format records it
     dilation: tuple[int, ...] | None = None
     level: int | None = None  # graph level (longest path from an input) when the format has a graph
+    trainable: bool | None = None  # False when frozen in the file's config (Keras); None when not recorded
 
     @property
     def in_channels(self) -> int:

@@ -40,6 +40,7 @@ def _tensor(
     groups: int | None,
     dilation: tuple[int, ...] | None,
     level: int | None,
+    trainable: bool | None = None,
 ) -> ConvTensor:
     """A ConvTensor over one checked dataset, its shape permuted to the channel-last layout of its rank."""
     stored = tuple(int(d) for d in dset.shape)
@@ -59,6 +60,7 @@ def _tensor(
         groups,
         dilation,
         level,  # type: ignore[arg-type]
+        trainable,
     )
 
 
@@ -71,7 +73,7 @@ def _ints(value: Any, rank: int) -> tuple[int, ...] | None:
 
 
 def _layer_tensors(
-    h5: _H5, name: str, entry: dict[str, Any], level: int | None, weights: list[str]
+    h5: _H5, name: str, entry: dict[str, Any], level: int | None, weights: list[str], trainable: bool
 ) -> list[ConvTensor]:
     """ConvTensors of one conv-class layer from its weight paths (kernel first; separable: depthwise, pointwise)."""
     cls, config = entry["class_name"], entry.get("config") or {}
@@ -87,18 +89,52 @@ def _layer_tensors(
     if cls in TRANSPOSED:
         return [
             _tensor(
-                h5.path, h5.member, name, weights[0], kernel, "transposed", "transposed", 1, dilation, level
+                h5.path,
+                h5.member,
+                name,
+                weights[0],
+                kernel,
+                "transposed",
+                "transposed",
+                1,
+                dilation,
+                level,
+                trainable,
             )
         ]
     if cls in CONV:
         groups = config.get("groups", 1)
         groups = groups if isinstance(groups, int) and groups >= 1 else 1
         return [
-            _tensor(h5.path, h5.member, name, weights[0], kernel, "conv", "conv", groups, dilation, level)
+            _tensor(
+                h5.path,
+                h5.member,
+                name,
+                weights[0],
+                kernel,
+                "conv",
+                "conv",
+                groups,
+                dilation,
+                level,
+                trainable,
+            )
         ]
     groups = int(kernel.shape[-2])
     out = [
-        _tensor(h5.path, h5.member, name, weights[0], kernel, "depthwise", "conv", groups, dilation, level)
+        _tensor(
+            h5.path,
+            h5.member,
+            name,
+            weights[0],
+            kernel,
+            "depthwise",
+            "conv",
+            groups,
+            dilation,
+            level,
+            trainable,
+        )
     ]
     if cls in SEPARABLE:
         if len(weights) < 2:
@@ -110,7 +146,19 @@ def _layer_tensors(
             )
         nxt = None if level is None else level + 1
         out.append(
-            _tensor(h5.path, h5.member, f"{name}.pointwise", weights[1], point, "conv", "conv", 1, None, nxt)
+            _tensor(
+                h5.path,
+                h5.member,
+                f"{name}.pointwise",
+                weights[1],
+                point,
+                "conv",
+                "conv",
+                1,
+                None,
+                nxt,
+                trainable,
+            )
         )
     return out
 
@@ -186,13 +234,13 @@ def read_keras_h5(path: Path) -> Checkpoint:
         model = _parse_config(path, raw, "model_config")
         root = "model_weights" if "model_weights" in h5.file else ""
         tensors = []
-        for entry, name, level, _trainable, _stored in _model_layers(path, model):
+        for entry, name, level, trainable, _stored in _model_layers(path, model):
             if not is_weighted_conv(entry["class_name"]):
                 continue
             parts = name.split("/")
             group = "/".join([root, parts[0]]).strip("/")
             weights = _keras2_weights(h5, group, parts[-1] if len(parts) > 1 else None)
-            tensors.extend(_layer_tensors(h5, name, entry, level, weights))
+            tensors.extend(_layer_tensors(h5, name, entry, level, weights, trainable))
         return _checkpoint(path, "keras-h5", "h5py", tensors, [])
 
 
@@ -244,7 +292,7 @@ def read_keras_zip(path: Path) -> Checkpoint:
     with _H5(path, WEIGHTS_MEMBER) as h5:
         h5.refuse_external_links()
         tensors = []
-        for entry, name, level, _trainable, stored in layers:
+        for entry, name, level, trainable, stored in layers:
             if is_weighted_conv(entry["class_name"]):
                 weights = _keras3_weights(h5, stored)
                 if not weights:
@@ -252,24 +300,5 @@ def read_keras_zip(path: Path) -> Checkpoint:
                     raise CheckpointError(
                         path, f"layer {name} ({entry['class_name']}): weights missing at {where}/vars"
                     )
-                tensors.extend(_layer_tensors(h5, name, entry, level, weights))
+                tensors.extend(_layer_tensors(h5, name, entry, level, weights, trainable))
     return _checkpoint(path, "keras", "h5py", tensors, [])
-
-
-# -------------------------------------------------------------------------------------------------- trainable
-
-
-def trainable_layers(path: Path) -> dict[str, bool]:
-    """Effective `trainable` flag of every layer of a Keras file's config, by the names the readers give
-    ("outer/inner" inside nested models; False when the layer or an enclosing model is frozen). A file
-    without a config (save_weights output) gives {}."""
-    path = Path(path)
-    if zipfile.is_zipfile(path):
-        model = _zip_config(path)
-    else:
-        with _H5(path) as h5:
-            raw = h5.file.attrs.get("model_config")
-            if raw is None:
-                return {}
-            model = _parse_config(path, raw, "model_config")
-    return {name: trainable for _entry, name, _level, trainable, _stored in _model_layers(path, model)}

@@ -13,7 +13,7 @@ import pytest
 
 from filterlake.errors import CheckpointError
 from filterlake.extract import layer_filters, model_shape
-from filterlake.readers.keras import read_keras_h5, read_keras_zip, trainable_layers
+from filterlake.readers.keras import read_keras_h5, read_keras_zip
 from filterlake.readers.keras_config import to_snake_case
 
 RNG = np.random.default_rng(7)
@@ -225,11 +225,14 @@ def test_keras3_compressed_member(tmp_path: Path) -> None:
 
 
 def test_trainable(tmp_path: Path) -> None:
+    """Each tensor carries its layer's effective flag: False inside a frozen nested model, pointwise halves too."""
     path = write_keras3(tmp_path / "m.keras", model_config(True, frozen_inner=True))
-    flags = trainable_layers(path)
+    flags = {t.name: t.trainable for t in read_keras_zip(path).tensors}
     assert flags["stem"] is True and flags["base/inner"] is False and flags["base/inner2"] is False
+    assert all(v is False for k, v in flags.items() if k.startswith("base/inner"))
     h5 = write_keras2(tmp_path / "m.h5")
-    assert all(trainable_layers(h5).values()) and "base/inner" in trainable_layers(h5)
+    flags = {t.name: t.trainable for t in read_keras_h5(h5).tensors}
+    assert "base/inner" in flags and all(v is True for v in flags.values())
 
 
 def test_lambda_is_never_evaluated(tmp_path: Path) -> None:
