@@ -8,7 +8,7 @@ from pathlib import Path
 from filterlake.errors import CheckpointError
 from filterlake.readers.base import Checkpoint, ConvTensor
 from filterlake.readers.detect import describe, describe_unknown, recognise, sniff_format
-from filterlake.readers.keras import read_keras_h5, read_keras_zip
+from filterlake.readers.keras import read_keras_h5, read_keras_sharded, read_keras_zip
 from filterlake.readers.onnx import read_onnx
 from filterlake.readers.safetensors import read_safetensors
 from filterlake.readers.tflite import read_tflite
@@ -25,6 +25,7 @@ _READERS: dict[str, Callable[[Path, str], Checkpoint]] = {
     "torch-legacy": read_torch,
     "keras-h5": lambda path, _kind: read_keras_h5(path),
     "keras": lambda path, _kind: read_keras_zip(path),
+    "keras-index": lambda path, _kind: read_keras_sharded(path),
     "tflite": lambda path, _kind: read_tflite(path),
 }
 _NAMES = {
@@ -36,6 +37,7 @@ _NAMES = {
     "torch-legacy": "legacy PyTorch",
     "keras-h5": "Keras HDF5",
     "keras": "Keras 3 .keras",
+    "keras-index": "Keras sharded weights manifest",
     "tflite": "TensorFlow Lite",
 }
 

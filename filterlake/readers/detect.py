@@ -125,17 +125,25 @@ def _hdf5_kind(path: Path) -> str | None:
     return "keras-h5" if keras else None
 
 
+def _keras_shards(weight_map: dict[object, object]) -> bool:
+    """True when every shard a weight_map names is a Keras 3 shard: `<base>_NNNNN.weights.h5`, alone or in a
+    list (keras-team/keras keras/src/saving/saving_lib.py, ShardedH5IOStore._create_new_shard_file)."""
+    names = [n for v in weight_map.values() for n in (v if isinstance(v, list) else [v])]
+    return bool(names) and all(isinstance(n, str) and n.endswith(".weights.h5") for n in names)
+
+
 def _index_kind(path: Path, head: bytes, size: int) -> str | None:
-    """Return "safetensors-index" for a JSON object with a weight_map."""
+    """Return "keras-index" for a Keras 3 sharded-weights manifest, "safetensors-index" for any other JSON object
+    with a weight_map."""
     if not head.lstrip().startswith(b"{") or b'"weight_map"' not in head or size > MAX_SAFETENSORS_HEADER:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    return (
-        "safetensors-index" if isinstance(data, dict) and isinstance(data.get("weight_map"), dict) else None
-    )
+    if not isinstance(data, dict) or not isinstance(data.get("weight_map"), dict):
+        return None
+    return "keras-index" if _keras_shards(data["weight_map"]) else "safetensors-index"
 
 
 def _head(path: Path) -> tuple[bytes, int]:
