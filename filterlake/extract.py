@@ -42,6 +42,8 @@ class LayerRecord:
     dtype: str
     layout: str
     orientation: str
+    # False: frozen in the checkpoint's config (a pretrained backbone); None: the format does not record it
+    trainable: bool | None
 
 
 @dataclass
@@ -231,6 +233,7 @@ def model_shape(checkpoint: Checkpoint) -> ModelShape:
                 dtype=tensor.dtype,
                 layout=tensor.layout,
                 orientation="conv" if tensor.kind == "conv" else "unknown",
+                trainable=tensor.trainable,
             )
         )
         shape.tensors.append(tensor)

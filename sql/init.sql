@@ -35,12 +35,12 @@ SET VARIABLE filterlake_current_basis = (SELECT basis_id FROM query(CASE WHEN ge
 
 CREATE OR REPLACE VIEW models AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_models')
     THEN 'SELECT * FROM read_parquet(lake_glob(''models''))'
-    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS name, NULL::VARCHAR AS architecture, NULL::VARCHAR AS task, NULL::VARCHAR AS domain, NULL::VARCHAR AS modality, NULL::VARCHAR AS training_dataset, NULL::VARCHAR AS license, NULL::VARCHAR AS source_uri, NULL::VARCHAR AS format, NULL::VARCHAR AS load_method, NULL::BIGINT AS file_bytes, NULL::INTEGER AS n_files, NULL::INTEGER AS n_conv_layers, NULL::INTEGER AS n_layers_3x3, NULL::BIGINT AS n_filters_3x3, NULL::INTEGER AS skipped_1x1, NULL::INTEGER AS skipped_other_kernel, NULL::INTEGER AS skipped_non_square, NULL::INTEGER AS skipped_1d, NULL::INTEGER AS skipped_3d, NULL::INTEGER AS skipped_transposed, NULL::INTEGER AS skipped_unresolved, NULL::VARCHAR AS kernel_shapes, NULL::BIGINT AS n_nonfinite, NULL::VARCHAR AS orientation, NULL::VARCHAR AS depth_source, NULL::VARCHAR AS message, NULL::VARCHAR AS extra, NULL::TIMESTAMPTZ AS ingested_at, NULL::VARCHAR AS filterlake_version WHERE false)' END);
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS name, NULL::VARCHAR AS architecture, NULL::VARCHAR AS task, NULL::VARCHAR AS domain, NULL::VARCHAR AS modality, NULL::VARCHAR AS training_dataset, NULL::VARCHAR AS license, NULL::VARCHAR AS source_uri, NULL::VARCHAR AS format, NULL::VARCHAR AS load_method, NULL::BIGINT AS file_bytes, NULL::INTEGER AS n_files, NULL::INTEGER AS n_conv_layers, NULL::INTEGER AS n_layers_3x3, NULL::BIGINT AS n_filters_3x3, NULL::INTEGER AS skipped_1x1, NULL::INTEGER AS skipped_other_kernel, NULL::INTEGER AS skipped_non_square, NULL::INTEGER AS skipped_1d, NULL::INTEGER AS skipped_3d, NULL::INTEGER AS skipped_transposed, NULL::INTEGER AS skipped_unresolved, NULL::VARCHAR AS kernel_shapes, NULL::BIGINT AS n_nonfinite, NULL::VARCHAR AS orientation, NULL::VARCHAR AS depth_source, NULL::VARCHAR AS message, NULL::VARCHAR AS extra, NULL::TIMESTAMPTZ AS ingested_at, NULL::VARCHAR AS filterlake_version, NULL::VARCHAR AS weights_sha256 WHERE false)' END);
 
 CREATE OR REPLACE VIEW layers AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layers')
     THEN 'SELECT l.* FROM read_parquet(lake_glob(''layers'')) AS l
 WHERE l.model_id IN (SELECT model_id FROM models)'
-    ELSE 'SELECT l.* FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS layer_name, NULL::INTEGER AS in_channels, NULL::INTEGER AS out_channels, NULL::INTEGER AS groups, NULL::INTEGER AS dilation, NULL::BIGINT AS n_filters, NULL::BIGINT AS filter_offset, NULL::INTEGER AS conv_depth, NULL::DOUBLE AS conv_depth_norm, NULL::INTEGER AS layer_depth, NULL::VARCHAR AS dtype, NULL::VARCHAR AS layout, NULL::VARCHAR AS orientation, NULL::BIGINT AS n_nonfinite, NULL::DOUBLE AS max_abs WHERE false) AS l
+    ELSE 'SELECT l.* FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS layer_name, NULL::INTEGER AS in_channels, NULL::INTEGER AS out_channels, NULL::INTEGER AS groups, NULL::INTEGER AS dilation, NULL::BIGINT AS n_filters, NULL::BIGINT AS filter_offset, NULL::INTEGER AS conv_depth, NULL::DOUBLE AS conv_depth_norm, NULL::INTEGER AS layer_depth, NULL::VARCHAR AS dtype, NULL::VARCHAR AS layout, NULL::VARCHAR AS orientation, NULL::BIGINT AS n_nonfinite, NULL::DOUBLE AS max_abs, NULL::BOOLEAN AS trainable WHERE false) AS l
 WHERE l.model_id IN (SELECT model_id FROM models)' END);
 
 CREATE OR REPLACE VIEW filters AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_filters')
@@ -92,6 +92,20 @@ labelled AS (
 SELECT model_id, CASE WHEN count(*) OVER (PARTITION BY label) > 1 THEN label || ' [' || left(model_id, 8) || ']'
                       ELSE label END AS label
 FROM labelled;
+
+CREATE OR REPLACE VIEW duplicate_weights AS
+SELECT weights_sha256,
+       count(*) AS n_models,
+       min(model_id) AS kept_model_id,
+       list(model_id ORDER BY model_id) AS model_ids,
+       list(name ORDER BY model_id) AS names,
+       list(format ORDER BY model_id) AS formats,
+       any_value(n_filters_3x3) AS n_filters,
+       count(DISTINCT coalesce(domain, '')) > 1 AS labels_differ
+FROM models
+WHERE weights_sha256 IS NOT NULL
+GROUP BY weights_sha256
+HAVING count(*) > 1;
 
 CREATE OR REPLACE VIEW layer_stats AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_stats')
     THEN 'SELECT * FROM read_parquet(lake_glob(''layer_stats''))

@@ -50,3 +50,20 @@ labelled AS (
 SELECT model_id, CASE WHEN count(*) OVER (PARTITION BY label) > 1 THEN label || ' [' || left(model_id, 8) || ']'
                       ELSE label END AS label
 FROM labelled;
+
+-- Models whose 3x3 filters are identical (same weights_sha256, whatever their file formats): one row per set of
+-- two or more. The analysis counts each set once, through its kept model (the smallest model_id); the others are
+-- merged into it. `labels_differ` flags sets whose members are labelled with different domains.
+CREATE OR REPLACE VIEW duplicate_weights AS
+SELECT weights_sha256,
+       count(*) AS n_models,
+       min(model_id) AS kept_model_id,
+       list(model_id ORDER BY model_id) AS model_ids,
+       list(name ORDER BY model_id) AS names,
+       list(format ORDER BY model_id) AS formats,
+       any_value(n_filters_3x3) AS n_filters,
+       count(DISTINCT coalesce(domain, '')) > 1 AS labels_differ
+FROM models
+WHERE weights_sha256 IS NOT NULL
+GROUP BY weights_sha256
+HAVING count(*) > 1;

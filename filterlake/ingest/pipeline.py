@@ -18,7 +18,9 @@ from filterlake.ingest.records import conflicts, layer_row, merged_row, model_ro
 from filterlake.lake.files import hash_files, read_table
 from filterlake.lake.layout import model_file, require_lake
 from filterlake.lake.maintenance import repair
+from filterlake.lake.migrate import migrate
 from filterlake.lake.writer import ModelWriter, remove_model, update_model_row
+from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
 from filterlake.sources.discover import Source, printable
@@ -39,8 +41,12 @@ __all__ = [
 
 def prepare_lake(lake: Path) -> dict[str, int]:
     """Before writing: refuse a lake path that is a file, remove what dead writers left in the lake (stale
-    staging folders, orphan partitions)."""
-    return repair(lake) if require_lake(lake, must_exist=False).is_dir() else {}
+    staging folders, orphan partitions), bring an older lake to the current schema."""
+    if not require_lake(lake, must_exist=False).is_dir():
+        return {}
+    repaired = repair(lake)
+    migrate(lake)
+    return repaired
 
 
 @dataclass
@@ -128,13 +134,24 @@ def load(
         return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
     writer = ModelWriter(lake, model_id)
     try:
-        layer_rows, n_nonfinite = [], 0
+        layer_rows, n_nonfinite, digests = [], 0, []
         for layer, filters in iter_filters(shape):
             row, bad = layer_row(model_id, layer, filters)
             layer_rows.append(row)
             n_nonfinite += bad
+            digest = LayerDigest(layer.out_channels, layer.in_channels)
+            digest.update(filters)
+            digests.append(digest.hexdigest())
             writer.add_layer(layer.layer_idx, filters)
-        row = model_row(model_id, identified.checkpoint, meta, identified.source_uri, shape, n_nonfinite)
+        row = model_row(
+            model_id,
+            identified.checkpoint,
+            meta,
+            identified.source_uri,
+            shape,
+            n_nonfinite,
+            weights_sha256(digests),
+        )
         committed = writer.commit(layer_rows, row)
     except (ValueError, MemoryError, RuntimeError, OSError) as exc:
         writer.discard()

@@ -22,7 +22,7 @@ UNSCALED_NOTE = "unscaled"  # a reader's note: quantised weights kept in quantis
 def default_name(path: Path) -> str:
     """A model's name when its metadata gives none: the file name without its checkpoint suffix."""
     name = path.name
-    for suffix in (".safetensors.index.json", ".pth.tar"):
+    for suffix in (".safetensors.index.json", ".weights.json", ".weights.h5", ".pth.tar"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return path.stem or name
@@ -52,8 +52,10 @@ def model_row(
     source_uri: str,
     shape: ModelShape,
     n_nonfinite: int,
+    weights_sha256: str | None,
 ) -> dict[str, Any]:
-    """The `models` row of a checkpoint: its metadata, provenance, counts and skipped layers by reason."""
+    """The `models` row of a checkpoint: its metadata, provenance, counts, skipped layers by reason and the
+    digest of its filters."""
     row: dict[str, Any] = {key: meta.get(key) for key in MODEL_FIELDS}
     row["name"] = row["name"] or printable(default_name(checkpoint.path))
     extra = dict(meta.get("extra") or {})
@@ -82,6 +84,7 @@ def model_row(
         extra=json.dumps(extra, sort_keys=True, default=str),
         ingested_at=datetime.now(UTC),
         filterlake_version=filterlake.__version__,
+        weights_sha256=weights_sha256,
     )
     row.update({f"skipped_{reason}": shape.skipped.get(reason, 0) for reason in SKIP_REASONS})
     return row

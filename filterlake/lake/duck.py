@@ -10,6 +10,7 @@ import duckdb
 from filterlake.lake.init_sql import empty_select, init_statements
 from filterlake.lake.layout import committed_ids, model_file, require_lake
 from filterlake.lake.maintenance import readable_models
+from filterlake.lake.migrate import migrate
 
 
 def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
@@ -30,6 +31,7 @@ def connect(
     is left out (and named to `on_note`) instead of failing every query.
     """
     require_lake(lake)
+    migrate(lake, on_note)
     con = duckdb.connect()
     con.execute("SET VARIABLE lake = ?", [str(lake)])
     for statement in init_statements():

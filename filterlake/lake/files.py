@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterlake.lake.layout import staging_root
-from filterlake.lake.schema import arrow_schema
+from filterlake.lake.layout import staging_root, version_file
+from filterlake.lake.schema import LAKE_VERSION, arrow_schema
 
 HASH_CHUNK = 1 << 22
 
@@ -167,3 +167,17 @@ def hash_files(paths: Sequence[Path]) -> tuple[str, str]:
 def file_sha256(path: Path) -> str:
     """sha256 of one file."""
     return hash_files([path])[0]
+
+
+def lake_version(lake: Path) -> int:
+    """The schema version a lake records (1 for a lake from before versions were recorded)."""
+    try:
+        return int(json.loads(version_file(lake).read_text())["lake_version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+
+
+def mark_current(lake: Path) -> None:
+    """Record that every file of the lake has the current schema (the first commit into a new lake, and
+    lake/migrate.py after bringing an older one up)."""
+    write_json_atomic({"lake_version": LAKE_VERSION}, version_file(lake))

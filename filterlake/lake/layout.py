@@ -15,6 +15,7 @@ from filterlake.lake.schema import TABLES, table_glob
 STAGING = "_staging"  # per-process staging folders of writes in progress
 LOCK = ".lock"  # the lake lock file (commits and repairs)
 STATE = "analysis.json"  # what the last analysis used: basis, preset, spec
+VERSION = "lake.json"  # the lake's schema version (lake/migrate.py)
 
 # Each table's files relative to the lake folder, as a glob (the views of sql/ read exactly these), from the
 # documented paths of schemas/lake_tables.json; the functions below build paths that match them (a test checks).
@@ -110,6 +111,10 @@ def per_model_derived_files(lake: Path, model_id: str) -> list[Path]:
 
 def state_file(lake: Path) -> Path:
     return lake / STATE
+
+
+def version_file(lake: Path) -> Path:
+    return lake / VERSION
 
 
 def staging_root(lake: Path) -> Path:

@@ -31,7 +31,8 @@ from filterlake.lake.layout import (
     table_dir,
     table_files,
 )
-from filterlake.lake.schema import DERIVED_TABLES, arrow_schema
+from filterlake.lake.migrate import lake_version, migrate, pending
+from filterlake.lake.schema import DERIVED_TABLES, LAKE_VERSION, added_columns, arrow_schema
 from filterlake.lake.writer import flock, lake_lock
 
 ANALYSIS_LOCK = ".analysis.lock"  # held shared by every running analysis, exclusive by a pruning repair
@@ -111,8 +112,9 @@ def repair(lake: Path) -> dict[str, int]:
     return {kind: len(paths) for kind, paths in found.items()}
 
 
-def schema_problem(path: Path, table: str) -> str | None:
-    """Why a file is not a valid file of `table` (unreadable, missing or mistyped columns), or None."""
+def schema_problem(path: Path, table: str, outdated_ok: bool = False) -> str | None:
+    """Why a file is not a valid file of `table` (unreadable, missing or mistyped columns), or None; with
+    `outdated_ok`, lacking only the columns that lake/migrate.py adds is fine."""
     try:
         with pa.OSFile(str(path)) as handle:
             schema = pq.read_schema(handle)
@@ -120,6 +122,8 @@ def schema_problem(path: Path, table: str) -> str | None:
         return f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]})"
     expected = arrow_schema(table)
     missing = [f.name for f in expected if f.name not in schema.names]
+    if outdated_ok:
+        missing = [name for name in missing if name not in added_columns(table, 1)]
     wrong = [
         f"{f.name} is {schema.field(f.name).type}, expected {f.type}"
         for f in expected
@@ -256,11 +260,12 @@ class CheckReport:
         return out
 
 
-def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
-    """Problems of one committed model, each naming the model, its source and how to repair it; its filters."""
+def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tuple[list[str], int]:
+    """Problems of one committed model, each naming the model, its source and how to repair it; its filters.
+    With `outdated_ok` (a lake not migrated yet), missing new columns are not a problem of the model."""
     path = model_file(lake, model_id)
     fix = f"`filterlake remove {model_id[:12]}` drops it"
-    if problem := schema_problem(path, "models"):
+    if problem := schema_problem(path, "models", outdated_ok):
         return [f"model {model_id[:12]}: {problem}; {fix}, then ingest its source again"], 0
     row = read_table(
         path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3"]
@@ -272,7 +277,7 @@ def _model_problems(lake: Path, model_id: str) -> tuple[list[str], int]:
     lpath = layers_file(lake, model_id)
     if not lpath.exists():
         problems.append("layers file missing")
-    elif problem := schema_problem(lpath, "layers"):
+    elif problem := schema_problem(lpath, "layers", outdated_ok):
         problems.append(problem)
     elif (rows := pq.ParquetFile(lpath).metadata.num_rows) != n_layers:
         problems.append(f"{rows} layer rows, models says {n_layers}")
@@ -325,16 +330,26 @@ def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
         return report
     if repair_leftovers:
         report.repaired = repair(lake)
+        if migrated := migrate(lake):
+            report.notes.append(
+                f"migrated {migrated} models to lake version {LAKE_VERSION} (new columns added)"
+            )
     else:
         report.problems += [
             f"leftover {kind.replace('_', ' ')}: {p}"
             for kind, paths in leftovers(lake).items()
             for p in paths
         ]
+        if outdated := pending(lake):
+            report.problems.append(
+                f"{len(outdated)} models were written by an older filterlake (lake version {lake_version(lake)}) "
+                f"and lack the columns of version {LAKE_VERSION}; `filterlake check` (without --no-repair) "
+                f"migrates them"
+            )
     with lake_lock(lake, shared=not repair_leftovers):  # a stable view: no commit lands while we count
         ids = committed_ids(lake)
         for model_id in sorted(ids):
-            problems, n_filters = _model_problems(lake, model_id)
+            problems, n_filters = _model_problems(lake, model_id, outdated_ok=not repair_leftovers)
             report.problems += problems
             report.models += 1
             report.filters += n_filters

@@ -31,6 +31,7 @@ def _spec() -> dict[str, Any]:
     return {name: spec for name, spec in load_json("lake_tables.json").items() if not name.startswith("$")}
 
 
+LAKE_VERSION: int = load_json("lake_tables.json")["$version"]  # kept in LAKE/lake.json (lake/migrate.py)
 TABLES: tuple[str, ...] = tuple(_spec())
 BASE_TABLES: tuple[str, ...] = tuple(t for t in TABLES if not _spec()[t]["derived"])
 DERIVED_TABLES: tuple[str, ...] = tuple(t for t in TABLES if _spec()[t]["derived"])
@@ -53,6 +54,11 @@ def _fields(column: dict[str, Any]) -> list[pa.Field]:
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema of one lake table."""
     return pa.schema([f for column in _spec()[table]["columns"] for f in _fields(column)])
+
+
+def added_columns(table: str, after: int) -> list[str]:
+    """Columns of `table` added in a lake version later than `after` (each nullable; see lake/migrate.py)."""
+    return [c["name"] for c in _spec()[table]["columns"] if c.get("since", 1) > after]
 
 
 def table_path(table: str) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
 
 from filterlake.extract import iter_filters, model_shape
 from filterlake.ingest import ingest
@@ -72,11 +71,6 @@ def test_standalone_manifest_is_one_model_over_every_shard(tmp_path: Path) -> No
     assert check_lake(lake).ok
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sources/discover.py `_companions` takes the files of onnx and safetensors-index models only, not "
-    "keras-index: a folder's shards are ingested again as models of their own",
-)
 def test_folder_with_a_manifest_ingests_one_model(tmp_path: Path) -> None:
     manifest, plain = write_sharded_folder(tmp_path / "w", THREE)
     plain.unlink()

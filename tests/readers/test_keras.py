@@ -377,7 +377,8 @@ def test_bad_json_and_missing_weights(tmp_path: Path) -> None:
     _one_line(exc, bad_json, "config.json is not valid JSON")
 
 
-def test_sharded_refused(tmp_path: Path) -> None:
+def test_sharded_manifest_without_weight_map_refused(tmp_path: Path) -> None:
+    """A sharded archive is read (test_keras_sharded.py); one whose manifest maps no weights is refused."""
     path = tmp_path / "s.keras"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("config.json", json.dumps(model_config(True)))
@@ -386,6 +387,7 @@ def test_sharded_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as exc:
         read_keras_zip(path)
     _one_line(exc, path, "sharded Keras weights")
+    assert "no weight_map" in str(exc.value)
 
 
 def test_snake_case() -> None:
