@@ -90,6 +90,12 @@ def _analysis_args(parser: argparse.ArgumentParser) -> None:
         help="a filter is sparse when all |w| < EPS * max|w| of its layer; 0 < EPS < 1 "
         f"(default {DEFAULT_QUALITY.eps:g})",
     )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="count every model, also models whose 3x3 filters are identical to another's (default: each "
+        "distinct weight set counts once; see the duplicate_weights view)",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _lake_arg(parser)
 
@@ -135,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="SOURCE",
         help="a checkpoint file, a folder (searched recursively, symlinked folders followed), a "
-        "catalog (.csv/.toml/.json) or an http(s) URL",
+        "catalog (.csv/.toml/.json), an http(s) URL or a Hugging Face Hub model hf://ORG/NAME[@REVISION][/PATH] "
+        "(HF_TOKEN for gated ones; HF_HUB_OFFLINE=1 uses the Hugging Face cache alone)",
     )
     p.add_argument("--catalog", action="append", default=[], metavar="FILE", help="catalog file (repeatable)")
     p.add_argument(

@@ -170,6 +170,7 @@ def run_analysis(args: argparse.Namespace):
             QualityParams().with_(eps=args.sparsity_eps),
             on_stage=bar.on_stage,
             on_model=bar.on_item,
+            merge_duplicates=not args.keep_duplicates,
             **extra,
         )
 
@@ -276,6 +277,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             basis_on=args.basis_on,
             params=QualityParams().with_(eps=args.sparsity_eps),
             seed=args.seed,
+            merge_duplicates=not args.keep_duplicates,
             on_stage=bar.on_stage,
             on_model=bar.on_item,
         )

@@ -14,6 +14,7 @@ import duckdb
 
 from filterlake.derived.basis import fit_from_lake
 from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
+from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
 from filterlake.derived.layer_stats import refresh_layer_stats
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
@@ -22,6 +23,7 @@ from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table, write_json_atomic
 from filterlake.lake.layout import committed_ids, model_file, require_lake, state_file
 from filterlake.lake.maintenance import analysis_running, prune_old_bases, readable_models, repair
+from filterlake.lake.migrate import migrate
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -46,6 +48,7 @@ class Analysis:
     unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
     unreadable: list[str] = field(default_factory=list)  # models left out: their models row cannot be read
     comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
+    duplicates: list[DuplicateSet] = field(default_factory=list)  # weight sets counted once (merged members)
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
 
     def weights(self):
@@ -79,9 +82,13 @@ def analyze(
     on_model: Callable[[str], None] | None = None,
     permutations: int = PERMUTATIONS,
     seed: int = SEED,
+    merge_duplicates: bool = True,
 ) -> Analysis:
     """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
-    comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state."""
+    comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state.
+
+    With `merge_duplicates`, models holding identical 3x3 filters (derived/duplicates.py) count once from
+    the basis on; their layer statistics are still computed for every model."""
     if preset not in PRESETS:
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
@@ -89,6 +96,7 @@ def analyze(
         raise ParameterError(f"permutations must be at least 1, got {permutations}")
     require_lake(lake)
     repair(lake)  # what dead writers left (nothing to do, and nothing written, on a sound lake)
+    migrate(lake)  # an older lake's files gain the current columns
     # every stage sees these models, whatever ingests commit meanwhile; a damaged models row is left out
     snapshot, unreadable = readable_models(lake, committed_ids(lake))
     n_models = len(snapshot)
@@ -106,6 +114,8 @@ def analyze(
         if on_stage:
             on_stage("layer statistics", n_models)
         stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+        duplicates = duplicate_sets(connect(lake, snapshot)) if merge_duplicates else []
+        snapshot = counted_models(snapshot, duplicates)
         con = connect(lake, snapshot)
         basis_id, basis = fit_from_lake(
             con, lake, params.fingerprint, basis_on, "nonsparse" if chosen.exclude_sparse else "all"
@@ -116,18 +126,19 @@ def analyze(
             else []
         )
         if on_stage:
-            on_stage("histograms", n_models)
+            on_stage("histograms", len(snapshot))
         hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
         spec = _global_spec(lake, basis_id, chosen, snapshot)
         if spec not in specs:  # the global range is known only after the extents pass
             if on_stage:
-                on_stage("histograms (global range)", n_models)
+                on_stage("histograms (global range)", len(snapshot))
             extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
             hist = {k: hist[k] + extra[k] for k in hist}
         analysis = Analysis(
             lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist
         )
         analysis.unreadable = sorted(unreadable)
+        analysis.duplicates = duplicates
         _write_state(lake, analysis, basis_on)
         for (
             column

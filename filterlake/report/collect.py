@@ -86,6 +86,7 @@ def _model(r: tuple) -> ModelInfo:
         int(r[8]),
         r[9] or model_name(r[1], r[0]),
         r[10],
+        int(r[11]),
     )
 
 

@@ -21,6 +21,7 @@ def analyze_and_report(
     basis_on: str | None = None,
     params: QualityParams = DEFAULT_QUALITY,
     seed: int = SEED,
+    merge_duplicates: bool = True,
     on_stage: Callable[[str, int], None] | None = None,
     on_model: Callable[[str], None] | None = None,
 ) -> Report:
@@ -45,7 +46,9 @@ def analyze_and_report(
     # cannot store an empty matrix): leave it out; section 4 says so
     base = connect(lake)
     usable = tuple(c for c in dict.fromkeys((*group_by, *REQUIRED_GROUPINGS)) if n_labels(base, c) > 0)
-    analysis = analyze(lake, preset, usable, basis_on, params, on_stage, on_model, permutations, seed)
+    analysis = analyze(
+        lake, preset, usable, basis_on, params, on_stage, on_model, permutations, seed, merge_duplicates
+    )
     if on_stage:
         on_stage("report", len(MODULES))
     report = build_report(analysis, out, group_by, on_section=on_model)

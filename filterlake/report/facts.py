@@ -29,6 +29,7 @@ class ModelInfo:
     file_bytes: int
     label: str = ""
     depth_source: str | None = None
+    n_frozen: int = 0  # 3x3 layers frozen in the checkpoint's own config (layers.trainable = false)
 
     @property
     def medical(self) -> bool:

@@ -51,6 +51,11 @@ def percent(share: float) -> str:
     return f"{share * 100:.6g}%"
 
 
+def plural(n: int, word: str) -> str:
+    """A count with its noun: "1 set", "2 sets"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def counted(counts: dict[str, int], separator: str = " ") -> str:
     """Counts as "a 3, b 1", most frequent first (ties by name)."""
     return ", ".join(f"{k}{separator}{v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

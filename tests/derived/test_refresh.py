@@ -22,8 +22,17 @@ def analysed(corpus_lake, tmp_path_factory):
     return lake, analyze(lake, "medical", ("domain", "medical", "depth_decile"))
 
 
-def raw_filters(lake):
-    con = connect(lake)
+# Exports of one network in two formats (the corpus holds two such pairs): the analysis counts each once.
+CORPUS_DUPLICATES = {
+    frozenset({"Ultra-Light face detector RFB-320 (ONNX)", "Ultra-Light face detector RFB-320 (PyTorch)"}),
+    frozenset({"unet2d_nuclei_broad (ONNX)", "unet2d_nuclei_broad (TorchScript)"}),
+}
+MERGED_FILTERS = 7_872 + 48_656  # the 3x3 filters of each pair's second export
+
+
+def raw_filters(lake, analysis):
+    """Domain and filters of every model the analysis counts."""
+    con = connect(lake, analysis.model_ids)
     rows = con.execute(
         "SELECT m.domain, f.w0, f.w1, f.w2, f.w3, f.w4, f.w5, f.w6, f.w7, f.w8 FROM filters f "
         "JOIN models m USING (model_id)"
@@ -56,17 +65,19 @@ def reference_shift(a, b, lo, hi, bins, weights):
 
 def test_basis_equals_svd_of_all_scaled_filters(analysed):
     lake, analysis = analysed
-    _, filters = raw_filters(lake)
+    assert {frozenset(d.names) for d in analysis.duplicates} == CORPUS_DUPLICATES
+    _, filters = raw_filters(lake, analysis)
     _, mean, components, variance = reference_basis(filters)
-    assert analysis.basis.n == len(filters) == 371_777 + 73_856  # corpus 3x3 filters incl. the vdsr pickle
+    # the corpus's 3x3 filters (incl. the vdsr pickle), each exported network once
+    assert analysis.basis.n == len(filters) == 371_777 + 73_856 - MERGED_FILTERS
     np.testing.assert_allclose(analysis.basis.mean, mean, atol=1e-12)
     np.testing.assert_allclose(analysis.basis.explained_variance, variance, rtol=1e-9)
     np.testing.assert_allclose(analysis.basis.components, components, atol=1e-9)
 
 
 def test_stored_domain_shift_equals_recomputation_from_filters(analysed):
-    lake, _analysis = analysed
-    domains, filters = raw_filters(lake)
+    lake, analysis = analysed
+    domains, filters = raw_filters(lake, analysis)
     scaled, mean, components, _ = reference_basis(filters)
     coefficients = (scaled - mean) @ components.T
     con = connect(lake)
@@ -94,7 +105,7 @@ def test_stored_domain_shift_equals_recomputation_from_filters(analysed):
 def test_cnn_filter_db_preset_uses_global_range_and_evr(analysed):
     lake, _ = analysed
     analysis = analyze(lake, "cnn-filter-db", ("medical",))
-    domains, filters = raw_filters(lake)
+    domains, filters = raw_filters(lake, analysis)
     scaled, mean, components, variance = reference_basis(filters)
     coefficients = (scaled - mean) @ components.T
     lo, hi = coefficients.min(), coefficients.max()  # the reference's own global range (P1 rule)

@@ -9,6 +9,7 @@ import pytest
 
 from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
+from filterlake.lake.layout import committed_ids
 from filterlake.report.build import Report
 from filterlake.report.compose import analyze_and_report
 
@@ -23,7 +24,14 @@ class Built:
     permutations: int = PERMUTATIONS
 
     def con(self):
-        return connect(self.lake)
+        """The models the report describes: each distinct weight set once (the duplicate_weights view's rule;
+        tests/derived/test_duplicates.py checks the rule against an independent computation)."""
+        merged = {
+            m
+            for (ids,) in connect(self.lake).execute("SELECT model_ids FROM duplicate_weights").fetchall()
+            for m in ids[1:]
+        }
+        return connect(self.lake, committed_ids(self.lake) - merged)
 
     def html(self) -> str:
         return self.report.index.read_text(encoding="utf-8")

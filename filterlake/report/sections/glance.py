@@ -10,6 +10,7 @@ from filterlake.derived.groupings import TASK_KINDS, task_kind
 from filterlake.report.document import Page, Para, Section
 from filterlake.report.facts import ModelInfo, ReportData
 from filterlake.report.tables import Table
+from filterlake.report.text import plural
 from filterlake.vocab import SKIP_REASONS
 
 COUNT_COLUMNS = ["models", "3x3 layers", "filters", "filters %"]
@@ -47,7 +48,8 @@ def _counts(name: str, title: str, column: str, rows: list[list], note: str = ""
 
 
 def _models_table(models: list[ModelInfo]) -> Table:
-    columns = ["model", "domain", "task", "architecture family", "format", "3x3 layers", "filters", "file MB"]
+    columns = ["model", "domain", "task", "architecture family", "format", "3x3 layers", "frozen", "filters"]
+    columns.append("file MB")
     return Table(
         "models",
         "Models",
@@ -60,13 +62,15 @@ def _models_table(models: list[ModelInfo]) -> Table:
                 m.family,
                 m.format,
                 m.n_layers,
+                m.n_frozen,
                 m.n_filters,
                 m.file_bytes / 1e6,
                 m.model_id[:12],
             ]
             for m in models
         ],
-        "One row per model; 3x3 layers and filters are counted in the layers table.",
+        "One row per model; 3x3 layers and filters are counted in the layers table. Frozen: 3x3 layers "
+        "marked trainable = false in the checkpoint's own config (Keras records it; other formats do not).",
         {"file MB": ".2f"},
     )
 
@@ -145,6 +149,58 @@ def _skipped_tables(data: ReportData) -> list:
     ]
 
 
+def frozen_note(models: list[ModelInfo]) -> Para | None:
+    """Which models hold frozen 3x3 layers: their filters come from a pretraining, not their own data."""
+    frozen = [m for m in models if m.n_frozen]
+    if not frozen:
+        return None
+    named = "; ".join(f"{m.label} ({m.n_frozen} of {m.n_layers} 3x3 layers)" for m in frozen)
+    return Para(
+        f"Frozen 3x3 layers (trainable = false in the checkpoint's own config) in {plural(len(frozen), 'model')}: "
+        f"{named}. Those filters are a pretrained backbone's, never updated on the model's own training "
+        "data: they show what the pretraining learned, whatever the model's task, and the domain label says "
+        "which data the filters saw where the catalog knows it (layers.trainable in SQL)."
+    )
+
+
+def duplicates_blocks(data: ReportData) -> list:
+    """The weight sets counted once, as the analysis merged them (derived/duplicates.py)."""
+    sets = data.analysis.duplicates
+    if not sets:
+        return []
+    merged = sum(len(d.merged) for d in sets)
+    differ = [d for d in sets if d.labels_differ]
+    return [
+        Para(
+            f"Identical weights count once: {plural(len(sets), 'set')} of models hold identical 3x3 filters (the same "
+            f"models.weights_sha256, whatever the file format or bytes), so the analysis keeps one model of "
+            f"each set (the smallest model_id) and leaves the other {plural(merged, 'model')} out of the basis, the "
+            f"histograms, the shifts and the tests; `--keep-duplicates` counts every model."
+            + (
+                f" {len(differ)} of the sets carry different domain labels: check their catalog."
+                if differ
+                else ""
+            )
+        ),
+        Table(
+            "duplicate_weights",
+            "Models merged because their 3x3 filters are identical",
+            ["kept model", "merged models", "formats", "filters", "labels differ"],
+            [
+                [
+                    d.names[0],
+                    "; ".join(d.names[1:]),
+                    ", ".join(sorted(set(d.formats))),
+                    d.n_filters,
+                    "yes" if d.labels_differ else "no",
+                ]
+                for d in sets
+            ],
+            "From the duplicate_weights view; the merged models stay in the lake and in SQL.",
+        ),
+    ]
+
+
 def render(data: ReportData, page: Page, s: Section) -> None:
     """Fill the section: what the lake holds."""
     models = data.models
@@ -157,6 +213,9 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             f"{len({m.format for m in models})} formats."
         )
     )
+    s.add(*(page.table(b) if isinstance(b, Table) else b for b in duplicates_blocks(data)))
+    if note := frozen_note(models):
+        s.add(note)
     s.add(page.table(_models_table(models)), *map(page.table, _group_tables(models)))
     s.add(Para("What was skipped and why", "heading"))
     s.add(*(page.table(b) if isinstance(b, Table) else b for b in _skipped_tables(data)))
