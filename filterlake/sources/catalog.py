@@ -54,18 +54,14 @@ def present(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate(entry: dict[str, Any], where: str) -> None:
-    """Check an entry against the catalog schema; an `hf` entry (the schema knows path, url and wheel sources)
-    against the metadata schema, its source fields by sources/hf.py."""
-    if "hf" not in entry:
-        metadata.validate(entry, where, "catalog.schema.json")
-        return
-    if {"path", "url", "wheel"} & set(entry):
-        raise MetadataError(f"{where}: field '(entry)': {metadata.ONE_SOURCE}")
-    metadata.validate(entry, where)
-    try:
-        hf.entry_ref(entry)
-    except SourceError as exc:
-        raise MetadataError(f"{where}: {exc}") from exc
+    """Check an entry against the catalog schema (which knows every kind of source); an `hf` repository name
+    is checked by sources/hf.py."""
+    metadata.validate(entry, where, "catalog.schema.json")
+    if "hf" in entry:
+        try:
+            hf.entry_ref(entry)
+        except SourceError as exc:
+            raise MetadataError(f"{where}: {exc}") from exc
 
 
 def load_catalog(path: Path) -> list[CatalogEntry]:
@@ -84,6 +80,9 @@ def load_catalog(path: Path) -> list[CatalogEntry]:
             source["path"] = str((path.parent / source["path"]).resolve())
         if "hf" in source and "files" in entry:  # a list (one path in a CSV cell)
             source["files"] = entry["files"]
+        if "cnn_filter_db" in source:  # a dataset.h5 (sources/cnn_filter_db.py), `meta_only` a boolean
+            source["cnn_filter_db"] = str((path.parent / source["cnn_filter_db"]).resolve())
+            source["meta_only"] = entry.get("meta_only") is True
         try:
             _validate(entry, where)
         except MetadataError as exc:

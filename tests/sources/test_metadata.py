@@ -107,7 +107,7 @@ def test_demo_catalog_is_valid():
     from tests.conftest import REPO
 
     entries = load_catalog(REPO / "catalog" / "pypi_zoo.toml")
-    assert len(entries) == 16
+    assert len(entries) == 26
     assert {e.metadata["domain"] for e in entries} >= {"medical mri", "medical histology", "faces"}
 
 
