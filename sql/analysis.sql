@@ -46,6 +46,16 @@ CREATE OR REPLACE VIEW medical_components AS
 SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
 FROM read_parquet(lake_glob('medical_components'), hive_partitioning = false);
 
+-- The medical question with the confounders controlled: PERMANOVA with permutations within strata, and the
+-- architecture-matched comparison inside each family (Holm-corrected).
+CREATE OR REPLACE VIEW controlled_test AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('controlled_test'), hive_partitioning = false);
+
+CREATE OR REPLACE VIEW family_contrasts AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('family_contrasts'), hive_partitioning = false);
+
 -- Layer quality with model metadata: where are the degenerated layers?
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

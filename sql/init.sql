@@ -15,6 +15,8 @@ CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t
     WHEN 'shifts' THEN '/shifts/*__*__*.parquet'
     WHEN 'family_shifts' THEN '/family_shifts/basis=*/*.parquet'
     WHEN 'medical_test' THEN '/medical_test/basis=*/*.parquet'
+    WHEN 'controlled_test' THEN '/controlled_test/basis=*/*.parquet'
+    WHEN 'family_contrasts' THEN '/family_contrasts/basis=*/*.parquet'
     WHEN 'medical_components' THEN '/medical_components/basis=*/*.parquet'
     END;
 SET VARIABLE filterlake_has_models = (SELECT count(*) > 0 FROM glob(lake_glob('models')));
@@ -27,6 +29,8 @@ SET VARIABLE filterlake_has_extents = (SELECT count(*) > 0 FROM glob(lake_glob('
 SET VARIABLE filterlake_has_shifts = (SELECT count(*) > 0 FROM glob(lake_glob('shifts')));
 SET VARIABLE filterlake_has_family_shifts = (SELECT count(*) > 0 FROM glob(lake_glob('family_shifts')));
 SET VARIABLE filterlake_has_medical_test = (SELECT count(*) > 0 FROM glob(lake_glob('medical_test')));
+SET VARIABLE filterlake_has_controlled_test = (SELECT count(*) > 0 FROM glob(lake_glob('controlled_test')));
+SET VARIABLE filterlake_has_family_contrasts = (SELECT count(*) > 0 FROM glob(lake_glob('family_contrasts')));
 SET VARIABLE filterlake_has_medical_components = (SELECT count(*) > 0 FROM glob(lake_glob('medical_components')));
 SET VARIABLE filterlake_has_state = (SELECT count(*) > 0 FROM glob(getvariable('lake') || '/analysis.json'));
 SET VARIABLE filterlake_current_basis = (SELECT basis_id FROM query(CASE WHEN getvariable('filterlake_has_state')
@@ -156,6 +160,18 @@ CREATE OR REPLACE VIEW medical_components AS SELECT * FROM query(CASE WHEN getva
 FROM read_parquet(lake_glob(''medical_components''), hive_partitioning = false)'
     ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
 FROM (SELECT NULL::VARCHAR AS group_a, NULL::VARCHAR AS group_b, NULL::INTEGER AS component, NULL::DOUBLE AS kl_sym, NULL::DOUBLE AS weight, NULL::DOUBLE AS contribution, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW controlled_test AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_controlled_test')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''controlled_test''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS strata, NULL::DOUBLE AS pseudo_f, NULL::DOUBLE AS p_value, NULL::DOUBLE AS r_squared, NULL::BIGINT AS n_models, NULL::BIGINT AS n_medical, NULL::BIGINT AS n_non_medical, NULL::BIGINT AS n_strata_informative, NULL::BIGINT AS n_strata_excluded, NULL::VARCHAR AS informative_strata, NULL::DOUBLE AS n_arrangements, NULL::BIGINT AS n_permutations, NULL::BIGINT AS seed, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW family_contrasts AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_family_contrasts')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''family_contrasts''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS family, NULL::BIGINT AS n_medical, NULL::BIGINT AS n_non_medical, NULL::DOUBLE AS between_mean, NULL::DOUBLE AS within_mean, NULL::DOUBLE AS p_value, NULL::DOUBLE AS p_holm, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
 
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

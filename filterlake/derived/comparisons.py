@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS, controlled_rows, model_design
 from filterlake.derived.groupings import MODEL, UNKNOWN, architecture_family
 from filterlake.derived.shifts import GroupedCounts, grouped_counts, model_counts, pair_table, shift_table
 from filterlake.errors import FilterlakeError
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from filterlake.derived.analyze import Analysis
 
 FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS = "family_shifts", "medical_test", "medical_components"
-TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS)
+TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS, CONTROLLED_TEST, FAMILY_CONTRASTS)
 FAMILY_GROUPING = MODEL  # a family's matrix compares its models, one row per model (its unique label)
 MIN_FAMILY_MODELS = 2
 
@@ -99,9 +100,12 @@ def medical_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The rows of `medical_test` (one) and `medical_components` (nine); none without models in both groups.
 
-    The test resamples models: it permutes the medical/non-medical labels of the models with histograms.
+    The test resamples models: it permutes the medical/non-medical labels of the trained models with
+    histograms (untrained baselines, the grouping's third label, are left out).
     """
     _ids, labels, counts = model_counts(con, analysis.basis_id, analysis.spec, MEDICAL)
+    trained = [i for i, g in enumerate(labels) if g in (MEDICAL, NON_MEDICAL)]
+    labels, counts = [labels[i] for i in trained], counts[trained]
     is_medical = np.array([g == MEDICAL for g in labels], dtype=bool)
     if not is_medical.any() or is_medical.all():
         return [], []
@@ -145,10 +149,15 @@ def store_comparisons(
         raise FilterlakeError("--permutations must be at least 1")
     con = analysis.connect()
     test, components = medical_rows(con, analysis, permutations, seed)
+    controlled, contrasts = controlled_rows(
+        model_design(con, analysis), permutations, seed, context(analysis, MEDICAL)
+    )
     tables = {
         FAMILY_SHIFTS: family_shift_rows(con, analysis),
         MEDICAL_TEST: test,
         MEDICAL_COMPONENTS: components,
+        CONTROLLED_TEST: controlled,
+        FAMILY_CONTRASTS: contrasts,
     }
     paths = {}
     with staging(analysis.lake) as stage:

@@ -13,6 +13,7 @@ import numpy as np
 
 from filterlake.derived.analyze import Analysis
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, snapshot_id
+from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
 from filterlake.derived.groupings import MODEL, architecture_family, depth_decile_key, model_name, task_kind
 from filterlake.errors import FilterlakeError
 from filterlake.numeric.params import QualityParams
@@ -177,6 +178,8 @@ def _medical(con: duckdb.DuckDBPyConnection, analysis: Analysis, with_filters: l
     parts = sorted(
         queries.records(con, _stored(con, analysis, MEDICAL_COMPONENTS)), key=lambda r: r["component"]
     )
+    medical.controlled = queries.records(con, _stored(con, analysis, CONTROLLED_TEST))
+    medical.contrasts = queries.records(con, _stored(con, analysis, FAMILY_CONTRASTS))
     medical.per_component = np.array([r["kl_sym"] for r in parts], np.float64)
     medical.weights = np.array([r["weight"] for r in parts], np.float64)
     if MODEL in analysis.shifts:

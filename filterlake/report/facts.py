@@ -103,6 +103,8 @@ class Medical:
     per_component: np.ndarray = field(default_factory=lambda: np.zeros(0))
     weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
     duplicates: int = 0  # model pairs with identical distributions
+    controlled: list[dict] = field(default_factory=list)  # controlled_test rows (derived/controlled.py)
+    contrasts: list[dict] = field(default_factory=list)  # family_contrasts rows
 
     @property
     def total(self) -> float:

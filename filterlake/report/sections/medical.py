@@ -110,6 +110,74 @@ def _components_table(m: Medical) -> Table:
     )
 
 
+def controlled_blocks(m: Medical, page: Page) -> list:
+    """The test with the confounders controlled: PERMANOVA within strata and the per-family comparisons."""
+    rows = {r["strata"]: r for r in m.controlled}
+    if not rows:
+        return []
+    free, family = rows.get("none"), rows.get("family")
+    blocks: list = [Para("With the confounders controlled", "heading")]
+    text = (
+        "A second test asks whether models of different groups differ more than models of the same group, "
+        "on the model-by-model shift matrix (PERMANOVA, D as the squared distance, "
+        "docs/methods/permanova.md), with the labels shuffled only among models of the same architecture "
+        "family, so an architecture that only one group has cannot pass for a domain effect. "
+    )
+    if free and free["pseudo_f"] is not None:
+        text += (
+            f"Unrestricted, over all {free['n_models']} models: pseudo-F = {free['pseudo_f']:.3g}, "
+            f"p = {free['p_value']:.3g}, R² = {free['r_squared']:.3f}. "
+        )
+    if family and family["pseudo_f"] is not None:
+        text += (
+            f"Within families ({family['n_strata_informative']} families hold both groups, "
+            f"{family['n_models']} models; {family['n_strata_excluded']} families hold one group only and are left "
+            f"out): pseudo-F = {family['pseudo_f']:.3g}, p = {family['p_value']:.3g}, R² = "
+            f"{family['r_squared']:.3f}; "
+            + (
+                "the domain effect survives the control for architecture."
+                if family["p_value"] < ALPHA
+                else "no evidence of a domain effect once architecture is controlled (which is not evidence "
+                "that there is none)."
+            )
+        )
+    elif family:
+        text += (
+            f"The lake cannot make this comparison: none of its {family['n_strata_excluded']} architecture "
+            "families holds models of both groups, so every medical model differs from every non-medical one "
+            "in architecture too and the unrestricted result cannot be told apart from an architecture effect. "
+            "Models of one family in both domains would answer it."
+        )
+    blocks.append(Para(text))
+    both = [r for r in m.contrasts if r["n_medical"] and r["n_non_medical"]]
+    if both:
+        blocks.append(
+            page.table(
+                Table(
+                    "family_contrasts",
+                    "Architecture-matched comparisons: families with models of both groups",
+                    ["family", "medical", "non-medical", "mean D between", "mean D within", "p", "p (Holm)"],
+                    [
+                        [
+                            r["family"],
+                            r["n_medical"],
+                            r["n_non_medical"],
+                            r["between_mean"],
+                            r["within_mean"],
+                            r["p_value"],
+                            r["p_holm"],
+                        ]
+                        for r in both
+                    ],
+                    "Mean D between the family's medical and non-medical models against the mean within each "
+                    "group; p from a PERMANOVA inside the family, Holm-corrected over the families tested.",
+                    {"mean D between": ".4f", "mean D within": ".4f", "p": ".3g", "p (Holm)": ".3g"},
+                )
+            )
+        )
+    return blocks
+
+
 def render(data: ReportData, page: Page, s: Section) -> None:
     """Fill the section: the test, its verdict, the null distribution and which components carry the shift."""
     m = data.medical
@@ -135,6 +203,7 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             f"({t.n_boot:,} draws, percentile interval)."
         )
     )
+    s.add(*controlled_blocks(m, page))
     s.add(Para("What the data support", "heading"), Bullets(supported))
     s.add(Para("What they do not support", "heading"), Bullets(unsupported))
     s.add(
