@@ -69,25 +69,26 @@ def _repeated(value: str, n: int) -> pa.Array | pa.ChunkedArray:
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(np.tile(raw, n)))
 
 
-def _filters_table(model_id: str, layers: list[tuple[int, np.ndarray]]) -> pa.Table:
-    """The filters rows of whole layers [(layer_idx, (n, 9) float32), ...], in order, as one table.
+def _filters_table(model_id: str, layers: list[tuple[int, np.ndarray, int]]) -> pa.Table:
+    """The filters rows of layers or blocks of layers [(layer_idx, (n, 9) float32, first filter_idx), ...], in
+    order, as one table.
 
     Built column-wise: the weights are transposed into nine contiguous columns in cache-sized blocks (no
     per-layer Arrow arrays, no per-row Python objects).
     """
-    n = sum(len(f) for _, f in layers)
+    n = sum(len(f) for _, f, _ in layers)
     columns = np.empty((len(WEIGHT_COLUMNS), n), np.float32)
     layer_idx = np.empty(n, np.int32)
     filter_idx = np.empty(n, np.int32)
     at = 0
-    for idx, filters in layers:
+    for idx, filters, first in layers:
         filters = np.asarray(filters, np.float32).reshape(-1, 9)
         size = len(filters)
         for start in range(0, size, TRANSPOSE_BLOCK):
             block = filters[start : start + TRANSPOSE_BLOCK]
             columns[:, at + start : at + start + len(block)] = block.T
         layer_idx[at : at + size] = idx
-        filter_idx[at : at + size] = np.arange(size, dtype=np.int32)
+        filter_idx[at : at + size] = np.arange(first, first + size, dtype=np.int32)
         at += size
     arrays = [
         _repeated(model_id, n),
@@ -106,7 +107,7 @@ class ModelWriter:
         self.model_id = model_id
         self.stage = new_stage(lake)
         self._writer: pq.ParquetWriter | None = None
-        self._pending: list[tuple[int, np.ndarray]] = []
+        self._pending: list[tuple[int, np.ndarray, int]] = []
         self._pending_rows = 0
         self.rows_written = 0
 
@@ -114,11 +115,12 @@ class ModelWriter:
     def _filters_file(self) -> Path:
         return filters_part(self.stage, self.model_id)
 
-    def add_layer(self, layer_idx: int, filters: np.ndarray) -> None:
-        """Queue one layer's (n, 9) float32 filters; rows are flushed in row groups of ~1M filters."""
+    def add_layer(self, layer_idx: int, filters: np.ndarray, first_filter: int = 0) -> None:
+        """Queue one layer's (n, 9) float32 filters, or the block of a streamed layer that starts at filter
+        `first_filter` (blocks in order); rows are flushed in row groups of ~1M filters."""
         if not len(filters):
             return
-        self._pending.append((layer_idx, filters))
+        self._pending.append((layer_idx, filters, first_filter))
         self._pending_rows += len(filters)
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush()
