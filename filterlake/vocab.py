@@ -61,6 +61,24 @@ def medical_sql(column: str = "domain") -> str:
     return f"coalesce(starts_with({column}, '{MEDICAL_PREFIX}'), false)"
 
 
+# Untrained baselines (`filterlake baseline`) have this domain: their own group everywhere, and a third label
+# of the `medical` grouping, so the medical vs non-medical test compares trained models only.
+UNTRAINED = "untrained"
+
+
+def is_untrained(domain: str | None) -> bool:
+    """True for the domain of untrained baselines (the Python twin of `untrained_sql`)."""
+    return domain == UNTRAINED
+
+
+def untrained_sql(column: str = "domain") -> str:
+    """SQL predicate of the untrained baselines' domain over `column` (the SQL twin of `is_untrained`)."""
+    return f"coalesce({column} = '{UNTRAINED}', false)"
+
+
 def medical_label_sql(column: str = "domain") -> str:
-    """SQL of the `medical` grouping's label: 'medical' or 'non-medical' (every model has one)."""
-    return f"CASE WHEN {medical_sql(column)} THEN '{MEDICAL}' ELSE '{NON_MEDICAL}' END"
+    """SQL of the `medical` grouping's label: 'untrained', 'medical' or 'non-medical' (every model has one)."""
+    return (
+        f"CASE WHEN {untrained_sql(column)} THEN '{UNTRAINED}' "
+        f"WHEN {medical_sql(column)} THEN '{MEDICAL}' ELSE '{NON_MEDICAL}' END"
+    )

@@ -1,10 +1,10 @@
 """Groupings of models, defined once: group keys in SQL, architecture family, task kind, the medical split.
 
 A grouping is a `models` column (domain, task, training_dataset, architecture, name, ...), `medical` (domain
-starting with "medical" vs the rest), `model` (one group per model, labelled by the `model_labels` view),
-`task_kind` and `family` (the keyword and first-word rules below, in Python and as generated SQL),
-`depth_decile` (layers by relative depth, P1 bins) or any key of the models' extra metadata. The shifts, the
-stored comparisons and the report all take their groups from here.
+starting with "medical" vs the rest; untrained baselines, vocab.UNTRAINED, apart), `model` (one group per
+model, labelled by the `model_labels` view), `task_kind` and `family` (the keyword and first-word rules below,
+in Python and as generated SQL), `depth_decile` (layers by relative depth, P1 bins) or any key of the models'
+extra metadata. The shifts, the stored comparisons and the report all take their groups from here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ import re
 import duckdb
 
 from filterlake.errors import FilterlakeError
-from filterlake.vocab import GROUPABLE_COLUMNS, MEDICAL, NON_MEDICAL, is_medical, medical_label_sql
+from filterlake.vocab import (
+    GROUPABLE_COLUMNS,
+    MEDICAL,
+    NON_MEDICAL,
+    UNTRAINED,
+    is_medical,
+    is_untrained,
+    medical_label_sql,
+)
 
 # P1 relative-depth deciles: [0, .1] (first layer included), (.1, .2], ..., (.9, 1]
 DEPTH_DECILE = (
@@ -141,7 +149,10 @@ def depth_decile_key(label: str) -> float:
 
 
 def medical_group(domain: str | None) -> str:
-    """The `medical` grouping's label of a domain: 'medical' or 'non-medical' (the twin of medical_label_sql)."""
+    """The `medical` grouping's label of a domain: 'untrained' (baselines), 'medical' or 'non-medical' (the twin
+    of medical_label_sql)."""
+    if is_untrained(domain):
+        return UNTRAINED
     return MEDICAL if is_medical(domain) else NON_MEDICAL
 
 
