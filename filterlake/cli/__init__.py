@@ -11,6 +11,7 @@ import sys
 from filterlake import __version__
 from filterlake.cli.commands import (
     cmd_analyze,
+    cmd_baseline,
     cmd_check,
     cmd_ingest,
     cmd_models,
@@ -170,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser(
+        "baseline",
+        help="build untrained models (default initialisation, seeds 0..N-1) and ingest them",
+        description="Build each architecture untrained, with its default initialisation, once per seed "
+        "(torch.manual_seed(seed) right before construction), save it as safetensors in $FILTERLAKE_CACHE "
+        "(default ./.cache) and ingest it with domain 'untrained' (its own group; left out of the medical "
+        "vs non-medical test). Running it again adds nothing. Exit 1 when any failed.",
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "architectures",
+        nargs="*",
+        metavar="ARCH",
+        help="a torchvision architecture (resnet18, vgg11, mobilenet_v2, ...: any name of "
+        "torchvision.models.list_models()), unet (filterlake's 2-D U-Net) or timm:NAME (needs timm)",
+    )
+    p.add_argument("--seeds", type=count(1), default=1, metavar="N", help="seeds 0..N-1 (default 1)")
+    p.add_argument("--list", action="store_true", help="print the architecture names it knows and exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    _lake_arg(p)
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser(
         "models",
         help="list the models of the lake",
         description="One row per model: name, domain, task, architecture, format, 3x3 layers and "
@@ -287,6 +310,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     command = parser._subparsers._group_actions[0].choices[args.command]  # the subcommand's own parser
     if args.command == "ingest" and not args.sources and not args.catalog:
         command.error("give a SOURCE or --catalog FILE")
+    if args.command == "baseline" and not args.architectures and not args.list:
+        command.error("give an ARCH (e.g. resnet18) or --list")
     if args.command == "shift":
         if (args.test is None) != (args.permutations is None):
             command.error("--test and --permutations go together: --test A [B] --permutations N")

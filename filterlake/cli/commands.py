@@ -302,3 +302,34 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"{report.seconds:.1f} s"
     )
     return 0
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Build and ingest untrained baselines (filterlake.baselines), or list the architecture names."""
+    from rich.console import Console
+
+    from filterlake.baselines import ingest_baselines
+    from filterlake.baselines.architectures import TIMM_PREFIXES, known_names
+    from filterlake.cli.progress import progress_bar
+    from filterlake.lake.layout import resolve_lake
+
+    if args.list:
+        print("\n".join(known_names()))
+        print(f"{TIMM_PREFIXES[0]}NAME  (any timm architecture, when timm is installed)")
+        return 0
+    lake = resolve_lake(args.lake)
+    err = Console(stderr=True, soft_wrap=True)
+    start = time.perf_counter()
+    with progress_bar(args.quiet, "baseline") as progress:
+        task = progress.add_task("building", total=None)
+        outcomes = ingest_baselines(
+            args.architectures,
+            args.seeds,
+            lake,
+            on_result=lambda o: (
+                progress.advance(task),
+                progress.update(task, description=o.name or o.source),
+                _report(err, o, args.quiet),
+            ),
+        )
+    _summary(Console(soft_wrap=True), outcomes, time.perf_counter() - start)
+    return 1 if any(o.status == FAILED for o in outcomes) else 0
