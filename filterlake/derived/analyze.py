@@ -27,6 +27,7 @@ from filterlake.lake.migrate import migrate
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
+from filterlake.vocab import is_meta_only
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Analysis:
     shifts: dict[str, Path] = field(default_factory=dict)
     unlabelled: list[str] = field(default_factory=list)  # groupings no model has a value for
     unreadable: list[str] = field(default_factory=list)  # models left out: their models row cannot be read
+    meta_only: list[str] = field(default_factory=list)  # models left out: imported without filters
     comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
     duplicates: list[DuplicateSet] = field(default_factory=list)  # weight sets counted once (merged members)
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
@@ -99,6 +101,12 @@ def analyze(
     migrate(lake)  # an older lake's files gain the current columns
     # every stage sees these models, whatever ingests commit meanwhile; a damaged models row is left out
     snapshot, unreadable = readable_models(lake, committed_ids(lake))
+    meta_only = _meta_only(lake, snapshot)
+    snapshot -= meta_only
+    if meta_only and not snapshot:
+        raise FilterlakeError(
+            f"{lake}: its {len(meta_only)} models were imported with --meta-only (no filters)"
+        )
     n_models = len(snapshot)
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
@@ -138,6 +146,7 @@ def analyze(
             lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist
         )
         analysis.unreadable = sorted(unreadable)
+        analysis.meta_only = sorted(meta_only)
         analysis.duplicates = duplicates
         _write_state(lake, analysis, basis_on)
         for (
@@ -185,3 +194,10 @@ def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
         "spec": analysis.spec.key,
     }
     write_json_atomic(state, state_file(lake))
+
+
+def _meta_only(lake: Path, model_ids: Collection[str]) -> set[str]:
+    """Models imported with `--meta-only` (vocab.META_ONLY): listed in the lake, without filters to analyse."""
+    return {
+        m for m in model_ids if is_meta_only(read_table(model_file(lake, m), columns=["extra"])[0][0].as_py())
+    }

@@ -20,13 +20,20 @@ from filterlake.lake.schema import arrow_schema, moment_columns
 from filterlake.numeric.basis import Basis, fit_basis
 from filterlake.numeric.moments import Moments
 from filterlake.numeric.params import fingerprint
+from filterlake.vocab import untrained_sql
 
 SUBSETS = {"all": "sc", "nonsparse": "scn"}
 
 
+DEFAULT_SELECTION = (
+    "all trained models"  # untrained baselines are projected on the basis, never fitted into it
+)
+
+
 def selected_models(con: duckdb.DuckDBPyConnection, selection: str | None) -> list[str]:
-    """Model ids matching a SQL condition over `models` columns (all models when None)."""
-    where = f"WHERE {selection}" if selection else ""
+    """Model ids matching a SQL condition over `models` columns (every trained model when None: the basis of
+    the trained filters, on which the untrained baselines are read)."""
+    where = f"WHERE {selection}" if selection else f"WHERE NOT {untrained_sql()}"
     try:
         return [
             r[0] for r in con.execute(f"SELECT model_id FROM models {where} ORDER BY model_id").fetchall()
@@ -63,13 +70,13 @@ def fit_from_lake(
         con.execute("RESET threads")
     if row[0] is None or row[0] < 2:
         raise FilterlakeError(
-            f"the basis needs at least 2 filters; the selection {selection or 'all models'} "
+            f"the basis needs at least 2 filters; the selection {selection or DEFAULT_SELECTION} "
             f"has {int(row[0] or 0)}"
         )
     basis = fit_basis(Moments.from_flat([float(v) for v in row]))
     record = {
         "basis_id": basis_id,
-        "selection": selection or "all models",
+        "selection": selection or DEFAULT_SELECTION,
         "subset": subset,
         "n_models": len(models),
         "created_at": datetime.now(UTC).isoformat(),

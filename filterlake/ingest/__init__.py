@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
+from filterlake.ingest.cnn_filter_db import import_source
 from filterlake.ingest.parallel import outcomes, worker_pool
 from filterlake.ingest.pipeline import (
     Identified,
@@ -59,11 +60,14 @@ def ingest(
     needs the usual `if __name__ == "__main__":` guard, as any multiprocessing code. A `pool` from `worker_pool`
     is used instead when given (and left open), e.g. to start the workers once for several calls. `on_note`
     gets one line per group of files passed over in folders and per warning about metadata keys. `force`
-    rewrites models already in the lake (a damaged partition) instead of keeping them.
+    rewrites models already in the lake (a damaged partition) instead of keeping them. A catalog's
+    `cnn_filter_db` entry imports every model of that dataset.h5 after the checkpoints, one outcome per model
+    (ingest/cnn_filter_db.py).
     """
     prepare_lake(lake)
     found = discover_all(names, list(catalogs))
-    sources = found.sources
+    sources = [s for s in found.sources if s.kind != "cnn_filter_db"]
+    datasets = [s for s in found.sources if s.kind == "cnn_filter_db"]  # catalog entries of whole datasets
     if on_note:
         for line in [*found.lines(), *(note for source in sources for note in source.notes)]:
             on_note(line)
@@ -77,4 +81,6 @@ def ingest(
             results[i] = outcome
             if on_result:
                 on_result(outcome)
+    for source in datasets:  # one outcome per model of the dataset
+        results += import_source(source, lake, on_result)
     return results

@@ -34,6 +34,7 @@ from filterlake.lake.layout import (
 from filterlake.lake.migrate import lake_version, migrate, pending
 from filterlake.lake.schema import DERIVED_TABLES, LAKE_VERSION, added_columns, arrow_schema
 from filterlake.lake.writer import flock, lake_lock
+from filterlake.vocab import is_meta_only
 
 ANALYSIS_LOCK = ".analysis.lock"  # held shared by every running analysis, exclusive by a pruning repair
 
@@ -268,11 +269,13 @@ def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tup
     if problem := schema_problem(path, "models", outdated_ok):
         return [f"model {model_id[:12]}: {problem}; {fix}, then ingest its source again"], 0
     row = read_table(
-        path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3"]
+        path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3", "extra"]
     ).to_pylist()
     if len(row) != 1 or row[0]["model_id"] != model_id:
         return [f"{path}: must hold exactly one row for model {model_id}; {fix}"], 0
     n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]
+    if is_meta_only(row[0]["extra"]):  # imported with --meta-only: its layers rows, no filters (vocab.py)
+        n_filters = 0
     problems = []
     lpath = layers_file(lake, model_id)
     if not lpath.exists():

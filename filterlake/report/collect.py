@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 
 from filterlake.derived.analyze import Analysis
+from filterlake.derived.basis import DEFAULT_SELECTION
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, snapshot_id
 from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
 from filterlake.derived.groupings import MODEL, architecture_family, depth_decile_key, model_name, task_kind
@@ -33,7 +34,7 @@ from filterlake.report.facts import (
     ShiftMatrix,
     nan,
 )
-from filterlake.vocab import MEDICAL, NON_MEDICAL
+from filterlake.vocab import MEDICAL, NON_MEDICAL, is_untrained
 
 REQUIRED_GROUPINGS = (MEDICAL, MODEL)  # the shifts the report reads besides its heatmaps' groupings
 KDE_VIEW = (-3.0, 3.0)  # the coefficient range the density plots show, as in the medical paper
@@ -52,7 +53,9 @@ def collect(analysis: Analysis, con: duckdb.DuckDBPyConnection, group_by: Sequen
     models = [_model(r) for r in queries.rows(con, queries.MODELS)]
     info = queries.rows(con, queries.BASIS, [analysis.basis_id])
     with_filters = [m for m in models if m.n_filters > 0]
-    basis = BasisFacts(analysis.basis_id, *(info[0] if info else ("all models", "all", len(with_filters))))
+    basis = BasisFacts(
+        analysis.basis_id, *(info[0] if info else (DEFAULT_SELECTION, "all", len(with_filters)))
+    )
     families = {
         f: ShiftMatrix(*m)
         for f, m in queries.family_shifts(con, _stored(con, analysis, FAMILY_SHIFTS)).items()
@@ -161,7 +164,8 @@ def _facts(models: list[ModelInfo]) -> GroupFacts:
 
 
 def _medical(con: duckdb.DuckDBPyConnection, analysis: Analysis, with_filters: list[ModelInfo]) -> Medical:
-    medical = Medical([m for m in with_filters if m.medical], [m for m in with_filters if not m.medical])
+    trained = [m for m in with_filters if not is_untrained(m.domain)]  # baselines are neither group
+    medical = Medical([m for m in trained if m.medical], [m for m in trained if not m.medical])
     if not medical.medical or not medical.other:
         return medical
     medical.facts = (_facts(medical.medical), _facts(medical.other))

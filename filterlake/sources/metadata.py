@@ -21,6 +21,7 @@ FIELDS = MODEL_FIELDS
 SOURCE_KEYS = (
     *("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256"),
     *("hf", "revision", "files"),  # a Hugging Face Hub repository (sources/hf.py)
+    *("cnn_filter_db", "meta_only"),  # CNN Filter DB's dataset.h5, imported whole (sources/cnn_filter_db.py)
 )
 SIDECAR_SUFFIX = ".meta.json"
 ONE_SOURCE = "needs exactly one source: 'path', 'url', 'wheel' with 'member', or 'hf'"
