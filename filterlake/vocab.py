@@ -5,6 +5,7 @@ Every module, the SQL views, the report's prose and the flows import these inste
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 # What happened to one source in an ingest (the flows add "cached": served from Prefect's task cache).
@@ -82,3 +83,18 @@ def medical_label_sql(column: str = "domain") -> str:
         f"CASE WHEN {untrained_sql(column)} THEN '{UNTRAINED}' "
         f"WHEN {medical_sql(column)} THEN '{MEDICAL}' ELSE '{NON_MEDICAL}' END"
     )
+
+# CNN Filter DB's published dataset.h5 (`filterlake import cnn-filter-db`): `models.format` of its models.
+CNN_FILTER_DB = "cnn-filter-db"
+# A model imported with --meta-only has its models and layers rows but no filters: `extra` holds this key set
+# to true and `models.message` says so. `filterlake check` accepts it, `analyze` leaves it out.
+META_ONLY = "meta_only"
+META_ONLY_MESSAGE = "metadata only (imported with --meta-only): no filters in the lake"
+
+
+def is_meta_only(extra: str | None) -> bool:
+    """True for a models row whose `extra` JSON marks it as imported without its filters."""
+    try:
+        return json.loads(extra or "{}").get(META_ONLY) is True
+    except (ValueError, AttributeError):
+        return False

@@ -13,6 +13,7 @@ from filterlake.cli.commands import (
     cmd_analyze,
     cmd_baseline,
     cmd_check,
+    cmd_import_cnn_filter_db,
     cmd_ingest,
     cmd_models,
     cmd_remove,
@@ -302,6 +303,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lake_arg(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "import",
+        help="import a published filter dataset (CNN Filter DB's dataset.h5)",
+        description="Import a published dataset of 3x3 filters into the lake, one lake model per model of it.",
+        epilog=EPILOG,
+    )
+    datasets = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    q = datasets.add_parser(
+        "cnn-filter-db",
+        help="CNN Filter DB's dataset.h5 (Gavrikov & Keuper, CVPR 2022)",
+        description="Import CNN Filter DB's dataset.h5 (decompressed: xz -d dataset.h5.xz), streamed model by "
+        "model with bounded memory. A killed import resumes where it stopped; importing again adds nothing. "
+        "A model whose rows do not match the filters fails alone. Exit 0 when every model was imported or "
+        "already present, 1 when any failed.",
+        epilog=EPILOG,
+    )
+    q.add_argument("path", metavar="PATH", help="the dataset.h5 file")
+    q.add_argument(
+        "--meta-only",
+        action="store_true",
+        help="land only the models and layers rows (the model list), no filters; a later full import "
+        "replaces them",
+    )
+    q.add_argument("--quiet", "-q", action="store_true", help="print only failures and the summary")
+    _lake_arg(q)
+    q.set_defaults(func=cmd_import_cnn_filter_db)
     return parser
 
 

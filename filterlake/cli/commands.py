@@ -67,6 +67,34 @@ def _summary(console, outcomes, seconds: float) -> None:
     )
 
 
+def cmd_import_cnn_filter_db(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from filterlake.cli.progress import progress_bar
+    from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
+    from filterlake.lake.layout import resolve_lake
+
+    err = Console(stderr=True, soft_wrap=True)
+    with progress_bar(args.quiet, "import", rate=True) as progress:  # filters/s (models/s with --meta-only)
+        task = progress.add_task("reading meta", total=None)
+        result = import_cnn_filter_db(
+            Path(args.path),
+            resolve_lake(args.lake),
+            args.meta_only,
+            on_start=lambda models, filters: progress.update(
+                task, total=models if args.meta_only else filters, description=""
+            ),
+            on_filters=lambda n: progress.advance(task, n),
+            on_result=lambda o: (
+                progress.advance(task, 1 if args.meta_only else 0),
+                progress.update(task, description=o.name),
+                _report(err, o, args.quiet),
+            ),
+        )
+    print(result.summary_line())
+    return 1 if result.failed else 0
+
+
 MODELS_TEXT_WIDTH = 15  # in the table, long free text is shortened so that a row fits 120 columns
 
 
@@ -196,6 +224,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(
             f"note: model {model_id[:12]} left out: its models row cannot be read (`filterlake check` names "
             f"it, `filterlake remove {model_id[:12]}` drops it)",
+            file=sys.stderr,
+        )
+    if analysis.meta_only:
+        print(
+            f"note: {len(analysis.meta_only)} models imported with --meta-only left out (no filters; a full "
+            "`filterlake import` adds them)",
             file=sys.stderr,
         )
     if analysis.unlabelled and not given:  # the default grouping: a note, not an error
