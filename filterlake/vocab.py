@@ -84,6 +84,7 @@ def medical_label_sql(column: str = "domain") -> str:
         f"WHEN {medical_sql(column)} THEN '{MEDICAL}' ELSE '{NON_MEDICAL}' END"
     )
 
+
 # CNN Filter DB's published dataset.h5 (`filterlake import cnn-filter-db`): `models.format` of its models.
 CNN_FILTER_DB = "cnn-filter-db"
 # A model imported with --meta-only has its models and layers rows but no filters: `extra` holds this key set

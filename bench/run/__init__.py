@@ -37,7 +37,11 @@ filter of ingest and analysis flat within 20% between the two largest scales (10
 `make bench-large`); regrouping 1,000 models < 2 s. An extrapolation to CNN Filter DB's 1.46 billion filters
 uses the per-filter costs measured at the largest scale (linear, which the flatness target checks).
 
+Finally the **import** stage (`import_stage`): `import_cnn_filter_db` of a synthetic CNN Filter DB dataset.h5 of
+`--import-filters` filters (2M) against reading its float64 chunks with h5py and writing them as float32 zstd
+Parquet with bare pyarrow; target >= 50% of that limit.
+
 Modules: `cli` (the command line and the whole run), `scales` (one scale's zoo, stages and metrics), `stages`
-and `limits` (what the child processes time), `measure` (the child process, its RSS and times), `machine`
+and `limits` (what the child processes time), `import_stage` (the CNN Filter DB import and its limit), `measure` (the child process, its RSS and times), `machine`
 (what it ran on), `judge` (targets, extrapolation), `tables` (the printed tables).
 """

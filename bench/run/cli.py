@@ -14,6 +14,7 @@ from typing import Any
 
 import bench.run
 from bench.paths import OUT
+from bench.run.import_stage import import_line, measure_import
 from bench.run.judge import TARGETS, extrapolate, judge
 from bench.run.machine import machine
 from bench.run.scales import measure_regroup, measure_scale
@@ -45,6 +46,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "max_model_filters": args.max_model_filters,
             "seed": args.seed,
             "jobs": args.jobs,
+            "import_filters": args.import_filters,
         },
         "targets_definition": TARGETS,
         "scales": [],
@@ -53,11 +55,13 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results["scales"].append(measure_scale(scale, args, work, log))
     if args.regroup_models:
         results["regroup"] = measure_regroup(args, work, log)
+    if args.import_filters:
+        results["import"] = measure_import(args, work, log)
     results["targets"] = judge(results)
     results["extrapolation"] = extrapolate(results)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = table(results)
+    text = table(results) + (f"\n\n{import_line(results['import'])}" if results.get("import") else "")
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="worker processes of the ingest stage, as `filterlake ingest --workers` (default: one "
         "per core; the limit is one bare process, as the target defines it)",
+    )
+    parser.add_argument(
+        "--import-filters",
+        type=int,
+        default=2_000_000,
+        help="filters of the synthetic CNN Filter DB dataset.h5 of the import stage (0: skip)",
     )
     args = parser.parse_args(argv)
     args.regroup_filters = args.regroup_filters or args.filters

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.run.import_stage import stage_import, stage_limit_import
 from bench.run.limits import stage_limit_ingest, stage_limit_scan
 from bench.run.measure import disk_usage, warm_up
 
@@ -140,4 +141,6 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "analyse": stage_analyse,
     "limit-scan": stage_limit_scan,
     "regroup": stage_regroup,
+    "import": stage_import,
+    "limit-import": stage_limit_import,
 }
