@@ -51,10 +51,11 @@ def write_dataset(
     n = 0
     with h5py.File(path, "w") as h5:
         shape, dtype = ((3, 3), np.float64) if key == "filters" else ((9,), np.float32)
-        data = h5.create_dataset(key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(chunk_rows, *shape))
+        data = h5.create_dataset(
+            key, (0, *shape), dtype, maxshape=(None, *shape), chunks=(chunk_rows, *shape)
+        )
         for model_id, model in enumerate(models):
-            for row in _meta_rows(model_id, model, n):
-                rows.append(row)
+            rows.extend(_meta_rows(model_id, model, n))
             for weights in model.layers:
                 flat = np.asarray(weights, dtype).reshape(-1, *shape)
                 data.resize(n + len(flat), axis=0)
