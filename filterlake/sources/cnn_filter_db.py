@@ -13,14 +13,19 @@ filters before `blocks(model)` streams one model's filter rows in index order, a
 time, never a whole model. A file that cannot be read raises CheckpointError; a model whose ranges do not
 match the filters (overlap, beyond N, count != out x in) carries its `problem` and fails alone.
 
-Note: pandas stores the object columns of `meta` as pickles, which `read_hdf` unpickles; import files you
-trust (the published dataset), as with any pandas HDF5 file.
+pandas stores the object columns of `meta` as pickles (PyTables' ObjectAtom). They are unpickled by a
+restricted unpickler that rebuilds numpy arrays of plain values and refuses every other global, so no code from
+the file ever runs (`restricted_pickles`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import pickle
+import threading
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,12 +183,52 @@ def open_dataset(path: Path) -> Dataset:
         raise
 
 
+# The globals a pickled object column of plain values needs: numpy's array reconstruction, nothing else.
+SAFE_GLOBALS = frozenset(
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+) | {("numpy", "ndarray"), ("numpy", "dtype")}
+_PICKLE_LOCK = threading.Lock()
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays of str / int / float / None; any other global is refused, never imported."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a pickled object column names {module}.{name}: refused")
+
+
+def _restricted_loads(data: bytes) -> Any:
+    return _RestrictedUnpickler(io.BytesIO(data)).load()
+
+
+@contextlib.contextmanager
+def restricted_pickles() -> Iterator[None]:
+    """While reading `meta`: PyTables' ObjectAtom unpickles through the restricted unpickler (it calls the
+    `pickle.loads` of its own module; a lock keeps two readers from swapping it at once)."""
+    import tables.atom
+
+    with _PICKLE_LOCK:
+        original = tables.atom.pickle
+        tables.atom.pickle = types.SimpleNamespace(
+            loads=_restricted_loads, dumps=pickle.dumps, HIGHEST_PROTOCOL=pickle.HIGHEST_PROTOCOL
+        )
+        try:
+            yield
+        finally:
+            tables.atom.pickle = original
+
+
 def _read_meta(path: Path):
     """The `meta` frame, with its index levels and the per-layer columns checked."""
     import pandas as pd
 
     try:
-        meta = pd.read_hdf(path, META_KEY)
+        with restricted_pickles():
+            meta = pd.read_hdf(path, META_KEY)
     except UNREADABLE as exc:
         if isinstance(exc, KeyError):
             raise CheckpointError(path, f"no '{META_KEY}' frame in the file") from exc

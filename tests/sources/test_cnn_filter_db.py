@@ -162,3 +162,34 @@ def test_a_truncated_file_is_refused_in_one_line(tmp_path: Path) -> None:
             for model in ds.models:
                 list(ds.blocks(model))
         assert str(caught.value).startswith(str(cut)) and "\n" not in str(caught.value)
+
+
+class _Payload:
+    """Unpickling this runs a shell command (the attack a hostile dataset.h5 would carry)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickled_object_column_never_runs_code(tmp_path: Path) -> None:
+    """pandas pickles object columns; a global other than numpy's array reconstruction is refused."""
+    path = tmp_path / "dataset.h5"
+    write_dataset(path, ragged_models())
+    marker = tmp_path / "pwned"
+
+    def poison(frame: pd.DataFrame) -> pd.DataFrame:
+        frame["Comment"] = [_Payload(marker)] * len(frame)
+        return frame
+
+    rewrite_meta(path, poison)
+    with pytest.raises(CheckpointError) as exc:
+        open_dataset(path)
+    assert "refused" in str(exc.value) and str(path) in str(exc.value) and "\n" not in str(exc.value)
+    assert not marker.exists()
+    write_dataset(path, ragged_models())  # the plain object columns of the published layout still read
+    assert len(open_dataset(path).models) == 3
