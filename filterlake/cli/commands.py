@@ -337,6 +337,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     )
     return 0
 
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Build and ingest untrained baselines (filterlake.baselines), or list the architecture names."""
     from rich.console import Console

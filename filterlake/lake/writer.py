@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterlake.lake.files import new_stage, read_table, write_synced
+from filterlake.lake.files import mark_current, new_stage, read_table, write_synced
 from filterlake.lake.layout import (
     filters_dir,
     filters_part,
@@ -159,6 +159,8 @@ class ModelWriter:
             if model_file(self.lake, self.model_id).exists():
                 self.discard()
                 return False
+            if not table_dir(self.lake, "models").exists():  # the first model of a new lake
+                mark_current(self.lake)
             target = filters_dir(self.lake, self.model_id)
             if target.exists():  # an orphan partition of an interrupted earlier write
                 shutil.rmtree(target)

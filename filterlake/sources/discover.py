@@ -110,10 +110,10 @@ def _is_checkpoint(path: Path) -> bool:
 
 
 def _companions(paths: list[Path]) -> set[Path]:
-    """Files that belong to another checkpoint (ONNX external data, safetensors shards) and are not models."""
+    """Files that belong to another checkpoint (ONNX external data, safetensors and Keras shards): not models."""
     taken: set[Path] = set()
     for path in paths:
-        if sniff_format(path) in ("onnx", "safetensors-index"):
+        if sniff_format(path) in ("onnx", "safetensors-index", "keras-index"):
             try:
                 taken.update(p.resolve() for p in open_checkpoint(path).files[1:])
             except CheckpointError:

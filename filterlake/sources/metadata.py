@@ -20,6 +20,7 @@ from filterlake.vocab import MODEL_FIELDS
 FIELDS = MODEL_FIELDS
 SOURCE_KEYS = (
     *("path", "url", "sha256", "wheel", "member", "with_siblings", "python_version", "wheel_sha256"),
+    "platform",  # a wheel built for another platform than this machine's, e.g. manylinux_2_28_x86_64
     *("hf", "revision", "files"),  # a Hugging Face Hub repository (sources/hf.py)
     *("cnn_filter_db", "meta_only"),  # CNN Filter DB's dataset.h5, imported whole (sources/cnn_filter_db.py)
 )
