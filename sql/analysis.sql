@@ -56,6 +56,16 @@ CREATE OR REPLACE VIEW family_contrasts AS
 SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
 FROM read_parquet(lake_glob('family_contrasts'), hive_partitioning = false);
 
+-- The papers' phenomena found by the analysis (spikey models and their layers, binary-like layers, near-total
+-- sparsity), and each layer's frequency content in the 2-D DCT-II basis.
+CREATE OR REPLACE VIEW phenomena AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('phenomena'), hive_partitioning = false);
+
+CREATE OR REPLACE VIEW layer_frequency AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('layer_frequency'), hive_partitioning = false);
+
 -- Layer quality with model metadata: where are the degenerated layers?
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

@@ -17,6 +17,8 @@ CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t
     WHEN 'medical_test' THEN '/medical_test/basis=*/*.parquet'
     WHEN 'controlled_test' THEN '/controlled_test/basis=*/*.parquet'
     WHEN 'family_contrasts' THEN '/family_contrasts/basis=*/*.parquet'
+    WHEN 'phenomena' THEN '/phenomena/basis=*/*.parquet'
+    WHEN 'layer_frequency' THEN '/layer_frequency/basis=*/*.parquet'
     WHEN 'medical_components' THEN '/medical_components/basis=*/*.parquet'
     END;
 SET VARIABLE filterlake_has_models = (SELECT count(*) > 0 FROM glob(lake_glob('models')));
@@ -31,6 +33,8 @@ SET VARIABLE filterlake_has_family_shifts = (SELECT count(*) > 0 FROM glob(lake_
 SET VARIABLE filterlake_has_medical_test = (SELECT count(*) > 0 FROM glob(lake_glob('medical_test')));
 SET VARIABLE filterlake_has_controlled_test = (SELECT count(*) > 0 FROM glob(lake_glob('controlled_test')));
 SET VARIABLE filterlake_has_family_contrasts = (SELECT count(*) > 0 FROM glob(lake_glob('family_contrasts')));
+SET VARIABLE filterlake_has_phenomena = (SELECT count(*) > 0 FROM glob(lake_glob('phenomena')));
+SET VARIABLE filterlake_has_layer_frequency = (SELECT count(*) > 0 FROM glob(lake_glob('layer_frequency')));
 SET VARIABLE filterlake_has_medical_components = (SELECT count(*) > 0 FROM glob(lake_glob('medical_components')));
 SET VARIABLE filterlake_has_state = (SELECT count(*) > 0 FROM glob(getvariable('lake') || '/analysis.json'));
 SET VARIABLE filterlake_current_basis = (SELECT basis_id FROM query(CASE WHEN getvariable('filterlake_has_state')
@@ -172,6 +176,18 @@ CREATE OR REPLACE VIEW family_contrasts AS SELECT * FROM query(CASE WHEN getvari
 FROM read_parquet(lake_glob(''family_contrasts''), hive_partitioning = false)'
     ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
 FROM (SELECT NULL::VARCHAR AS family, NULL::BIGINT AS n_medical, NULL::BIGINT AS n_non_medical, NULL::DOUBLE AS between_mean, NULL::DOUBLE AS within_mean, NULL::DOUBLE AS p_value, NULL::DOUBLE AS p_holm, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW phenomena AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_phenomena')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''phenomena''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS phenomenon, NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::DOUBLE AS score, NULL::DOUBLE AS threshold, NULL::VARCHAR AS detail, NULL::VARCHAR AS basis_id, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW layer_frequency AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_frequency')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''layer_frequency''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::BIGINT AS n_filters, NULL::DOUBLE AS low_energy, NULL::DOUBLE AS high_energy, NULL::DOUBLE AS high_share, NULL::BIGINT AS cutoff, NULL::VARCHAR AS basis_id, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis WHERE false)' END);
 
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

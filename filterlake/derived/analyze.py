@@ -17,6 +17,7 @@ from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
 from filterlake.derived.layer_stats import refresh_layer_stats
+from filterlake.derived.phenomena import store_phenomena
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
 from filterlake.errors import FilterlakeError, ParameterError
 from filterlake.lake.duck import connect
@@ -51,6 +52,7 @@ class Analysis:
     meta_only: list[str] = field(default_factory=list)  # models left out: imported without filters
     comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
     duplicates: list[DuplicateSet] = field(default_factory=list)  # weight sets counted once (merged members)
+    phenomena: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/phenomena.py)
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
 
     def weights(self):
@@ -158,6 +160,7 @@ def analyze(
             else:
                 analysis.shifts[column] = path
         analysis.comparisons = store_comparisons(analysis, permutations, seed)
+        analysis.phenomena = store_phenomena(analysis)
     prune_old_bases(lake)  # what no analysis needs any more: the files of earlier bases
     return analysis
 
