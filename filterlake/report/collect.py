@@ -72,7 +72,16 @@ def collect(analysis: Analysis, con: duckdb.DuckDBPyConnection, group_by: Sequen
         families,
         _medical(con, analysis, with_filters),
         _quality(con, analysis.params, models),
+        _models_matrix(con, analysis),
     )
+
+
+def _models_matrix(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> ShiftMatrix | None:
+    """The stored model-by-model shift matrix, when the analysis has the `model` grouping."""
+    if MODEL not in analysis.shifts:
+        return None
+    labels, matrix, sizes = queries.stored_shifts(con, analysis.shifts[MODEL])
+    return ShiftMatrix(labels, matrix, sizes)
 
 
 def _model(r: tuple) -> ModelInfo:

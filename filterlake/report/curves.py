@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from filterlake.numeric.kde import binned_kde, histogram_quantile, silverman_bandwidth
@@ -49,3 +51,38 @@ def component_std(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
         mean = (counts * centres).sum(axis=2) / n
         var = (counts * (centres[None, None, :] - mean[..., None]) ** 2).sum(axis=2) / (n - 1)
     return np.sqrt(var)
+
+
+DEPTH_BINS = 10  # relative-depth bins of the layer-quality bands (P1's deciles)
+
+
+def depth_bands(
+    models: list[tuple[str, np.ndarray, np.ndarray]], bins: int = DEPTH_BINS
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per group: the median and the interquartile range over models of each model's mean metric per
+    relative-depth bin, so every model weighs once whatever its number of layers.
+
+    ``models``: (group, relative depth of its layers, metric of its layers). Returns, per group, (bin centres,
+    median, first quartile, third quartile, models per bin); a bin no model of the group reaches is NaN.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centres = centres_of(edges)
+    per_group: dict[str, list[np.ndarray]] = {}
+    for group, depth, values in models:
+        where = np.clip(np.searchsorted(edges, np.asarray(depth, np.float64), side="right") - 1, 0, bins - 1)
+        values = np.asarray(values, np.float64)
+        means = np.full(bins, np.nan)
+        for b in range(bins):
+            chosen = values[(where == b) & np.isfinite(values)]
+            if chosen.size:
+                means[b] = chosen.mean()
+        per_group.setdefault(group, []).append(means)
+    out = {}
+    for group, rows in per_group.items():
+        stack = np.vstack(rows)
+        counts = np.isfinite(stack).sum(axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an empty bin is NaN, as documented
+            q25, median, q75 = np.nanpercentile(stack, [25, 50, 75], axis=0)
+        out[group] = (centres, median, q25, q75, counts)
+    return out

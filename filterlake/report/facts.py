@@ -235,6 +235,7 @@ class ReportData:
     families: dict[str, ShiftMatrix]
     medical: Medical
     quality: Quality | None
+    models_matrix: ShiftMatrix | None = None  # D between every pair of models (the `model` grouping)
 
     @property
     def with_filters(self) -> list[ModelInfo]:

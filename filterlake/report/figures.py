@@ -193,15 +193,20 @@ def heatmap(
     title: str,
     axis_label: str = "group",
     colour_label: str = "shift D (symmetric KL, nats)",
+    vmax: float | None = None,
 ) -> Path:
-    """Annotated pairwise-shift heatmap (rows/columns in the given order; long labels wrapped or shortened)."""
+    """Annotated pairwise-shift heatmap (rows/columns in the given order; long labels wrapped or shortened).
+
+    ``vmax`` is the top of the colour scale: the report passes one value for every heatmap of the page, so equal
+    colours mean equal D everywhere; None scales to this matrix's largest value."""
     n = len(labels)
     size = max(4.8, 0.55 * n + 2.8)
     with matplotlib.rc_context(STYLE):
         fig = new_figure(size + 1.6, size)
         ax = fig.add_subplot()
-        finite = matrix[np.isfinite(matrix)]
-        vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        if vmax is None or not vmax > 0:
+            finite = matrix[np.isfinite(matrix)]
+            vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
         image = ax.imshow(np.ma.masked_invalid(matrix), cmap=SEQUENTIAL, vmin=0, vmax=vmax)
         cmap = image.get_cmap()
         digits = 2 if vmax >= 0.1 else 3
@@ -228,6 +233,62 @@ def heatmap(
         ax.spines[:].set_visible(False)
         ax.set_title(fit(title, 48, 3))
         fig.colorbar(image, ax=ax, shrink=0.8, label=colour_label)
+        return save(fig, path)
+
+
+def cluster_order(matrix: np.ndarray) -> np.ndarray:
+    """The leaf order of average-linkage hierarchical clustering on D (models without a finite D last)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    finite = np.isfinite(matrix).all(axis=1)
+    inside = np.flatnonzero(finite)
+    if len(inside) < 3:
+        return np.concatenate([inside, np.flatnonzero(~finite)])
+    block = matrix[np.ix_(inside, inside)]
+    order = inside[leaves_list(linkage(squareform((block + block.T) / 2, checks=False), "average"))]
+    return np.concatenate([order, np.flatnonzero(~finite)])
+
+
+def clustered_heatmap(
+    path: Path,
+    labels: list[str],
+    matrix: np.ndarray,
+    bars: dict[str, tuple[list[str], dict[str, str]]],
+    vmax: float,
+) -> Path:
+    """The model-by-model shift matrix in clustering order, with one colour bar per key (e.g. domain, family)
+    beside the rows; ``bars`` maps a key's name to (each model's value, colour of each value)."""
+    order = cluster_order(matrix)
+    n = len(labels)
+    size = max(6.0, 0.16 * n + 3.0)
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(size + 5.0, size + 1.5)
+        ax = fig.add_subplot()
+        image = ax.imshow(
+            np.ma.masked_invalid(matrix[np.ix_(order, order)]), cmap=SEQUENTIAL, vmin=0, vmax=vmax
+        )
+        ticks = [fit(labels[i], 28) for i in order]
+        fontsize = 7 if n <= 40 else 5
+        ax.set_xticks(range(n), ticks, rotation=90, fontsize=fontsize)
+        ax.set_yticks([])
+        ax.spines[:].set_visible(False)
+        handles = []
+        width = 0.035
+        for column, (name, (values, colours)) in enumerate(bars.items()):
+            bar = ax.inset_axes([-(len(bars) - column) * (width + 0.005), 0, width, 1])
+            bar.imshow(np.array([[to_rgb(colours[values[i]])] for i in order]), aspect="auto")
+            bar.set_xticks([0], [name], rotation=90, fontsize=8)
+            bar.spines[:].set_visible(False)
+            if column == 0:
+                bar.set_yticks(range(n), ticks, fontsize=fontsize)
+            else:
+                bar.set_yticks([])
+            seen = dict.fromkeys(values[i] for i in order)
+            handles += [Patch(color=colours[v], label=fit(f"{name}: {v}", 36)) for v in seen]
+        fig.colorbar(image, ax=ax, shrink=0.6, label="shift D (symmetric KL, nats)")
+        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, fontsize=7)
+        ax.set_title("Shift D between every pair of models, clustered (average linkage)")
         return save(fig, path)
 
 

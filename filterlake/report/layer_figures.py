@@ -11,33 +11,27 @@ from matplotlib.lines import Line2D
 from filterlake.report.figures import DIVERGING, STYLE, new_figure, save
 from filterlake.report.text import fit
 
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "*"]
-
 
 def quality_by_depth(
-    path: Path, series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    path: Path,
+    bands: list[dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]],
+    colours: dict[str, str],
 ) -> Path:
-    """Sparsity, H/TH(n) and orthogonality against relative depth; one line+marker series per model.
-
-    series: (label, depth, sparsity, entropy_norm, orthogonality) per model.
-    """
-    palette = matplotlib.colormaps["tab20"].colors
+    """Sparsity, H/TH(n) and orthogonality against relative depth: per domain, the median over its models (line)
+    and their interquartile range (band), from `curves.depth_bands` (one dict per metric)."""
     with matplotlib.rc_context(STYLE):
-        fig = new_figure(16, 5.2 + 0.23 * ((len(series) + 3) // 4))
+        groups = sorted(bands[0])
+        fig = new_figure(16, 5.2 + 0.23 * ((len(groups) + 3) // 4))
         axes = fig.subplots(1, 3)
         handles = []
-        for i, (label, depth, sparsity, entropy_norm, ortho) in enumerate(series):
-            style = {
-                "color": palette[i % len(palette)],
-                "marker": MARKERS[i % len(MARKERS)],
-                "ms": 4,
-                "lw": 0.9,
-                "alpha": 0.8,
-            }
-            axes[0].plot(depth, sparsity, **style)
-            axes[1].plot(depth, entropy_norm, **style)
-            axes[2].plot(depth, ortho, **style)
-            handles.append(Line2D([], [], label=fit(label, 40), **style))
+        for group in groups:
+            colour = colours.get(group, "grey")
+            for ax, metric in zip(axes, bands, strict=True):
+                centres, median, q25, q75, _models = metric[group]
+                ax.fill_between(centres, q25, q75, color=colour, alpha=0.18, lw=0)
+                ax.plot(centres, median, color=colour, lw=1.6, marker="o", ms=3)
+            n = int(max(bands[0][group][4].max(), 0))
+            handles.append(Line2D([], [], color=colour, lw=1.6, label=fit(f"{group} ({n})", 40)))
         axes[1].axhline(1.0, color="black", ls="--", lw=1)
         axes[1].annotate(
             "H = TH(n): random-like above",
@@ -53,7 +47,7 @@ def quality_by_depth(
             "orthogonality (1 − mean |cos| of output channels)",
         )
         titles = ("Sparsity", "Variance entropy relative to TH(n)", "Orthogonality")
-        for ax, ylabel, title in zip(axes, labels, titles):
+        for ax, ylabel, title in zip(axes, labels, titles, strict=True):
             ax.set_xlabel("relative depth (conv_depth_norm: 0 = first, 1 = last 3x3 layer)")
             ax.set_ylabel(ylabel)
             ax.set_title(title)
@@ -61,7 +55,9 @@ def quality_by_depth(
             ax.grid(alpha=0.3)
         axes[0].set_ylim(-0.03, 1.03)
         axes[2].set_ylim(-0.03, 1.03)
-        fig.legend(handles=handles, loc="outside lower center", ncol=4, frameon=False, title="model")
+        fig.legend(
+            handles=handles, loc="outside lower center", ncol=4, frameon=False, title="domain (models)"
+        )
         return save(fig, path)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from filterlake.numeric.params import QualityParams
-from filterlake.report import layer_figures
+from filterlake.report import figures, layer_figures
 from filterlake.report.collect import BINARY_TABLE, FIRST_FILTERS
+from filterlake.report.curves import DEPTH_BINS, depth_bands
 from filterlake.report.document import Page, Para, Section
 from filterlake.report.facts import Layer, Quality, ReportData, nan
 from filterlake.report.tables import Table
@@ -204,20 +205,26 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         return
     s.add(_overview(q, p))
     depth_source = {m.model_id: m.depth_source for m in data.models}
-    series = [
-        (
-            m.name,
-            *(m.series(k) for k in ("conv_depth_norm", "sparsity", "variance_entropy_norm", "orthogonality")),
+    domain = {m.model_id: m.domain for m in data.models}
+    bands = [
+        depth_bands(
+            [
+                (domain.get(m.model_id, "(unknown)"), m.series("conv_depth_norm"), m.series(k))
+                for m in q.models
+            ]
         )
-        for m in q.models
+        for k in ("sparsity", "variance_entropy_norm", "orthogonality")
     ]
+    colours = figures.domain_colours(sorted(bands[0]))
     s.add(
         page.figure(
-            layer_figures.quality_by_depth(page.out / "fig_quality_depth.png", series),
-            "Per-layer sparsity, H/TH(n) and orthogonality against relative depth; one line per model "
-            "(legend below). The dashed line marks H = TH(n). "
+            layer_figures.quality_by_depth(page.out / "fig_quality_depth.png", bands, colours),
+            f"Per-layer sparsity, H/TH(n) and orthogonality against relative depth, per domain: the line is the "
+            f"median over the domain's models of each model's mean in {DEPTH_BINS} relative-depth bins, the band "
+            "their interquartile range (models per domain in the legend; every model weighs once). The dashed "
+            "line marks H = TH(n). Every model's own values are in the table below. "
             + depth_sources(depth_source.get(m.model_id) for m in q.models),
-            "line plots of layer quality metrics against relative depth per model",
+            "median lines with interquartile bands of layer quality metrics against relative depth per domain",
         )
     )
     s.add(page.table(_by_model(q)))

@@ -4,6 +4,10 @@ heatmap shows legibly is listed as a table of its pairs instead."""
 
 from __future__ import annotations
 
+import matplotlib
+import numpy as np
+from matplotlib.colors import to_hex
+
 from filterlake.derived.comparisons import MIN_FAMILY_MODELS
 from filterlake.derived.groupings import MODEL, UNKNOWN
 from filterlake.report import figures
@@ -48,8 +52,10 @@ def _heatmap(
     alt: str,
     note: str,
     table_title: str,
+    scale: float,
 ) -> list:
-    """The figure (or, above HEATMAP_MAX groups, the sorted table of pairs) and the matrix table of one heatmap."""
+    """The figure (or, above HEATMAP_MAX groups, the sorted table of pairs) and the matrix table of one heatmap,
+    drawn on the page's one colour scale (0 to ``scale``)."""
     if len(m.labels) > HEATMAP_MAX:
         shown_as = [
             Para(
@@ -68,12 +74,52 @@ def _heatmap(
             ),
         ]
     else:
-        path = figures.heatmap(page.out / f"fig_shift_{name}.png", shown, m.matrix, title, axis)
+        path = figures.heatmap(page.out / f"fig_shift_{name}.png", shown, m.matrix, title, axis, vmax=scale)
         shown_as = [page.figure(path, caption, alt)]
     return [*shown_as, page.table(matrix_table(f"shift_{name}", table_title, m.labels, m.matrix, note))]
 
 
-def _grouping(data: ReportData, page: Page, column: str, m: ShiftMatrix | None, summary: list[list]) -> list:
+def _all_models(data: ReportData, page: Page, scale: float) -> list:
+    """Every pair of models, clustered, with a domain and a family colour bar: which models sit together?"""
+    m = data.models_matrix
+    if m is None or len(m.labels) < 3:
+        return []
+    info = {x.label: x for x in data.models}
+    domains = [info[g].domain if g in info else UNKNOWN for g in m.labels]
+    families = [info[g].family if g in info else UNKNOWN for g in m.labels]
+    palette = matplotlib.colormaps["tab20"].colors
+    family_colours = {f: to_hex(palette[i % len(palette)]) for i, f in enumerate(sorted(set(families)))}
+    bars = {
+        "domain": (domains, figures.domain_colours(sorted(set(domains)))),
+        "family": (families, family_colours),
+    }
+    path = figures.clustered_heatmap(
+        page.out / "fig_shift_models_clustered.png", m.labels, m.matrix, bars, scale
+    )
+    return [
+        Para("Every model against every other, clustered", "heading"),
+        page.figure(
+            path,
+            f"Shift D between every pair of the {len(m.labels)} models, rows and columns in the order of an "
+            "average-linkage hierarchical clustering of D, with each model's domain and architecture family as "
+            "colour bars: models that cluster by domain across families point to a domain effect, models that "
+            "cluster by family to an architecture effect. The matrix is the `model` rows of the shifts table.",
+            "clustered heatmap of the pairwise shifts between models with domain and family colour bars",
+        ),
+    ]
+
+
+def page_scale(data: ReportData) -> float:
+    """The top of the one colour scale every heatmap of the page shares: the largest D any of them shows."""
+    shown = (*data.shifts.values(), *data.families.values(), data.models_matrix)
+    matrices = [m.matrix for m in shown if m is not None]
+    finite = [float(np.nanmax(np.where(np.isfinite(x), x, np.nan))) for x in matrices if np.isfinite(x).any()]
+    return max(finite, default=1.0) or 1.0
+
+
+def _grouping(
+    data: ReportData, page: Page, column: str, m: ShiftMatrix | None, summary: list[list], scale: float
+) -> list:
     """The blocks of one grouping's heatmap (or why there is none); adds its row to ``summary``."""
     heading = Para(f"By {column}", "heading")
     if m is None:
@@ -111,11 +157,12 @@ def _grouping(data: ReportData, page: Page, column: str, m: ShiftMatrix | None, 
             f"heatmap of pairwise shifts by {column}",
             "Row order as in the figure.",
             f"Shift matrix by {column} (D, nats)",
+            scale,
         ),
     ]
 
 
-def _family(page: Page, family: str, m: ShiftMatrix) -> list:
+def _family(page: Page, family: str, m: ShiftMatrix, scale: float) -> list:
     return _heatmap(
         page,
         f"family_{slug(family)}",
@@ -127,6 +174,7 @@ def _family(page: Page, family: str, m: ShiftMatrix) -> list:
         f"heatmap of pairwise shifts between {family} models",
         "Rows are model names; D between single models.",
         f"Shift matrix of the {family} models (D, nats)",
+        scale,
     )
 
 
@@ -143,8 +191,17 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         )
     )
     summary: list[list] = []
+    scale = page_scale(data)
+    s.add(
+        Para(
+            f"Every heatmap on this page shares one colour scale, from 0 to {scale:.3g} nats (the largest D any "
+            "of them shows), so equal colours mean equal D in every figure.",
+            "note",
+        )
+    )
     for column in data.group_by:
-        s.add(*_grouping(data, page, column, data.shifts[column], summary))
+        s.add(*_grouping(data, page, column, data.shifts[column], summary, scale))
+    s.add(*_all_models(data, page, scale))
     families = sorted(f for f in data.families if f != UNKNOWN)
     s.add(Para("Models within each architecture family", "heading"))
     s.add(
@@ -164,7 +221,7 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             )
         )
     for family in families:
-        s.add(*_family(page, family, data.families[family]))
+        s.add(*_family(page, family, data.families[family], scale))
         summary.append(
             [f"{family} models", "family", len(data.families[family].labels), *data.families[family].spread()]
         )
