@@ -16,6 +16,7 @@ from filterlake.derived.basis import DEFAULT_SELECTION
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, snapshot_id
 from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
 from filterlake.derived.groupings import MODEL, architecture_family, depth_decile_key, model_name, task_kind
+from filterlake.derived.phenomena import LAYER_FREQUENCY, PHENOMENA
 from filterlake.errors import FilterlakeError
 from filterlake.numeric.params import QualityParams
 from filterlake.numeric.significance import PermutationResult
@@ -73,7 +74,32 @@ def collect(analysis: Analysis, con: duckdb.DuckDBPyConnection, group_by: Sequen
         _medical(con, analysis, with_filters),
         _quality(con, analysis.params, models),
         _models_matrix(con, analysis),
+        *_phenomena(con, analysis),
     )
+
+
+def _phenomena(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> tuple[list[dict], list[dict]]:
+    """The stored phenomena with each model's label, domain and layer name; the frequency content per domain."""
+    if not analysis.phenomena:
+        return [], []
+    found = con.execute(
+        """SELECT p.phenomenon, ml.label AS model, m.domain, p.layer_idx, l.layer_name, p.component, p.score,
+                  p.threshold, p.detail
+           FROM read_parquet(?) AS p JOIN models AS m USING (model_id) JOIN model_labels AS ml USING (model_id)
+           LEFT JOIN layers AS l ON l.model_id = p.model_id AND l.layer_idx = p.layer_idx
+           ORDER BY p.phenomenon, p.score DESC, ml.label, p.layer_idx""",
+        [str(analysis.phenomena[PHENOMENA])],
+    )
+    names = [d[0] for d in found.description]
+    rows = [dict(zip(names, r)) for r in found.fetchall()]
+    by_domain = con.execute(
+        """SELECT coalesce(m.domain, '(unknown)') AS domain, count(DISTINCT f.model_id) AS models,
+                  count(*) AS layers, sum(f.high_energy) / nullif(sum(f.low_energy + f.high_energy), 0) AS high_share
+           FROM read_parquet(?) AS f JOIN models AS m USING (model_id) GROUP BY 1 ORDER BY high_share""",
+        [str(analysis.phenomena[LAYER_FREQUENCY])],
+    )
+    names = [d[0] for d in by_domain.description]
+    return rows, [dict(zip(names, r)) for r in by_domain.fetchall()]
 
 
 def _models_matrix(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> ShiftMatrix | None:

@@ -236,6 +236,8 @@ class ReportData:
     medical: Medical
     quality: Quality | None
     models_matrix: ShiftMatrix | None = None  # D between every pair of models (the `model` grouping)
+    phenomena: list[dict] = field(default_factory=list)  # phenomena rows with model label, domain, layer name
+    frequency: list[dict] = field(default_factory=list)  # per domain: models, layers, high-frequency share
 
     @property
     def with_filters(self) -> list[ModelInfo]:

@@ -1,4 +1,4 @@
-"""The report's six sections, in page order: each module names its section (ID, TITLE, a one-line GUIDE) and
+"""The report's seven sections, in page order: each module names its section (ID, TITLE, a one-line GUIDE) and
 `render(data, page, section)` fills it with the blocks, figures and tables of its part of ReportData."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from filterlake.report.document import Page, Section
 from filterlake.report.facts import ReportData
-from filterlake.report.sections import basis, distributions, glance, medical, quality, shifts
+from filterlake.report.sections import basis, distributions, glance, medical, phenomena, quality, shifts
 
-MODULES = (glance, basis, distributions, shifts, medical, quality)
+MODULES = (glance, basis, distributions, shifts, medical, quality, phenomena)
 
 
 def render_sections(
