@@ -59,8 +59,9 @@ def medical_verdict(
         ]
     else:
         headline = (
-            f"p = {p_value:.3g} ≥ {alpha}: the medical models' filters do not differ from the others more "
-            f"than the model-to-model variation explains, on these {n} models."
+            f"p = {p_value:.3g} ≥ {alpha}: no evidence, on these {n} models, that the medical models' pooled "
+            "filter distribution differs from the others' more than the model-to-model variation explains "
+            "(which is not evidence that they are the same)."
         )
         supported = [
             (

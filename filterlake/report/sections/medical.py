@@ -110,13 +110,80 @@ def _components_table(m: Medical) -> Table:
     )
 
 
+def controlled_verdict(m: Medical) -> str | None:
+    """The answer with architecture controlled, in one sentence, or why the lake cannot give it."""
+    family = {r["strata"]: r for r in m.controlled}.get("family")
+    if family is None:
+        return None
+    if family["pseudo_f"] is None:
+        return (
+            f"With architecture controlled, this lake cannot answer: none of its {family['n_strata_excluded']} "
+            "architecture families has both medical and non-medical models, so any difference below may be the "
+            "architectures' as much as the domains'."
+        )
+    where = (
+        f"labels permuted within the {family['n_strata_informative']} architecture families that hold both "
+        f"groups, {family['n_models']} models"
+    )
+    if family["p_value"] < ALPHA:
+        return (
+            f"With architecture controlled ({where}), medical models differ from the others more than models "
+            f"of one group differ from each other: PERMANOVA p = {family['p_value']:.3g}, R² = "
+            f"{family['r_squared']:.3f}."
+        )
+    return (
+        f"With architecture controlled ({where}), no evidence that medical models differ from the others more "
+        f"than models of one group differ from each other: PERMANOVA p = {family['p_value']:.3g}, R² = "
+        f"{family['r_squared']:.3f} (which is not evidence that they are the same)."
+    )
+
+
+def evidence_table(m: Medical) -> Table:
+    """Every test of the question side by side: what it permutes, its statistic, p and the models it used."""
+    t = m.test
+    rows = [
+        [
+            "pooled D, models permuted freely",
+            "D (nats)",
+            t.observed,
+            t.p_value,
+            len(m.medical) + len(m.other),
+            "",
+        ]
+    ]
+    for r in m.controlled:
+        strata = "freely" if r["strata"] == "none" else f"within {r['strata']}"
+        rows.append(
+            [
+                f"PERMANOVA on model-by-model D, labels permuted {strata}",
+                "pseudo-F",
+                r["pseudo_f"],
+                r["p_value"],
+                r["n_models"],
+                ""
+                if r["strata"] == "none"
+                else f"{r['n_strata_informative']} with both groups, {r['n_strata_excluded']} with one (left out)",
+            ]
+        )
+    return Table(
+        "medical_evidence",
+        "The evidence: every test of medical vs non-medical",
+        ["test", "statistic", "value", "p", "models", "strata"],
+        rows,
+        "The pooled test compares the two groups' pooled filter distributions (large models weigh most); "
+        "PERMANOVA compares models with models (each model weighs once). Empty cells: the lake cannot make "
+        "that comparison.",
+        {"value": ".4g", "p": ".3g"},
+    )
+
+
 def controlled_blocks(m: Medical, page: Page) -> list:
     """The test with the confounders controlled: PERMANOVA within strata and the per-family comparisons."""
     rows = {r["strata"]: r for r in m.controlled}
     if not rows:
         return []
     free, family = rows.get("none"), rows.get("family")
-    blocks: list = [Para("With the confounders controlled", "heading")]
+    blocks: list = [Para("Models against models, with and without the architecture controlled", "heading")]
     text = (
         "A second test asks whether models of different groups differ more than models of the same group, "
         "on the model-by-model shift matrix (PERMANOVA, D as the squared distance, "
@@ -192,7 +259,12 @@ def render(data: ReportData, page: Page, s: Section) -> None:
         return
     t = m.test
     headline, supported, unsupported = verdict(m)
-    s.add(Para(headline, "verdict"))
+    s.add(Para("Do medical-imaging models learn different 3x3 filters than other models?", "heading"))
+    if answer := controlled_verdict(m):
+        s.add(Para(answer, "verdict"))
+    s.add(page.table(evidence_table(m)))
+    s.add(Para("The pooled distributions, models permuted freely", "heading"))
+    s.add(Para(headline, "verdict" if answer is None else "text"))
     s.add(
         Para(
             f"Medical = {MEDICAL_RULE} ({', '.join(sorted({x.domain for x in m.medical}))}); "
