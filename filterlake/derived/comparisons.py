@@ -40,7 +40,8 @@ MIN_FAMILY_MODELS = 2
 
 # Every model with 3x3 filters, with its unique label and architecture (its family comes from these).
 MODELS_WITH_FILTERS = """
-    SELECT ml.label, m.architecture FROM models AS m JOIN layers AS l USING (model_id)
+    SELECT ml.label, m.architecture, json_extract_string(m.extra, '$.family') FROM models AS m
+    JOIN layers AS l USING (model_id)
     JOIN model_labels AS ml USING (model_id) GROUP BY ALL HAVING sum(l.n_filters) > 0"""
 
 
@@ -69,8 +70,8 @@ def family_members(con: duckdb.DuckDBPyConnection, labels: list[str]) -> dict[st
     """The model labels (among ``labels``) of each architecture family that has at least two of them (models
     without an architecture form no family)."""
     family_of = {
-        label: architecture_family(architecture)
-        for label, architecture in con.execute(MODELS_WITH_FILTERS).fetchall()
+        label: architecture_family(architecture, family)
+        for label, architecture, family in con.execute(MODELS_WITH_FILTERS).fetchall()
     }
     members: dict[str, list[str]] = defaultdict(list)
     for label in labels:

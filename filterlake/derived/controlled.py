@@ -38,10 +38,13 @@ def model_design(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> dict[str
     if len(set(groups.tolist())) < 2:
         return None
     meta = {
-        m: (a, t) for m, a, t in con.execute("SELECT model_id, architecture, task FROM models").fetchall()
+        m: (architecture_family(a, f), t)
+        for m, a, t, f in con.execute(
+            "SELECT model_id, architecture, task, json_extract_string(extra, '$.family') FROM models"
+        ).fetchall()
     }
     kept = [ids[i] for i in keep]
-    families = [architecture_family(meta[m][0]) for m in kept]
+    families = [meta[m][0] for m in kept]
     families = [f if f != UNKNOWN else f"{NO_FAMILY} {m[:12]}" for f, m in zip(families, kept, strict=True)]
     return {
         "model_ids": kept,

@@ -50,7 +50,9 @@ SPACE = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680" + "".join(map(chr, range
 SPACE += "\u2028\u2029\u202f\u205f\u3000"  # what str.strip() strips (str.isspace)
 FAMILY_END = "(;,:"
 FAMILY_TRAILING = "+*'\""
-FAMILY_VERSION = r"[-_]?[vV]?[0-9]+(\.[0-9]+)?[dDxXsS]?$"
+FAMILY_VERSION = r"[-_]?[0-9]+(\.[0-9]+)?[dDxXsS]?$"  # a trailing size or depth: ResNet-20, VGG16, UNet2d
+FAMILY_KEEP = r"[vV][0-9]+(\.[0-9]+)?$"  # a trailing version stays: ESPNetv2 is not ESPNet
+FAMILY_KEY = "family"  # the catalog field (kept in models.extra) that names a model's family outright
 # DuckDB's lower() differs from str.lower() on one character (U+0130 -> "i" instead of "i" + U+0307).
 LOWER_FIXES = {"\u0130": "i\u0307"}
 
@@ -71,28 +73,45 @@ def _not_in(chars: str, re2: bool) -> str:
     return f"[^{body}]*"
 
 
-def architecture_family(architecture: str | None) -> str:
-    """A coarse family from the free-text architecture: its first word, without a trailing version or size.
+def architecture_family(architecture: str | None, family: str | None = None) -> str:
+    """A model's architecture family: the catalog's own `family` field (extra metadata) where given, else the
+    first word of the free-text architecture without a trailing size, a version suffix kept.
 
-    "ResNet-20 for CIFAR" -> "ResNet", "UNet2d (...)" -> "UNet", "ESPNetv2 ..." -> "ESPNet", "MTCNN O-Net" ->
-    "MTCNN", "VGG16" -> "VGG". An empty architecture gives "(unknown)". The SQL twin is family_sql.
+    "ResNet-20 for CIFAR" -> "ResNet", "UNet2d (...)" -> "UNet", "VGG16" -> "VGG", "ESPNetv2 ..." -> "ESPNetv2"
+    (a new version is another design), "MTCNN O-Net" -> "MTCNN" (name P-, R- and O-Net apart with `family`).
+    An empty architecture gives "(unknown)". The SQL twin is family_sql.
     """
+    given = (family or "").strip(SPACE)
+    if given:
+        return given
     text = (architecture or "").strip(SPACE)
     if not text:
         return UNKNOWN
     word = (re.match(_not_in(SPACE + FAMILY_END, False), text).group(0) or text).rstrip(FAMILY_TRAILING)
+    if re.search(FAMILY_KEEP, word):
+        return word
     return re.sub(FAMILY_VERSION, "", word, count=1) or word
 
 
-def family_sql(column: str = "m.architecture") -> str:
-    """SQL of architecture_family over ``column``, generated from the same constants."""
+def family_sql(column: str = "m.architecture", extra: str | None = None) -> str:
+    """SQL of architecture_family over ``column`` (and the `family` key of the JSON ``extra`` column when given),
+    generated from the same constants."""
     text = f"trim(coalesce({column}, ''), {sql_string(SPACE)})"
     first = sql_string("^" + _not_in(SPACE + FAMILY_END, True))
     word = (
         f"rtrim(coalesce(nullif(regexp_extract({text}, {first}), ''), {text}), {sql_string(FAMILY_TRAILING)})"
     )
     base = f"nullif(regexp_replace({word}, {sql_string(FAMILY_VERSION)}, ''), '')"
-    return f"CASE WHEN {text} = '' THEN {sql_string(UNKNOWN)} ELSE coalesce({base}, {word}) END"
+    rule = (
+        f"CASE WHEN {text} = '' THEN {sql_string(UNKNOWN)} WHEN regexp_matches({word}, {sql_string(FAMILY_KEEP)}) "
+        f"THEN {word} ELSE coalesce({base}, {word}) END"
+    )
+    if extra is None:
+        return rule
+    given = (
+        f"nullif(trim(coalesce(json_extract_string({extra}, '$.{FAMILY_KEY}'), ''), {sql_string(SPACE)}), '')"
+    )
+    return f"coalesce({given}, {rule})"
 
 
 def task_kind(task: str | None) -> str:
@@ -126,7 +145,7 @@ def group_expression(group_by: str) -> tuple[str, bool]:
     if group_by == TASK_KIND:
         return task_kind_sql(), False
     if group_by == FAMILY:
-        return family_sql(), False
+        return family_sql("m.architecture", "m.extra"), False
     if group_by == "depth_decile":
         return DEPTH_DECILE, True
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", group_by):

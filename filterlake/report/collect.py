@@ -118,7 +118,7 @@ def _model(r: tuple) -> ModelInfo:
         r[2] or unknown,
         r[3] or unknown,
         r[4] or "",
-        architecture_family(r[4]),
+        architecture_family(r[4], r[12]),
         r[5] or unknown,
         int(r[6]),
         int(r[7]),

@@ -13,7 +13,8 @@ from filterlake.derived.histograms import HistSpec
 MODELS = """
     SELECT m.model_id, m.name, m.domain, m.task, m.architecture, m.format,
            count(l.layer_idx)::BIGINT, coalesce(sum(l.n_filters), 0)::BIGINT, coalesce(m.file_bytes, 0),
-           ml.label, m.depth_source, coalesce(count_if(l.trainable = false), 0)::BIGINT
+           ml.label, m.depth_source, coalesce(count_if(l.trainable = false), 0)::BIGINT,
+           json_extract_string(m.extra, '$.family')
     FROM models AS m JOIN model_labels AS ml USING (model_id) LEFT JOIN layers AS l USING (model_id)
     GROUP BY ALL ORDER BY m.domain, ml.label, m.model_id"""
 SKIPPED = """

@@ -3,6 +3,7 @@ SQL is generated from the Python rule constants."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -137,3 +138,30 @@ def test_group_expressions_of_the_rules_over_a_lake(generic):
         assert not per_layer
         for value, shown in con.execute(f"SELECT m.{column}, {label} FROM models AS m").fetchall():
             assert shown == rule(value)
+
+
+def test_a_version_is_another_family_a_size_is_not_and_the_catalog_field_wins():
+    """ESPNetv2 is not ESPNet, MobileNetV3 keeps its version, ResNet-20 and ResNet-56 are one family; a
+    `family` given in the metadata (models.extra) overrides the rule, in Python and in SQL alike."""
+    cases = {
+        "ESPNet encoder-decoder (p=2, q=8)": "ESPNet",
+        "ESPNetv2 segmentation network": "ESPNetv2",
+        "MobileNetV3": "MobileNetV3",
+        "ResNet-20 for CIFAR": "ResNet",
+        "ResNet-56 for CIFAR": "ResNet",
+        "VGG16": "VGG",
+        "UNet2d (bioimage.io)": "UNet",
+    }
+    assert {a: architecture_family(a) for a in cases} == cases
+    assert [(v, sql, py) for v, sql, py in _sql_and_python(list(cases)) if sql != py] == []
+    con = duckdb.connect()
+    rows = [
+        ("MTCNN", '{"family": "MTCNN P-Net"}'),
+        ("MTCNN", "{}"),
+        ("MTCNN", '{"family": " "}'),
+        (None, None),
+    ]
+    con.register("m", pa.table({"architecture": [r[0] for r in rows], "extra": [r[1] for r in rows]}))
+    got = [r[0] for r in con.execute(f"SELECT {family_sql('m.architecture', 'm.extra')} FROM m").fetchall()]
+    assert got == ["MTCNN P-Net", "MTCNN", "MTCNN", UNKNOWN]
+    assert got == [architecture_family(a, json.loads(e or "{}").get("family")) for a, e in rows]
