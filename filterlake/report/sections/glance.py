@@ -100,8 +100,9 @@ def _group_tables(models: list[ModelInfo]) -> list[Table]:
             "Models by architecture family",
             ["family", *COUNT_COLUMNS, "architectures"],
             families,
-            "The family is the first word of the catalogued architecture without its version or size "
-            "(ResNet-20 and ResNet-56 are ResNet; UNet2d is UNet; ESPNetv2 is ESPNet).",
+            "The family is the catalog's own `family` field where it gives one (MTCNN's P-, R- and O-Net are "
+            "three networks), else the first word of the catalogued architecture without its size (ResNet-20 and "
+            "ResNet-56 are ResNet; UNet2d is UNet) but with its version (ESPNetv2 is not ESPNet).",
             COUNT_FORMATS,
         ),
     ]
