@@ -1,8 +1,20 @@
 -- filterlake analysis tables (written by `filterlake analyze`); a source of the generated sql/init.sql.
 
 -- Per-layer quality metrics and stored sufficient statistics (raw_*, sc_* scaled, scn_* scaled non-sparse).
+-- (from its per-model files and compacted part, as sql/tables.sql reads `layers`)
+CREATE OR REPLACE VIEW lake_layer_stats_files AS
+SELECT * FROM read_parquet(lake_glob('layer_stats'));
+
+CREATE OR REPLACE VIEW lake_layer_stats_compacted AS
+SELECT * FROM read_parquet(lake_glob('layer_stats_compacted'));
+
 CREATE OR REPLACE VIEW layer_stats AS
-SELECT * FROM read_parquet(lake_glob('layer_stats'))
+SELECT * FROM (
+    SELECT * FROM lake_layer_stats_files
+    UNION ALL
+    SELECT * FROM lake_layer_stats_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND model_id NOT IN (SELECT model_id FROM lake_layer_stats_files))
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Fitted bases: id, selection, subset, N, EVR and mean (the full basis as JSON in `basis`).
@@ -13,17 +25,40 @@ SELECT *, basis_id = getvariable('filterlake_current_basis') AS current FROM rea
 -- older bases' rows stay until `filterlake analyze` or `filterlake check` prunes them).
 
 -- Coefficient histograms per (basis, spec = 'lo_hi_bins_subset', model, layer, component, bin); zero bins omitted.
+-- A model's own file of a basis and spec supersedes its compacted rows of that basis and spec.
+CREATE OR REPLACE VIEW lake_histograms_files AS
+SELECT * FROM read_parquet(lake_glob('histograms'), hive_partitioning = true,
+                           hive_types = {'basis': VARCHAR, 'spec': VARCHAR});
+
+CREATE OR REPLACE VIEW lake_histograms_compacted AS
+SELECT * FROM read_parquet(lake_glob('histograms_compacted'), hive_partitioning = true,
+                           hive_types = {'basis': VARCHAR, 'spec': VARCHAR});
+
 CREATE OR REPLACE VIEW histograms AS
-SELECT *, basis = getvariable('filterlake_current_basis') AS current
-FROM read_parquet(lake_glob('histograms'), hive_partitioning = true,
-                           hive_types = {'basis': VARCHAR, 'spec': VARCHAR})
+SELECT *, basis = getvariable('filterlake_current_basis') AS current FROM (
+    SELECT * FROM lake_histograms_files
+    UNION ALL
+    SELECT * FROM lake_histograms_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND basis || '/' || spec || '/' || model_id NOT IN (
+          SELECT DISTINCT basis || '/' || spec || '/' || model_id FROM lake_histograms_files))
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Per-layer min/max of each coefficient in a basis (the global range of the cnn-filter-db preset).
+CREATE OR REPLACE VIEW lake_extents_files AS
+SELECT * FROM read_parquet(lake_glob('extents'), hive_partitioning = true, hive_types = {'basis': VARCHAR});
+
+CREATE OR REPLACE VIEW lake_extents_compacted AS
+SELECT * FROM read_parquet(lake_glob('extents_compacted'), hive_partitioning = true,
+                           hive_types = {'basis': VARCHAR});
+
 CREATE OR REPLACE VIEW coefficient_extents AS
-SELECT *, basis = getvariable('filterlake_current_basis') AS current
-FROM read_parquet(lake_glob('extents'), hive_partitioning = true,
-                           hive_types = {'basis': VARCHAR})
+SELECT *, basis = getvariable('filterlake_current_basis') AS current FROM (
+    SELECT * FROM lake_extents_files
+    UNION ALL
+    SELECT * FROM lake_extents_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND basis || '/' || model_id NOT IN (SELECT DISTINCT basis || '/' || model_id FROM lake_extents_files))
 WHERE model_id IN (SELECT model_id FROM models);
 
 -- Stored pairwise shift matrices (one row per ordered pair of groups).
@@ -51,6 +86,10 @@ FROM read_parquet(lake_glob('medical_components'), hive_partitioning = false);
 CREATE OR REPLACE VIEW controlled_test AS
 SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
 FROM read_parquet(lake_glob('controlled_test'), hive_partitioning = false);
+
+CREATE OR REPLACE VIEW domain_pairs AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('domain_pairs'), hive_partitioning = false);
 
 CREATE OR REPLACE VIEW family_contrasts AS
 SELECT *, basis_id = getvariable('filterlake_current_basis') AS current

@@ -16,10 +16,16 @@ CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t
     WHEN 'family_shifts' THEN '/family_shifts/basis=*/*.parquet'
     WHEN 'medical_test' THEN '/medical_test/basis=*/*.parquet'
     WHEN 'controlled_test' THEN '/controlled_test/basis=*/*.parquet'
+    WHEN 'domain_pairs' THEN '/domain_pairs/basis=*/*.parquet'
     WHEN 'family_contrasts' THEN '/family_contrasts/basis=*/*.parquet'
     WHEN 'phenomena' THEN '/phenomena/basis=*/*.parquet'
     WHEN 'layer_frequency' THEN '/layer_frequency/basis=*/*.parquet'
     WHEN 'medical_components' THEN '/medical_components/basis=*/*.parquet'
+    WHEN 'models_compacted' THEN '/models/compacted/*.parquet'
+    WHEN 'layers_compacted' THEN '/layers/compacted/*.parquet'
+    WHEN 'layer_stats_compacted' THEN '/layer_stats/compacted/*.parquet'
+    WHEN 'histograms_compacted' THEN '/histograms/basis=*/spec=*/compacted/*.parquet'
+    WHEN 'extents_compacted' THEN '/extents/basis=*/compacted/*.parquet'
     END;
 SET VARIABLE filterlake_has_models = (SELECT count(*) > 0 FROM glob(lake_glob('models')));
 SET VARIABLE filterlake_has_layers = (SELECT count(*) > 0 FROM glob(lake_glob('layers')));
@@ -32,24 +38,50 @@ SET VARIABLE filterlake_has_shifts = (SELECT count(*) > 0 FROM glob(lake_glob('s
 SET VARIABLE filterlake_has_family_shifts = (SELECT count(*) > 0 FROM glob(lake_glob('family_shifts')));
 SET VARIABLE filterlake_has_medical_test = (SELECT count(*) > 0 FROM glob(lake_glob('medical_test')));
 SET VARIABLE filterlake_has_controlled_test = (SELECT count(*) > 0 FROM glob(lake_glob('controlled_test')));
+SET VARIABLE filterlake_has_domain_pairs = (SELECT count(*) > 0 FROM glob(lake_glob('domain_pairs')));
 SET VARIABLE filterlake_has_family_contrasts = (SELECT count(*) > 0 FROM glob(lake_glob('family_contrasts')));
 SET VARIABLE filterlake_has_phenomena = (SELECT count(*) > 0 FROM glob(lake_glob('phenomena')));
 SET VARIABLE filterlake_has_layer_frequency = (SELECT count(*) > 0 FROM glob(lake_glob('layer_frequency')));
 SET VARIABLE filterlake_has_medical_components = (SELECT count(*) > 0 FROM glob(lake_glob('medical_components')));
+SET VARIABLE filterlake_has_models_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('models_compacted')));
+SET VARIABLE filterlake_has_layers_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('layers_compacted')));
+SET VARIABLE filterlake_has_layer_stats_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('layer_stats_compacted')));
+SET VARIABLE filterlake_has_histograms_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('histograms_compacted')));
+SET VARIABLE filterlake_has_extents_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('extents_compacted')));
 SET VARIABLE filterlake_has_state = (SELECT count(*) > 0 FROM glob(getvariable('lake') || '/analysis.json'));
 SET VARIABLE filterlake_current_basis = (SELECT basis_id FROM query(CASE WHEN getvariable('filterlake_has_state')
     THEN 'SELECT basis_id FROM read_json(''' || replace(getvariable('lake'), '''', '''''') || '/analysis.json' || ''')'
     ELSE 'SELECT NULL::VARCHAR AS basis_id' END));
 
-CREATE OR REPLACE VIEW models AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_models')
+CREATE OR REPLACE VIEW lake_models_files AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_models')
     THEN 'SELECT * FROM read_parquet(lake_glob(''models''))'
     ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS name, NULL::VARCHAR AS architecture, NULL::VARCHAR AS task, NULL::VARCHAR AS domain, NULL::VARCHAR AS modality, NULL::VARCHAR AS training_dataset, NULL::VARCHAR AS license, NULL::VARCHAR AS source_uri, NULL::VARCHAR AS format, NULL::VARCHAR AS load_method, NULL::BIGINT AS file_bytes, NULL::INTEGER AS n_files, NULL::INTEGER AS n_conv_layers, NULL::INTEGER AS n_layers_3x3, NULL::BIGINT AS n_filters_3x3, NULL::INTEGER AS skipped_1x1, NULL::INTEGER AS skipped_other_kernel, NULL::INTEGER AS skipped_non_square, NULL::INTEGER AS skipped_1d, NULL::INTEGER AS skipped_3d, NULL::INTEGER AS skipped_transposed, NULL::INTEGER AS skipped_unresolved, NULL::VARCHAR AS kernel_shapes, NULL::BIGINT AS n_nonfinite, NULL::VARCHAR AS orientation, NULL::VARCHAR AS depth_source, NULL::VARCHAR AS message, NULL::VARCHAR AS extra, NULL::TIMESTAMPTZ AS ingested_at, NULL::VARCHAR AS filterlake_version, NULL::VARCHAR AS weights_sha256 WHERE false)' END);
 
-CREATE OR REPLACE VIEW layers AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layers')
-    THEN 'SELECT l.* FROM read_parquet(lake_glob(''layers'')) AS l
-WHERE l.model_id IN (SELECT model_id FROM models)'
-    ELSE 'SELECT l.* FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS layer_name, NULL::INTEGER AS in_channels, NULL::INTEGER AS out_channels, NULL::INTEGER AS groups, NULL::INTEGER AS dilation, NULL::BIGINT AS n_filters, NULL::BIGINT AS filter_offset, NULL::INTEGER AS conv_depth, NULL::DOUBLE AS conv_depth_norm, NULL::INTEGER AS layer_depth, NULL::VARCHAR AS dtype, NULL::VARCHAR AS layout, NULL::VARCHAR AS orientation, NULL::BIGINT AS n_nonfinite, NULL::DOUBLE AS max_abs, NULL::BOOLEAN AS trainable WHERE false) AS l
-WHERE l.model_id IN (SELECT model_id FROM models)' END);
+CREATE OR REPLACE VIEW lake_models_compacted AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_models_compacted')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''models_compacted''))'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS name, NULL::VARCHAR AS architecture, NULL::VARCHAR AS task, NULL::VARCHAR AS domain, NULL::VARCHAR AS modality, NULL::VARCHAR AS training_dataset, NULL::VARCHAR AS license, NULL::VARCHAR AS source_uri, NULL::VARCHAR AS format, NULL::VARCHAR AS load_method, NULL::BIGINT AS file_bytes, NULL::INTEGER AS n_files, NULL::INTEGER AS n_conv_layers, NULL::INTEGER AS n_layers_3x3, NULL::BIGINT AS n_filters_3x3, NULL::INTEGER AS skipped_1x1, NULL::INTEGER AS skipped_other_kernel, NULL::INTEGER AS skipped_non_square, NULL::INTEGER AS skipped_1d, NULL::INTEGER AS skipped_3d, NULL::INTEGER AS skipped_transposed, NULL::INTEGER AS skipped_unresolved, NULL::VARCHAR AS kernel_shapes, NULL::BIGINT AS n_nonfinite, NULL::VARCHAR AS orientation, NULL::VARCHAR AS depth_source, NULL::VARCHAR AS message, NULL::VARCHAR AS extra, NULL::TIMESTAMPTZ AS ingested_at, NULL::VARCHAR AS filterlake_version, NULL::VARCHAR AS weights_sha256 WHERE false)' END);
+
+CREATE OR REPLACE VIEW models AS
+SELECT * FROM lake_models_files
+UNION ALL
+SELECT * FROM lake_models_compacted WHERE model_id NOT IN (SELECT model_id FROM lake_models_files);
+
+CREATE OR REPLACE VIEW lake_layers_files AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layers')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''layers''))'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS layer_name, NULL::INTEGER AS in_channels, NULL::INTEGER AS out_channels, NULL::INTEGER AS groups, NULL::INTEGER AS dilation, NULL::BIGINT AS n_filters, NULL::BIGINT AS filter_offset, NULL::INTEGER AS conv_depth, NULL::DOUBLE AS conv_depth_norm, NULL::INTEGER AS layer_depth, NULL::VARCHAR AS dtype, NULL::VARCHAR AS layout, NULL::VARCHAR AS orientation, NULL::BIGINT AS n_nonfinite, NULL::DOUBLE AS max_abs, NULL::BOOLEAN AS trainable WHERE false)' END);
+
+CREATE OR REPLACE VIEW lake_layers_compacted AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layers_compacted')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''layers_compacted''))'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS layer_name, NULL::INTEGER AS in_channels, NULL::INTEGER AS out_channels, NULL::INTEGER AS groups, NULL::INTEGER AS dilation, NULL::BIGINT AS n_filters, NULL::BIGINT AS filter_offset, NULL::INTEGER AS conv_depth, NULL::DOUBLE AS conv_depth_norm, NULL::INTEGER AS layer_depth, NULL::VARCHAR AS dtype, NULL::VARCHAR AS layout, NULL::VARCHAR AS orientation, NULL::BIGINT AS n_nonfinite, NULL::DOUBLE AS max_abs, NULL::BOOLEAN AS trainable WHERE false)' END);
+
+CREATE OR REPLACE VIEW layers AS
+SELECT * FROM (
+    SELECT * FROM lake_layers_files
+    UNION ALL
+    SELECT * FROM lake_layers_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND model_id NOT IN (SELECT model_id FROM lake_layers_files))
+WHERE model_id IN (SELECT model_id FROM models);
 
 CREATE OR REPLACE VIEW filters AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_filters')
     THEN 'SELECT f.* FROM read_parquet(lake_glob(''filters''), hive_partitioning = true,
@@ -115,33 +147,64 @@ WHERE weights_sha256 IS NOT NULL
 GROUP BY weights_sha256
 HAVING count(*) > 1;
 
-CREATE OR REPLACE VIEW layer_stats AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_stats')
-    THEN 'SELECT * FROM read_parquet(lake_glob(''layer_stats''))
-WHERE model_id IN (SELECT model_id FROM models)'
-    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS params, NULL::DOUBLE AS raw_n, NULL::DOUBLE AS raw_s0, NULL::DOUBLE AS raw_s1, NULL::DOUBLE AS raw_s2, NULL::DOUBLE AS raw_s3, NULL::DOUBLE AS raw_s4, NULL::DOUBLE AS raw_s5, NULL::DOUBLE AS raw_s6, NULL::DOUBLE AS raw_s7, NULL::DOUBLE AS raw_s8, NULL::DOUBLE AS raw_o00, NULL::DOUBLE AS raw_o01, NULL::DOUBLE AS raw_o02, NULL::DOUBLE AS raw_o03, NULL::DOUBLE AS raw_o04, NULL::DOUBLE AS raw_o05, NULL::DOUBLE AS raw_o06, NULL::DOUBLE AS raw_o07, NULL::DOUBLE AS raw_o08, NULL::DOUBLE AS raw_o11, NULL::DOUBLE AS raw_o12, NULL::DOUBLE AS raw_o13, NULL::DOUBLE AS raw_o14, NULL::DOUBLE AS raw_o15, NULL::DOUBLE AS raw_o16, NULL::DOUBLE AS raw_o17, NULL::DOUBLE AS raw_o18, NULL::DOUBLE AS raw_o22, NULL::DOUBLE AS raw_o23, NULL::DOUBLE AS raw_o24, NULL::DOUBLE AS raw_o25, NULL::DOUBLE AS raw_o26, NULL::DOUBLE AS raw_o27, NULL::DOUBLE AS raw_o28, NULL::DOUBLE AS raw_o33, NULL::DOUBLE AS raw_o34, NULL::DOUBLE AS raw_o35, NULL::DOUBLE AS raw_o36, NULL::DOUBLE AS raw_o37, NULL::DOUBLE AS raw_o38, NULL::DOUBLE AS raw_o44, NULL::DOUBLE AS raw_o45, NULL::DOUBLE AS raw_o46, NULL::DOUBLE AS raw_o47, NULL::DOUBLE AS raw_o48, NULL::DOUBLE AS raw_o55, NULL::DOUBLE AS raw_o56, NULL::DOUBLE AS raw_o57, NULL::DOUBLE AS raw_o58, NULL::DOUBLE AS raw_o66, NULL::DOUBLE AS raw_o67, NULL::DOUBLE AS raw_o68, NULL::DOUBLE AS raw_o77, NULL::DOUBLE AS raw_o78, NULL::DOUBLE AS raw_o88, NULL::DOUBLE AS sc_n, NULL::DOUBLE AS sc_s0, NULL::DOUBLE AS sc_s1, NULL::DOUBLE AS sc_s2, NULL::DOUBLE AS sc_s3, NULL::DOUBLE AS sc_s4, NULL::DOUBLE AS sc_s5, NULL::DOUBLE AS sc_s6, NULL::DOUBLE AS sc_s7, NULL::DOUBLE AS sc_s8, NULL::DOUBLE AS sc_o00, NULL::DOUBLE AS sc_o01, NULL::DOUBLE AS sc_o02, NULL::DOUBLE AS sc_o03, NULL::DOUBLE AS sc_o04, NULL::DOUBLE AS sc_o05, NULL::DOUBLE AS sc_o06, NULL::DOUBLE AS sc_o07, NULL::DOUBLE AS sc_o08, NULL::DOUBLE AS sc_o11, NULL::DOUBLE AS sc_o12, NULL::DOUBLE AS sc_o13, NULL::DOUBLE AS sc_o14, NULL::DOUBLE AS sc_o15, NULL::DOUBLE AS sc_o16, NULL::DOUBLE AS sc_o17, NULL::DOUBLE AS sc_o18, NULL::DOUBLE AS sc_o22, NULL::DOUBLE AS sc_o23, NULL::DOUBLE AS sc_o24, NULL::DOUBLE AS sc_o25, NULL::DOUBLE AS sc_o26, NULL::DOUBLE AS sc_o27, NULL::DOUBLE AS sc_o28, NULL::DOUBLE AS sc_o33, NULL::DOUBLE AS sc_o34, NULL::DOUBLE AS sc_o35, NULL::DOUBLE AS sc_o36, NULL::DOUBLE AS sc_o37, NULL::DOUBLE AS sc_o38, NULL::DOUBLE AS sc_o44, NULL::DOUBLE AS sc_o45, NULL::DOUBLE AS sc_o46, NULL::DOUBLE AS sc_o47, NULL::DOUBLE AS sc_o48, NULL::DOUBLE AS sc_o55, NULL::DOUBLE AS sc_o56, NULL::DOUBLE AS sc_o57, NULL::DOUBLE AS sc_o58, NULL::DOUBLE AS sc_o66, NULL::DOUBLE AS sc_o67, NULL::DOUBLE AS sc_o68, NULL::DOUBLE AS sc_o77, NULL::DOUBLE AS sc_o78, NULL::DOUBLE AS sc_o88, NULL::DOUBLE AS scn_n, NULL::DOUBLE AS scn_s0, NULL::DOUBLE AS scn_s1, NULL::DOUBLE AS scn_s2, NULL::DOUBLE AS scn_s3, NULL::DOUBLE AS scn_s4, NULL::DOUBLE AS scn_s5, NULL::DOUBLE AS scn_s6, NULL::DOUBLE AS scn_s7, NULL::DOUBLE AS scn_s8, NULL::DOUBLE AS scn_o00, NULL::DOUBLE AS scn_o01, NULL::DOUBLE AS scn_o02, NULL::DOUBLE AS scn_o03, NULL::DOUBLE AS scn_o04, NULL::DOUBLE AS scn_o05, NULL::DOUBLE AS scn_o06, NULL::DOUBLE AS scn_o07, NULL::DOUBLE AS scn_o08, NULL::DOUBLE AS scn_o11, NULL::DOUBLE AS scn_o12, NULL::DOUBLE AS scn_o13, NULL::DOUBLE AS scn_o14, NULL::DOUBLE AS scn_o15, NULL::DOUBLE AS scn_o16, NULL::DOUBLE AS scn_o17, NULL::DOUBLE AS scn_o18, NULL::DOUBLE AS scn_o22, NULL::DOUBLE AS scn_o23, NULL::DOUBLE AS scn_o24, NULL::DOUBLE AS scn_o25, NULL::DOUBLE AS scn_o26, NULL::DOUBLE AS scn_o27, NULL::DOUBLE AS scn_o28, NULL::DOUBLE AS scn_o33, NULL::DOUBLE AS scn_o34, NULL::DOUBLE AS scn_o35, NULL::DOUBLE AS scn_o36, NULL::DOUBLE AS scn_o37, NULL::DOUBLE AS scn_o38, NULL::DOUBLE AS scn_o44, NULL::DOUBLE AS scn_o45, NULL::DOUBLE AS scn_o46, NULL::DOUBLE AS scn_o47, NULL::DOUBLE AS scn_o48, NULL::DOUBLE AS scn_o55, NULL::DOUBLE AS scn_o56, NULL::DOUBLE AS scn_o57, NULL::DOUBLE AS scn_o58, NULL::DOUBLE AS scn_o66, NULL::DOUBLE AS scn_o67, NULL::DOUBLE AS scn_o68, NULL::DOUBLE AS scn_o77, NULL::DOUBLE AS scn_o78, NULL::DOUBLE AS scn_o88, NULL::BIGINT AS n_filters, NULL::BIGINT AS n_sparse, NULL::DOUBLE AS sparsity, NULL::DOUBLE AS variance_entropy, NULL::DOUBLE AS entropy_threshold, NULL::DOUBLE AS variance_entropy_norm, NULL::DOUBLE AS variance_entropy_clean, NULL::DOUBLE AS variance_entropy_clean_norm, NULL::DOUBLE AS orthogonality, NULL::DOUBLE AS orthogonality_compat, NULL::DOUBLE AS binary_likeness, NULL::BOOLEAN AS binary_like, NULL::BIGINT AS n_levels, NULL::BOOLEAN AS degenerated, NULL::DOUBLE AS max_abs WHERE false)
-WHERE model_id IN (SELECT model_id FROM models)' END);
+CREATE OR REPLACE VIEW lake_layer_stats_files AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_stats')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''layer_stats''))'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS params, NULL::DOUBLE AS raw_n, NULL::DOUBLE AS raw_s0, NULL::DOUBLE AS raw_s1, NULL::DOUBLE AS raw_s2, NULL::DOUBLE AS raw_s3, NULL::DOUBLE AS raw_s4, NULL::DOUBLE AS raw_s5, NULL::DOUBLE AS raw_s6, NULL::DOUBLE AS raw_s7, NULL::DOUBLE AS raw_s8, NULL::DOUBLE AS raw_o00, NULL::DOUBLE AS raw_o01, NULL::DOUBLE AS raw_o02, NULL::DOUBLE AS raw_o03, NULL::DOUBLE AS raw_o04, NULL::DOUBLE AS raw_o05, NULL::DOUBLE AS raw_o06, NULL::DOUBLE AS raw_o07, NULL::DOUBLE AS raw_o08, NULL::DOUBLE AS raw_o11, NULL::DOUBLE AS raw_o12, NULL::DOUBLE AS raw_o13, NULL::DOUBLE AS raw_o14, NULL::DOUBLE AS raw_o15, NULL::DOUBLE AS raw_o16, NULL::DOUBLE AS raw_o17, NULL::DOUBLE AS raw_o18, NULL::DOUBLE AS raw_o22, NULL::DOUBLE AS raw_o23, NULL::DOUBLE AS raw_o24, NULL::DOUBLE AS raw_o25, NULL::DOUBLE AS raw_o26, NULL::DOUBLE AS raw_o27, NULL::DOUBLE AS raw_o28, NULL::DOUBLE AS raw_o33, NULL::DOUBLE AS raw_o34, NULL::DOUBLE AS raw_o35, NULL::DOUBLE AS raw_o36, NULL::DOUBLE AS raw_o37, NULL::DOUBLE AS raw_o38, NULL::DOUBLE AS raw_o44, NULL::DOUBLE AS raw_o45, NULL::DOUBLE AS raw_o46, NULL::DOUBLE AS raw_o47, NULL::DOUBLE AS raw_o48, NULL::DOUBLE AS raw_o55, NULL::DOUBLE AS raw_o56, NULL::DOUBLE AS raw_o57, NULL::DOUBLE AS raw_o58, NULL::DOUBLE AS raw_o66, NULL::DOUBLE AS raw_o67, NULL::DOUBLE AS raw_o68, NULL::DOUBLE AS raw_o77, NULL::DOUBLE AS raw_o78, NULL::DOUBLE AS raw_o88, NULL::DOUBLE AS sc_n, NULL::DOUBLE AS sc_s0, NULL::DOUBLE AS sc_s1, NULL::DOUBLE AS sc_s2, NULL::DOUBLE AS sc_s3, NULL::DOUBLE AS sc_s4, NULL::DOUBLE AS sc_s5, NULL::DOUBLE AS sc_s6, NULL::DOUBLE AS sc_s7, NULL::DOUBLE AS sc_s8, NULL::DOUBLE AS sc_o00, NULL::DOUBLE AS sc_o01, NULL::DOUBLE AS sc_o02, NULL::DOUBLE AS sc_o03, NULL::DOUBLE AS sc_o04, NULL::DOUBLE AS sc_o05, NULL::DOUBLE AS sc_o06, NULL::DOUBLE AS sc_o07, NULL::DOUBLE AS sc_o08, NULL::DOUBLE AS sc_o11, NULL::DOUBLE AS sc_o12, NULL::DOUBLE AS sc_o13, NULL::DOUBLE AS sc_o14, NULL::DOUBLE AS sc_o15, NULL::DOUBLE AS sc_o16, NULL::DOUBLE AS sc_o17, NULL::DOUBLE AS sc_o18, NULL::DOUBLE AS sc_o22, NULL::DOUBLE AS sc_o23, NULL::DOUBLE AS sc_o24, NULL::DOUBLE AS sc_o25, NULL::DOUBLE AS sc_o26, NULL::DOUBLE AS sc_o27, NULL::DOUBLE AS sc_o28, NULL::DOUBLE AS sc_o33, NULL::DOUBLE AS sc_o34, NULL::DOUBLE AS sc_o35, NULL::DOUBLE AS sc_o36, NULL::DOUBLE AS sc_o37, NULL::DOUBLE AS sc_o38, NULL::DOUBLE AS sc_o44, NULL::DOUBLE AS sc_o45, NULL::DOUBLE AS sc_o46, NULL::DOUBLE AS sc_o47, NULL::DOUBLE AS sc_o48, NULL::DOUBLE AS sc_o55, NULL::DOUBLE AS sc_o56, NULL::DOUBLE AS sc_o57, NULL::DOUBLE AS sc_o58, NULL::DOUBLE AS sc_o66, NULL::DOUBLE AS sc_o67, NULL::DOUBLE AS sc_o68, NULL::DOUBLE AS sc_o77, NULL::DOUBLE AS sc_o78, NULL::DOUBLE AS sc_o88, NULL::DOUBLE AS scn_n, NULL::DOUBLE AS scn_s0, NULL::DOUBLE AS scn_s1, NULL::DOUBLE AS scn_s2, NULL::DOUBLE AS scn_s3, NULL::DOUBLE AS scn_s4, NULL::DOUBLE AS scn_s5, NULL::DOUBLE AS scn_s6, NULL::DOUBLE AS scn_s7, NULL::DOUBLE AS scn_s8, NULL::DOUBLE AS scn_o00, NULL::DOUBLE AS scn_o01, NULL::DOUBLE AS scn_o02, NULL::DOUBLE AS scn_o03, NULL::DOUBLE AS scn_o04, NULL::DOUBLE AS scn_o05, NULL::DOUBLE AS scn_o06, NULL::DOUBLE AS scn_o07, NULL::DOUBLE AS scn_o08, NULL::DOUBLE AS scn_o11, NULL::DOUBLE AS scn_o12, NULL::DOUBLE AS scn_o13, NULL::DOUBLE AS scn_o14, NULL::DOUBLE AS scn_o15, NULL::DOUBLE AS scn_o16, NULL::DOUBLE AS scn_o17, NULL::DOUBLE AS scn_o18, NULL::DOUBLE AS scn_o22, NULL::DOUBLE AS scn_o23, NULL::DOUBLE AS scn_o24, NULL::DOUBLE AS scn_o25, NULL::DOUBLE AS scn_o26, NULL::DOUBLE AS scn_o27, NULL::DOUBLE AS scn_o28, NULL::DOUBLE AS scn_o33, NULL::DOUBLE AS scn_o34, NULL::DOUBLE AS scn_o35, NULL::DOUBLE AS scn_o36, NULL::DOUBLE AS scn_o37, NULL::DOUBLE AS scn_o38, NULL::DOUBLE AS scn_o44, NULL::DOUBLE AS scn_o45, NULL::DOUBLE AS scn_o46, NULL::DOUBLE AS scn_o47, NULL::DOUBLE AS scn_o48, NULL::DOUBLE AS scn_o55, NULL::DOUBLE AS scn_o56, NULL::DOUBLE AS scn_o57, NULL::DOUBLE AS scn_o58, NULL::DOUBLE AS scn_o66, NULL::DOUBLE AS scn_o67, NULL::DOUBLE AS scn_o68, NULL::DOUBLE AS scn_o77, NULL::DOUBLE AS scn_o78, NULL::DOUBLE AS scn_o88, NULL::BIGINT AS n_filters, NULL::BIGINT AS n_sparse, NULL::DOUBLE AS sparsity, NULL::DOUBLE AS variance_entropy, NULL::DOUBLE AS entropy_threshold, NULL::DOUBLE AS variance_entropy_norm, NULL::DOUBLE AS variance_entropy_clean, NULL::DOUBLE AS variance_entropy_clean_norm, NULL::DOUBLE AS orthogonality, NULL::DOUBLE AS orthogonality_compat, NULL::DOUBLE AS binary_likeness, NULL::BOOLEAN AS binary_like, NULL::BIGINT AS n_levels, NULL::BOOLEAN AS degenerated, NULL::DOUBLE AS max_abs WHERE false)' END);
+
+CREATE OR REPLACE VIEW lake_layer_stats_compacted AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_layer_stats_compacted')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''layer_stats_compacted''))'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS params, NULL::DOUBLE AS raw_n, NULL::DOUBLE AS raw_s0, NULL::DOUBLE AS raw_s1, NULL::DOUBLE AS raw_s2, NULL::DOUBLE AS raw_s3, NULL::DOUBLE AS raw_s4, NULL::DOUBLE AS raw_s5, NULL::DOUBLE AS raw_s6, NULL::DOUBLE AS raw_s7, NULL::DOUBLE AS raw_s8, NULL::DOUBLE AS raw_o00, NULL::DOUBLE AS raw_o01, NULL::DOUBLE AS raw_o02, NULL::DOUBLE AS raw_o03, NULL::DOUBLE AS raw_o04, NULL::DOUBLE AS raw_o05, NULL::DOUBLE AS raw_o06, NULL::DOUBLE AS raw_o07, NULL::DOUBLE AS raw_o08, NULL::DOUBLE AS raw_o11, NULL::DOUBLE AS raw_o12, NULL::DOUBLE AS raw_o13, NULL::DOUBLE AS raw_o14, NULL::DOUBLE AS raw_o15, NULL::DOUBLE AS raw_o16, NULL::DOUBLE AS raw_o17, NULL::DOUBLE AS raw_o18, NULL::DOUBLE AS raw_o22, NULL::DOUBLE AS raw_o23, NULL::DOUBLE AS raw_o24, NULL::DOUBLE AS raw_o25, NULL::DOUBLE AS raw_o26, NULL::DOUBLE AS raw_o27, NULL::DOUBLE AS raw_o28, NULL::DOUBLE AS raw_o33, NULL::DOUBLE AS raw_o34, NULL::DOUBLE AS raw_o35, NULL::DOUBLE AS raw_o36, NULL::DOUBLE AS raw_o37, NULL::DOUBLE AS raw_o38, NULL::DOUBLE AS raw_o44, NULL::DOUBLE AS raw_o45, NULL::DOUBLE AS raw_o46, NULL::DOUBLE AS raw_o47, NULL::DOUBLE AS raw_o48, NULL::DOUBLE AS raw_o55, NULL::DOUBLE AS raw_o56, NULL::DOUBLE AS raw_o57, NULL::DOUBLE AS raw_o58, NULL::DOUBLE AS raw_o66, NULL::DOUBLE AS raw_o67, NULL::DOUBLE AS raw_o68, NULL::DOUBLE AS raw_o77, NULL::DOUBLE AS raw_o78, NULL::DOUBLE AS raw_o88, NULL::DOUBLE AS sc_n, NULL::DOUBLE AS sc_s0, NULL::DOUBLE AS sc_s1, NULL::DOUBLE AS sc_s2, NULL::DOUBLE AS sc_s3, NULL::DOUBLE AS sc_s4, NULL::DOUBLE AS sc_s5, NULL::DOUBLE AS sc_s6, NULL::DOUBLE AS sc_s7, NULL::DOUBLE AS sc_s8, NULL::DOUBLE AS sc_o00, NULL::DOUBLE AS sc_o01, NULL::DOUBLE AS sc_o02, NULL::DOUBLE AS sc_o03, NULL::DOUBLE AS sc_o04, NULL::DOUBLE AS sc_o05, NULL::DOUBLE AS sc_o06, NULL::DOUBLE AS sc_o07, NULL::DOUBLE AS sc_o08, NULL::DOUBLE AS sc_o11, NULL::DOUBLE AS sc_o12, NULL::DOUBLE AS sc_o13, NULL::DOUBLE AS sc_o14, NULL::DOUBLE AS sc_o15, NULL::DOUBLE AS sc_o16, NULL::DOUBLE AS sc_o17, NULL::DOUBLE AS sc_o18, NULL::DOUBLE AS sc_o22, NULL::DOUBLE AS sc_o23, NULL::DOUBLE AS sc_o24, NULL::DOUBLE AS sc_o25, NULL::DOUBLE AS sc_o26, NULL::DOUBLE AS sc_o27, NULL::DOUBLE AS sc_o28, NULL::DOUBLE AS sc_o33, NULL::DOUBLE AS sc_o34, NULL::DOUBLE AS sc_o35, NULL::DOUBLE AS sc_o36, NULL::DOUBLE AS sc_o37, NULL::DOUBLE AS sc_o38, NULL::DOUBLE AS sc_o44, NULL::DOUBLE AS sc_o45, NULL::DOUBLE AS sc_o46, NULL::DOUBLE AS sc_o47, NULL::DOUBLE AS sc_o48, NULL::DOUBLE AS sc_o55, NULL::DOUBLE AS sc_o56, NULL::DOUBLE AS sc_o57, NULL::DOUBLE AS sc_o58, NULL::DOUBLE AS sc_o66, NULL::DOUBLE AS sc_o67, NULL::DOUBLE AS sc_o68, NULL::DOUBLE AS sc_o77, NULL::DOUBLE AS sc_o78, NULL::DOUBLE AS sc_o88, NULL::DOUBLE AS scn_n, NULL::DOUBLE AS scn_s0, NULL::DOUBLE AS scn_s1, NULL::DOUBLE AS scn_s2, NULL::DOUBLE AS scn_s3, NULL::DOUBLE AS scn_s4, NULL::DOUBLE AS scn_s5, NULL::DOUBLE AS scn_s6, NULL::DOUBLE AS scn_s7, NULL::DOUBLE AS scn_s8, NULL::DOUBLE AS scn_o00, NULL::DOUBLE AS scn_o01, NULL::DOUBLE AS scn_o02, NULL::DOUBLE AS scn_o03, NULL::DOUBLE AS scn_o04, NULL::DOUBLE AS scn_o05, NULL::DOUBLE AS scn_o06, NULL::DOUBLE AS scn_o07, NULL::DOUBLE AS scn_o08, NULL::DOUBLE AS scn_o11, NULL::DOUBLE AS scn_o12, NULL::DOUBLE AS scn_o13, NULL::DOUBLE AS scn_o14, NULL::DOUBLE AS scn_o15, NULL::DOUBLE AS scn_o16, NULL::DOUBLE AS scn_o17, NULL::DOUBLE AS scn_o18, NULL::DOUBLE AS scn_o22, NULL::DOUBLE AS scn_o23, NULL::DOUBLE AS scn_o24, NULL::DOUBLE AS scn_o25, NULL::DOUBLE AS scn_o26, NULL::DOUBLE AS scn_o27, NULL::DOUBLE AS scn_o28, NULL::DOUBLE AS scn_o33, NULL::DOUBLE AS scn_o34, NULL::DOUBLE AS scn_o35, NULL::DOUBLE AS scn_o36, NULL::DOUBLE AS scn_o37, NULL::DOUBLE AS scn_o38, NULL::DOUBLE AS scn_o44, NULL::DOUBLE AS scn_o45, NULL::DOUBLE AS scn_o46, NULL::DOUBLE AS scn_o47, NULL::DOUBLE AS scn_o48, NULL::DOUBLE AS scn_o55, NULL::DOUBLE AS scn_o56, NULL::DOUBLE AS scn_o57, NULL::DOUBLE AS scn_o58, NULL::DOUBLE AS scn_o66, NULL::DOUBLE AS scn_o67, NULL::DOUBLE AS scn_o68, NULL::DOUBLE AS scn_o77, NULL::DOUBLE AS scn_o78, NULL::DOUBLE AS scn_o88, NULL::BIGINT AS n_filters, NULL::BIGINT AS n_sparse, NULL::DOUBLE AS sparsity, NULL::DOUBLE AS variance_entropy, NULL::DOUBLE AS entropy_threshold, NULL::DOUBLE AS variance_entropy_norm, NULL::DOUBLE AS variance_entropy_clean, NULL::DOUBLE AS variance_entropy_clean_norm, NULL::DOUBLE AS orthogonality, NULL::DOUBLE AS orthogonality_compat, NULL::DOUBLE AS binary_likeness, NULL::BOOLEAN AS binary_like, NULL::BIGINT AS n_levels, NULL::BOOLEAN AS degenerated, NULL::DOUBLE AS max_abs WHERE false)' END);
+
+CREATE OR REPLACE VIEW layer_stats AS
+SELECT * FROM (
+    SELECT * FROM lake_layer_stats_files
+    UNION ALL
+    SELECT * FROM lake_layer_stats_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND model_id NOT IN (SELECT model_id FROM lake_layer_stats_files))
+WHERE model_id IN (SELECT model_id FROM models);
 
 CREATE OR REPLACE VIEW basis AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_basis')
     THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current FROM read_parquet(lake_glob(''basis''))'
     ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current FROM (SELECT NULL::VARCHAR AS basis_id, NULL::VARCHAR AS selection, NULL::VARCHAR AS subset, NULL::BIGINT AS n_models, NULL::VARCHAR AS created_at, NULL::VARCHAR AS basis, NULL::BIGINT AS n, NULL::DOUBLE[] AS evr, NULL::DOUBLE[] AS mean WHERE false)' END);
 
-CREATE OR REPLACE VIEW histograms AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_histograms')
-    THEN 'SELECT *, basis = getvariable(''filterlake_current_basis'') AS current
-FROM read_parquet(lake_glob(''histograms''), hive_partitioning = true,
-                           hive_types = {''basis'': VARCHAR, ''spec'': VARCHAR})
-WHERE model_id IN (SELECT model_id FROM models)'
-    ELSE 'SELECT *, basis = getvariable(''filterlake_current_basis'') AS current
-FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::INTEGER AS bin, NULL::BIGINT AS count, NULL::VARCHAR AS basis, NULL::VARCHAR AS spec WHERE false)
-WHERE model_id IN (SELECT model_id FROM models)' END);
+CREATE OR REPLACE VIEW lake_histograms_files AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_histograms')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''histograms''), hive_partitioning = true,
+                           hive_types = {''basis'': VARCHAR, ''spec'': VARCHAR})'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::INTEGER AS bin, NULL::BIGINT AS count, NULL::VARCHAR AS basis, NULL::VARCHAR AS spec WHERE false)' END);
 
-CREATE OR REPLACE VIEW coefficient_extents AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_extents')
-    THEN 'SELECT *, basis = getvariable(''filterlake_current_basis'') AS current
-FROM read_parquet(lake_glob(''extents''), hive_partitioning = true,
-                           hive_types = {''basis'': VARCHAR})
-WHERE model_id IN (SELECT model_id FROM models)'
-    ELSE 'SELECT *, basis = getvariable(''filterlake_current_basis'') AS current
-FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::DOUBLE AS min, NULL::DOUBLE AS max, NULL::VARCHAR AS basis WHERE false)
-WHERE model_id IN (SELECT model_id FROM models)' END);
+CREATE OR REPLACE VIEW lake_histograms_compacted AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_histograms_compacted')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''histograms_compacted''), hive_partitioning = true,
+                           hive_types = {''basis'': VARCHAR, ''spec'': VARCHAR})'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::INTEGER AS bin, NULL::BIGINT AS count, NULL::VARCHAR AS basis, NULL::VARCHAR AS spec WHERE false)' END);
+
+CREATE OR REPLACE VIEW histograms AS
+SELECT *, basis = getvariable('filterlake_current_basis') AS current FROM (
+    SELECT * FROM lake_histograms_files
+    UNION ALL
+    SELECT * FROM lake_histograms_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND basis || '/' || spec || '/' || model_id NOT IN (
+          SELECT DISTINCT basis || '/' || spec || '/' || model_id FROM lake_histograms_files))
+WHERE model_id IN (SELECT model_id FROM models);
+
+CREATE OR REPLACE VIEW lake_extents_files AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_extents')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''extents''), hive_partitioning = true, hive_types = {''basis'': VARCHAR})'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::DOUBLE AS min, NULL::DOUBLE AS max, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW lake_extents_compacted AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_extents_compacted')
+    THEN 'SELECT * FROM read_parquet(lake_glob(''extents_compacted''), hive_partitioning = true,
+                           hive_types = {''basis'': VARCHAR})'
+    ELSE 'SELECT * FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::INTEGER AS component, NULL::DOUBLE AS min, NULL::DOUBLE AS max, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW coefficient_extents AS
+SELECT *, basis = getvariable('filterlake_current_basis') AS current FROM (
+    SELECT * FROM lake_extents_files
+    UNION ALL
+    SELECT * FROM lake_extents_compacted
+    WHERE model_id IN (SELECT model_id FROM lake_models_compacted)
+      AND basis || '/' || model_id NOT IN (SELECT DISTINCT basis || '/' || model_id FROM lake_extents_files))
+WHERE model_id IN (SELECT model_id FROM models);
 
 CREATE OR REPLACE VIEW shifts AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_shifts')
     THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current FROM read_parquet(lake_glob(''shifts''))'
@@ -169,7 +232,13 @@ CREATE OR REPLACE VIEW controlled_test AS SELECT * FROM query(CASE WHEN getvaria
     THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
 FROM read_parquet(lake_glob(''controlled_test''), hive_partitioning = false)'
     ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
-FROM (SELECT NULL::VARCHAR AS strata, NULL::DOUBLE AS pseudo_f, NULL::DOUBLE AS p_value, NULL::DOUBLE AS r_squared, NULL::BIGINT AS n_models, NULL::BIGINT AS n_medical, NULL::BIGINT AS n_non_medical, NULL::BIGINT AS n_strata_informative, NULL::BIGINT AS n_strata_excluded, NULL::VARCHAR AS informative_strata, NULL::DOUBLE AS n_arrangements, NULL::BIGINT AS n_permutations, NULL::BIGINT AS seed, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
+FROM (SELECT NULL::VARCHAR AS factor, NULL::VARCHAR AS strata, NULL::BIGINT AS n_groups, NULL::DOUBLE AS pseudo_f, NULL::DOUBLE AS p_value, NULL::DOUBLE AS r_squared, NULL::BIGINT AS n_models, NULL::BIGINT AS n_medical, NULL::BIGINT AS n_non_medical, NULL::BIGINT AS n_strata_informative, NULL::BIGINT AS n_strata_excluded, NULL::VARCHAR AS informative_strata, NULL::DOUBLE AS n_arrangements, NULL::BIGINT AS n_permutations, NULL::BIGINT AS seed, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW domain_pairs AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_domain_pairs')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''domain_pairs''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS domain_a, NULL::VARCHAR AS domain_b, NULL::BIGINT AS n_a, NULL::BIGINT AS n_b, NULL::DOUBLE AS p_value, NULL::DOUBLE AS p_holm, NULL::DOUBLE AS family_p_value, NULL::DOUBLE AS family_p_holm, NULL::BIGINT AS n_families_informative, NULL::VARCHAR AS group_by, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis_id, NULL::DOUBLE AS range_lo, NULL::DOUBLE AS range_hi, NULL::BIGINT AS bins, NULL::VARCHAR AS weights, NULL::VARCHAR AS subset, NULL::VARCHAR AS snapshot, NULL::VARCHAR AS basis WHERE false)' END);
 
 CREATE OR REPLACE VIEW family_contrasts AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_family_contrasts')
     THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current

@@ -18,7 +18,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS, controlled_rows, model_design
+from filterlake.derived.controlled import TABLES as CONTROLLED_TABLES
+from filterlake.derived.controlled import controlled_rows, model_design
 from filterlake.derived.groupings import MODEL, UNKNOWN, architecture_family
 from filterlake.derived.shifts import GroupedCounts, grouped_counts, model_counts, pair_table, shift_table
 from filterlake.errors import FilterlakeError
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from filterlake.derived.analyze import Analysis
 
 FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS = "family_shifts", "medical_test", "medical_components"
-TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS, CONTROLLED_TEST, FAMILY_CONTRASTS)
+TABLES = (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS, *CONTROLLED_TABLES)
 FAMILY_GROUPING = MODEL  # a family's matrix compares its models, one row per model (its unique label)
 MIN_FAMILY_MODELS = 2
 
@@ -150,15 +151,11 @@ def store_comparisons(
         raise FilterlakeError("--permutations must be at least 1")
     con = analysis.connect()
     test, components = medical_rows(con, analysis, permutations, seed)
-    controlled, contrasts = controlled_rows(
-        model_design(con, analysis), permutations, seed, context(analysis, MEDICAL)
-    )
     tables = {
         FAMILY_SHIFTS: family_shift_rows(con, analysis),
         MEDICAL_TEST: test,
         MEDICAL_COMPONENTS: components,
-        CONTROLLED_TEST: controlled,
-        FAMILY_CONTRASTS: contrasts,
+        **controlled_rows(model_design(con, analysis), permutations, seed, context(analysis, MEDICAL)),
     }
     paths = {}
     with staging(analysis.lake) as stage:

@@ -14,7 +14,7 @@ import numpy as np
 from filterlake.derived.analyze import Analysis
 from filterlake.derived.basis import DEFAULT_SELECTION
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, snapshot_id
-from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
+from filterlake.derived.controlled import CONTROLLED_TEST, DOMAIN_PAIRS, FAMILY_CONTRASTS
 from filterlake.derived.groupings import MODEL, architecture_family, depth_decile_key, model_name, task_kind
 from filterlake.derived.phenomena import LAYER_FREQUENCY, PHENOMENA
 from filterlake.errors import FilterlakeError
@@ -219,6 +219,7 @@ def _medical(con: duckdb.DuckDBPyConnection, analysis: Analysis, with_filters: l
     )
     medical.controlled = queries.records(con, _stored(con, analysis, CONTROLLED_TEST))
     medical.contrasts = queries.records(con, _stored(con, analysis, FAMILY_CONTRASTS))
+    medical.domain_pairs = queries.records(con, _stored(con, analysis, DOMAIN_PAIRS))
     medical.per_component = np.array([r["kl_sym"] for r in parts], np.float64)
     medical.weights = np.array([r["weight"] for r in parts], np.float64)
     if MODEL in analysis.shifts:

@@ -105,6 +105,11 @@ class Medical:
     duplicates: int = 0  # model pairs with identical distributions
     controlled: list[dict] = field(default_factory=list)  # controlled_test rows (derived/controlled.py)
     contrasts: list[dict] = field(default_factory=list)  # family_contrasts rows
+    domain_pairs: list[dict] = field(default_factory=list)  # domain_pairs rows
+
+    def controlled_by(self, factor: str) -> dict[str, dict]:
+        """The controlled tests of one factor (medical or domain), by stratification."""
+        return {r["strata"]: r for r in self.controlled if r["factor"] == factor}
 
     @property
     def total(self) -> float:

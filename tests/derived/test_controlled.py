@@ -46,8 +46,12 @@ def analysis(tmp_path_factory):
 
 
 def stored_model_matrix(analysis) -> tuple[list[str], np.ndarray]:
-    labels, matrix, _ = stored_shifts(analysis.connect(), analysis.shifts["model"])
-    return labels, matrix
+    """The stored `model` shifts, rows in model_id order (the order the analysis permutes them in)."""
+    con = analysis.connect()
+    labels, matrix, _ = stored_shifts(con, analysis.shifts["model"])
+    model_id = dict(con.execute("SELECT label, model_id FROM model_labels").fetchall())
+    order = sorted(range(len(labels)), key=lambda i: model_id[labels[i]])
+    return [labels[i] for i in order], matrix[np.ix_(order, order)]
 
 
 def test_family_restricted_test_equals_permanova_on_the_stored_model_shifts(analysis) -> None:
@@ -56,7 +60,7 @@ def test_family_restricted_test_equals_permanova_on_the_stored_model_shifts(anal
         r[0]: r[1:]
         for r in con.execute(
             "SELECT strata, pseudo_f, p_value, r_squared, n_models, n_medical, n_non_medical, n_strata_informative, "
-            "n_strata_excluded, informative_strata FROM controlled_test"
+            "n_strata_excluded, informative_strata FROM controlled_test WHERE factor = 'medical'"
         ).fetchall()
     }
     labels, matrix = stored_model_matrix(analysis)
@@ -78,7 +82,7 @@ def test_family_restricted_test_equals_permanova_on_the_stored_model_shifts(anal
     # the planted effect puts the observed labelling on top of all 6 x 3 = 18 the restricted permutations reach,
     # so p is about 1/18: as low as 8 models in two families can go (docs/methods/permanova.md)
     (arrangements,) = con.execute(
-        "SELECT n_arrangements FROM controlled_test WHERE strata = 'family'"
+        "SELECT n_arrangements FROM controlled_test WHERE factor = 'medical' AND strata = 'family'"
     ).fetchone()
     assert arrangements == 18 and p < 0.12
 
@@ -102,3 +106,36 @@ def test_family_contrasts_are_holm_corrected_and_one_group_families_listed(analy
     medical = [i for i in resnet if labels[i] in ("r1", "r2")]
     between = [matrix[i, j] for i in medical for j in resnet if j not in medical]
     assert rows["ResNet"][2] == pytest.approx(np.mean(between), rel=1e-9)
+
+
+def test_the_domains_themselves_are_tested_and_every_pair_is_holm_corrected(analysis) -> None:
+    con = analysis.connect()
+    labels, matrix = stored_model_matrix(analysis)
+    domain = {m[0]: m[2] for m in MODELS}
+    family = {"r": "ResNet", "v": "VGG", "u": "UNet"}
+    groups = np.array([domain[g] for g in labels])
+    strata = np.array([family[g[0]] for g in labels])
+    (f, p, n_groups, informative) = con.execute(
+        "SELECT pseudo_f, p_value, n_groups, n_strata_informative FROM controlled_test "
+        "WHERE factor = 'domain' AND strata = 'family'"
+    ).fetchone()
+    expected = permanova(matrix, groups, strata, PERMUTATIONS, 0)
+    assert n_groups == 3 and informative == 2
+    assert f == pytest.approx(expected.pseudo_f, rel=1e-9) and p == expected.p_value
+    pairs = con.execute(
+        "SELECT domain_a, domain_b, n_a, n_b, p_value, p_holm, family_p_value, n_families_informative "
+        "FROM domain_pairs ORDER BY domain_a, domain_b"
+    ).fetchall()
+    assert [(a, b, na, nb) for a, b, na, nb, *_ in pairs] == [
+        ("medical ct", "medical mri", 1, 3),
+        ("medical ct", "natural", 1, 4),
+        ("medical mri", "natural", 3, 4),
+    ]
+    raw = np.array([r[4] for r in pairs])
+    order = np.argsort(raw)
+    holm = np.maximum.accumulate(np.minimum(1, (3 - np.arange(3)) * raw[order]))
+    assert [r[5] for r in pairs] == pytest.approx(holm[np.argsort(order)].tolist())
+    inside = np.isin(groups, ["medical mri", "natural"])
+    sub = permanova(matrix[np.ix_(inside, inside)], groups[inside], None, PERMUTATIONS, 0)
+    assert pairs[2][4] == sub.p_value
+    assert pairs[0][7] == 1  # only ResNet holds both a medical-ct and a medical-mri model

@@ -7,7 +7,7 @@ from filterlake.report import figures
 from filterlake.report.document import Bullets, Page, Para, Section
 from filterlake.report.facts import Medical, ReportData
 from filterlake.report.tables import Table
-from filterlake.report.text import counted
+from filterlake.report.text import counted, plural
 from filterlake.report.verdict import ALPHA, medical_verdict
 from filterlake.vocab import MEDICAL, MEDICAL_RULE, NON_MEDICAL
 
@@ -110,16 +110,25 @@ def _components_table(m: Medical) -> Table:
     )
 
 
+def why_not(row: dict) -> str:
+    """Why a stratified test could not run: no stratum with both groups, or too few models in those that have."""
+    if not row["n_strata_informative"]:
+        return f"none of its {row['n_strata_excluded']} architecture families has both medical and non-medical models"
+    return (
+        f"the {row['n_strata_informative']} architecture families with both medical and non-medical models hold "
+        "too few models for a test (no variation within a group is left)"
+    )
+
+
 def controlled_verdict(m: Medical) -> str | None:
     """The answer with architecture controlled, in one sentence, or why the lake cannot give it."""
-    family = {r["strata"]: r for r in m.controlled}.get("family")
+    family = m.controlled_by(MEDICAL).get("family")
     if family is None:
         return None
     if family["pseudo_f"] is None:
         return (
-            f"With architecture controlled, this lake cannot answer: none of its {family['n_strata_excluded']} "
-            "architecture families has both medical and non-medical models, so any difference below may be the "
-            "architectures' as much as the domains'."
+            f"With architecture controlled, this lake cannot answer: {why_not(family)}, so any difference below "
+            "may be the architectures' as much as the domains'."
         )
     where = (
         f"labels permuted within the {family['n_strata_informative']} architecture families that hold both "
@@ -153,16 +162,17 @@ def evidence_table(m: Medical) -> Table:
     ]
     for r in m.controlled:
         strata = "freely" if r["strata"] == "none" else f"within {r['strata']}"
+        what = "medical vs non-medical" if r["factor"] == MEDICAL else f"all {r['n_groups']} domains"
         rows.append(
             [
-                f"PERMANOVA on model-by-model D, labels permuted {strata}",
+                f"PERMANOVA of {what} on model-by-model D, labels permuted {strata}",
                 "pseudo-F",
                 r["pseudo_f"],
                 r["p_value"],
                 r["n_models"],
                 ""
                 if r["strata"] == "none"
-                else f"{r['n_strata_informative']} with both groups, {r['n_strata_excluded']} with one (left out)",
+                else f"{r['n_strata_informative']} with two or more groups, {r['n_strata_excluded']} with one (left out)",
             ]
         )
     return Table(
@@ -177,9 +187,66 @@ def evidence_table(m: Medical) -> Table:
     )
 
 
+def _domain_pairs(m: Medical, page: Page) -> list:
+    """Every pair of domains, Holm-corrected: which pairs differ, and how many the families let us compare."""
+    pairs = m.domain_pairs
+    if not pairs:
+        return []
+    tested = [r for r in pairs if r["p_holm"] is not None]
+    within = [r for r in pairs if r["family_p_holm"] is not None]
+    found = [r for r in tested if r["p_holm"] < ALPHA]
+    text = (
+        f"Every pair of the {len({r['domain_a'] for r in pairs} | {r['domain_b'] for r in pairs})} training "
+        f"domains: {len(tested)} of {len(pairs)} pairs have enough models for a PERMANOVA, "
+        f"{len(found)} of them differ after Holm's correction (p < {ALPHA}); within architecture families "
+        f"{plural(len(within), 'pair')} can be compared at all"
+        + (
+            f", and {sum(r['family_p_holm'] < ALPHA for r in within)} of them differ."
+            if within
+            else " (no family holds two domains)."
+        )
+    )
+    table = Table(
+        "domain_pairs",
+        "Pairs of domains, the smallest corrected p first",
+        [
+            "domain A",
+            "domain B",
+            "models A",
+            "models B",
+            "p",
+            "p (Holm)",
+            "p within families",
+            "p (Holm)",
+            "families",
+        ],
+        [
+            [
+                r["domain_a"],
+                r["domain_b"],
+                r["n_a"],
+                r["n_b"],
+                r["p_value"],
+                r["p_holm"],
+                r["family_p_value"],
+                r["family_p_holm"],
+                r["n_families_informative"],
+            ]
+            for r in sorted(
+                pairs, key=lambda r: (r["p_holm"] is None, r["p_holm"] or 0, r["domain_a"], r["domain_b"])
+            )
+        ],
+        "PERMANOVA on each pair's models; Holm over the pairs tested, separately for the free and the "
+        "within-family permutations. Empty cells: too few models, or no family holds both domains.",
+        {"p": ".3g", "p (Holm)": ".3g", "p within families": ".3g", "p within (Holm)": ".3g"},
+        collapsed=True,
+    )
+    return [Para(text), page.table(table)]
+
+
 def controlled_blocks(m: Medical, page: Page) -> list:
     """The test with the confounders controlled: PERMANOVA within strata and the per-family comparisons."""
-    rows = {r["strata"]: r for r in m.controlled}
+    rows = m.controlled_by(MEDICAL)
     if not rows:
         return []
     free, family = rows.get("none"), rows.get("family")
@@ -210,12 +277,11 @@ def controlled_blocks(m: Medical, page: Page) -> list:
         )
     elif family:
         text += (
-            f"The lake cannot make this comparison: none of its {family['n_strata_excluded']} architecture "
-            "families holds models of both groups, so every medical model differs from every non-medical one "
-            "in architecture too and the unrestricted result cannot be told apart from an architecture effect. "
-            "Models of one family in both domains would answer it."
+            f"The lake cannot make this comparison: {why_not(family)}, so the unrestricted result cannot be told "
+            "apart from an architecture effect. More models of one family in both domains would answer it."
         )
     blocks.append(Para(text))
+    blocks += _domain_pairs(m, page)
     both = [r for r in m.contrasts if r["n_medical"] and r["n_non_medical"]]
     if both:
         blocks.append(
