@@ -105,6 +105,11 @@ CREATE OR REPLACE VIEW layer_frequency AS
 SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
 FROM read_parquet(lake_glob('layer_frequency'), hive_partitioning = false);
 
+-- What training changed, per layer: D from the same layer of the untrained baselines of the model's family.
+CREATE OR REPLACE VIEW baseline_shifts AS
+SELECT *, basis_id = getvariable('filterlake_current_basis') AS current
+FROM read_parquet(lake_glob('baseline_shifts'), hive_partitioning = false);
+
 -- Layer quality with model metadata: where are the degenerated layers?
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

@@ -20,6 +20,7 @@ CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t
     WHEN 'family_contrasts' THEN '/family_contrasts/basis=*/*.parquet'
     WHEN 'phenomena' THEN '/phenomena/basis=*/*.parquet'
     WHEN 'layer_frequency' THEN '/layer_frequency/basis=*/*.parquet'
+    WHEN 'baseline_shifts' THEN '/baseline_shifts/basis=*/*.parquet'
     WHEN 'medical_components' THEN '/medical_components/basis=*/*.parquet'
     WHEN 'models_compacted' THEN '/models/compacted/*.parquet'
     WHEN 'layers_compacted' THEN '/layers/compacted/*.parquet'
@@ -42,6 +43,7 @@ SET VARIABLE filterlake_has_domain_pairs = (SELECT count(*) > 0 FROM glob(lake_g
 SET VARIABLE filterlake_has_family_contrasts = (SELECT count(*) > 0 FROM glob(lake_glob('family_contrasts')));
 SET VARIABLE filterlake_has_phenomena = (SELECT count(*) > 0 FROM glob(lake_glob('phenomena')));
 SET VARIABLE filterlake_has_layer_frequency = (SELECT count(*) > 0 FROM glob(lake_glob('layer_frequency')));
+SET VARIABLE filterlake_has_baseline_shifts = (SELECT count(*) > 0 FROM glob(lake_glob('baseline_shifts')));
 SET VARIABLE filterlake_has_medical_components = (SELECT count(*) > 0 FROM glob(lake_glob('medical_components')));
 SET VARIABLE filterlake_has_models_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('models_compacted')));
 SET VARIABLE filterlake_has_layers_compacted = (SELECT count(*) > 0 FROM glob(lake_glob('layers_compacted')));
@@ -257,6 +259,12 @@ CREATE OR REPLACE VIEW layer_frequency AS SELECT * FROM query(CASE WHEN getvaria
 FROM read_parquet(lake_glob(''layer_frequency''), hive_partitioning = false)'
     ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
 FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::BIGINT AS n_filters, NULL::DOUBLE AS low_energy, NULL::DOUBLE AS high_energy, NULL::DOUBLE AS high_share, NULL::BIGINT AS cutoff, NULL::VARCHAR AS basis_id, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis WHERE false)' END);
+
+CREATE OR REPLACE VIEW baseline_shifts AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_baseline_shifts')
+    THEN 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM read_parquet(lake_glob(''baseline_shifts''), hive_partitioning = false)'
+    ELSE 'SELECT *, basis_id = getvariable(''filterlake_current_basis'') AS current
+FROM (SELECT NULL::VARCHAR AS model_id, NULL::INTEGER AS layer_idx, NULL::VARCHAR AS family, NULL::VARCHAR AS baseline_architecture, NULL::BIGINT AS n_baselines, NULL::DOUBLE AS shift, NULL::VARCHAR AS basis_id, NULL::VARCHAR AS preset, NULL::VARCHAR AS basis WHERE false)' END);
 
 CREATE OR REPLACE VIEW layer_quality AS
 SELECT m.name, m.domain, m.architecture, l.layer_name, l.conv_depth_norm, s.*

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from filterlake.derived.baseline_shifts import store_baseline_shifts
 from filterlake.derived.basis import fit_from_lake
 from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
@@ -20,11 +21,13 @@ from filterlake.derived.layer_stats import refresh_layer_stats
 from filterlake.derived.phenomena import store_phenomena
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
 from filterlake.errors import FilterlakeError, ParameterError
+from filterlake.lake.compact import maybe_compact
 from filterlake.lake.duck import connect
-from filterlake.lake.files import read_table, write_json_atomic
-from filterlake.lake.layout import committed_ids, model_file, require_lake, state_file
+from filterlake.lake.files import write_json_atomic
+from filterlake.lake.layout import committed_ids, require_lake, state_file
 from filterlake.lake.maintenance import analysis_running, prune_old_bases, readable_models, repair
 from filterlake.lake.migrate import migrate
+from filterlake.lake.rows import model_rows
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -53,6 +56,9 @@ class Analysis:
     comparisons: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/comparisons.py)
     duplicates: list[DuplicateSet] = field(default_factory=list)  # weight sets counted once (merged members)
     phenomena: dict[str, Path] = field(default_factory=dict)  # table -> file (derived/phenomena.py)
+    baseline_shifts: Path | None = (
+        None  # per-layer D from the untrained baselines (derived/baseline_shifts.py)
+    )
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
 
     def weights(self):
@@ -113,7 +119,7 @@ def analyze(
     if not n_models:
         raise FilterlakeError(f"{lake}: the lake holds no models; ingest some first")
     n_filters = sum(
-        read_table(model_file(lake, m), columns=["n_filters_3x3"])[0][0].as_py() for m in snapshot
+        row["n_filters_3x3"] for row in model_rows(lake, sorted(snapshot), ["n_filters_3x3"]).values()
     )
     if n_filters < 2:
         raise FilterlakeError(
@@ -161,7 +167,9 @@ def analyze(
                 analysis.shifts[column] = path
         analysis.comparisons = store_comparisons(analysis, permutations, seed)
         analysis.phenomena = store_phenomena(analysis)
+        analysis.baseline_shifts = store_baseline_shifts(analysis)
     prune_old_bases(lake)  # what no analysis needs any more: the files of earlier bases
+    maybe_compact(lake)  # past lake/compact.py's threshold of per-model files, into the compacted parts
     return analysis
 
 
@@ -202,5 +210,5 @@ def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
 def _meta_only(lake: Path, model_ids: Collection[str]) -> set[str]:
     """Models imported with `--meta-only` (vocab.META_ONLY): listed in the lake, without filters to analyse."""
     return {
-        m for m in model_ids if is_meta_only(read_table(model_file(lake, m), columns=["extra"])[0][0].as_py())
+        m for m, row in model_rows(lake, sorted(model_ids), ["extra"]).items() if is_meta_only(row["extra"])
     }
