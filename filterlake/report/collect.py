@@ -75,7 +75,25 @@ def collect(analysis: Analysis, con: duckdb.DuckDBPyConnection, group_by: Sequen
         _quality(con, analysis.params, models),
         _models_matrix(con, analysis),
         *_phenomena(con, analysis),
+        _baselines(con, analysis),
     )
+
+
+def _baselines(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> list[dict]:
+    """Per trained model read against an untrained baseline: matched layers, median and largest D."""
+    if analysis.baseline_shifts is None:
+        return []
+    found = con.execute(
+        """SELECT ml.label AS model, m.domain, b.baseline_architecture, count(*) AS layers,
+                  any_value(m.n_layers_3x3) AS of_layers, median(b.shift) AS median_shift, max(b.shift) AS max_shift,
+                  arg_max(l.layer_name, b.shift) AS most_changed
+           FROM read_parquet(?) AS b JOIN models AS m USING (model_id) JOIN model_labels AS ml USING (model_id)
+           JOIN layers AS l USING (model_id, layer_idx)
+           GROUP BY ALL ORDER BY median_shift DESC, model""",
+        [str(analysis.baseline_shifts)],
+    )
+    names = [d[0] for d in found.description]
+    return [dict(zip(names, r)) for r in found.fetchall()]
 
 
 def _phenomena(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> tuple[list[dict], list[dict]]:
@@ -233,7 +251,11 @@ def _quality(
     con: duckdb.DuckDBPyConnection, params: QualityParams, models: list[ModelInfo]
 ) -> Quality | None:
     names = {m.model_id: m.label for m in models}
-    layers = [Layer(**r, model=names.get(r["model_id"], r["model_id"])) for r in queries.layer_quality(con)]
+    every = [Layer(**r, model=names.get(r["model_id"], r["model_id"])) for r in queries.layer_quality(con)]
+    baselines = [
+        r for r in every if is_untrained(r.domain)
+    ]  # random by construction: a reference, not a finding
+    layers = [r for r in every if not is_untrained(r.domain)]
     if not layers:
         return None
     by_model: dict[str, list[Layer]] = defaultdict(list)
@@ -257,6 +279,7 @@ def _quality(
     return Quality(
         layers,
         [ModelQuality(mid, names.get(mid, mid), by_model[mid]) for mid in order],
+        baselines,
         sparse_low,
         random_like,
         scored,

@@ -211,8 +211,9 @@ class ModelQuality:
 class Quality:
     """Layer quality: every layer, per model, the degenerated and the most binary-like layers."""
 
-    layers: list[Layer]
+    layers: list[Layer]  # of the trained models
     models: list[ModelQuality]  # by label
+    baselines: list[Layer]  # the untrained baselines' layers, left out of the section's findings
     sparse_low: list[Layer]  # degenerated, sparse with low diversity first (by sparsity)
     random_like: list[Layer]  # the other degenerated layers (by H/TH(n))
     scored: list[Layer]  # by binary-likeness, highest first
@@ -243,6 +244,7 @@ class ReportData:
     models_matrix: ShiftMatrix | None = None  # D between every pair of models (the `model` grouping)
     phenomena: list[dict] = field(default_factory=list)  # phenomena rows with model label, domain, layer name
     frequency: list[dict] = field(default_factory=list)  # per domain: models, layers, high-frequency share
+    baselines: list[dict] = field(default_factory=list)  # per trained model: its layers' D from the baseline
 
     @property
     def with_filters(self) -> list[ModelInfo]:

@@ -135,6 +135,53 @@ def _frequency(data: ReportData, page: Page) -> list:
     ]
 
 
+def _baselines(data: ReportData, page: Page) -> list:
+    heading = Para("Against the same architecture before training", "heading")
+    text = (
+        "Each layer of a trained model is compared with the same layer (same position among the 3x3 layers, same "
+        "shape) of the untrained baselines of its family (`filterlake baseline`), read in the same basis: D is "
+        "what training moved that layer's filter distribution (the baseline_shifts view, per layer). "
+    )
+    if not data.baselines:
+        return [heading, Para(text + "No trained model has a matching baseline in this lake.")]
+    return [
+        heading,
+        Para(text),
+        page.table(
+            Table(
+                "baseline_shifts_by_model",
+                "Trained models against their untrained baseline, the most changed first",
+                [
+                    "model",
+                    "domain",
+                    "baseline",
+                    "matched layers",
+                    "3x3 layers",
+                    "median D",
+                    "max D",
+                    "most changed layer",
+                ],
+                [
+                    [
+                        r["model"],
+                        r["domain"],
+                        r["baseline_architecture"],
+                        r["layers"],
+                        r["of_layers"],
+                        r["median_shift"],
+                        r["max_shift"],
+                        r["most_changed"],
+                    ]
+                    for r in data.baselines
+                ],
+                "D in nats, on the analysis's histogram spec and weights; the baseline's seeds are pooled.",
+                {"median D": ".4f", "max D": ".4f"},
+            )
+        ),
+    ]
+
+
 def render(data: ReportData, page: Page, s: Section) -> None:
     """Fill the section: each phenomenon, where it was found, or that it was not."""
     s.add(*_spikey(data, page), *_sparse(data, page), *_binary(data), *_frequency(data, page))
+    s.add(*_baselines(data, page))

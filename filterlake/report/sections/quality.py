@@ -12,7 +12,7 @@ from filterlake.report import figures, layer_figures
 from filterlake.report.collect import BINARY_TABLE, FIRST_FILTERS
 from filterlake.report.curves import DEPTH_BINS, depth_bands
 from filterlake.report.document import Page, Para, Section
-from filterlake.report.facts import Layer, Quality, ReportData, nan
+from filterlake.report.facts import Layer, Quality, ReportData, degenerated, nan
 from filterlake.report.tables import Table
 from filterlake.report.text import depth_sources, percent
 
@@ -56,6 +56,13 @@ def _overview(q: Quality, p: QualityParams) -> Para:
         "mean |cosine| between output channels (1 = orthogonal). A layer is flagged degenerated when H "
         f"≥ TH(n) − {p.entropy_margin:g} or (H < {p.low_entropy:g} and S ≥ {p.sparsity_threshold:g}) "
         f"(methods §6.6): {q.n_degenerated} of {len(q.layers)} layers."
+        + (
+            f" The untrained baselines are left out of this section: their filters are random by construction "
+            f"({degenerated(q.baselines)} of their {len(q.baselines)} layers are flagged, as expected; section 7 "
+            "reads each trained model against them)."
+            if q.baselines
+            else ""
+        )
     )
 
 
