@@ -16,29 +16,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
-from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
 from filterlake.lake.layout import resolve_lake
 from filterlake.vocab import INGESTED
 from flows.ingest import refresh_line
 from flows.refresh import refresh_flow
-from flows.tasks import reported_by_the_flow
-
-
-@task(cache_policy=NO_CACHE)
-def import_dataset(path: str, lake: str, meta_only: bool) -> dict[str, Any]:
-    """Import every model of the dataset.h5 (the same stage function as `filterlake import cnn-filter-db`)."""
-    with reported_by_the_flow():
-        result = import_cnn_filter_db(Path(path), Path(lake), meta_only)
-    return {
-        "line": result.summary_line(),
-        "models": [{**o.as_row(), "model_id": o.model_id} for o in result.outcomes],
-        "failures": [o.message for o in result.failed],
-        "cast_changed": result.cast_changed,
-    }
+from flows.tasks import import_dataset
 
 
 @flow(name="filterlake-import-cnn-filter-db")

@@ -35,12 +35,19 @@ from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from filterlake.errors import FilterlakeError
-from filterlake.lake.layout import model_file, resolve_lake
+from filterlake.lake.layout import is_committed, resolve_lake
 from filterlake.sources.discover import Source
 from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.memory import FailureMemory, is_own_fault
 from flows.refresh import refresh_flow
-from flows.tasks import discover_sources, failure_row, fetch_source, ingest_checkpoint, repair_lake
+from flows.tasks import (
+    discover_sources,
+    failure_row,
+    fetch_source,
+    import_dataset,
+    ingest_checkpoint,
+    repair_lake,
+)
 
 
 class IngestFailed(FilterlakeError):
@@ -83,7 +90,7 @@ def _run_pipelines(sources: list[Source], lake: Path, concurrency: int) -> list[
         for i, (row, _) in enumerate(
             outcomes
         ):  # a cached result is valid only while its model is in the lake
-            if row["status"] == CACHED and not model_file(lake, row["model_id"]).exists():
+            if row["status"] == CACHED and not is_committed(lake, row["model_id"]):
                 refreshed = ingest(ingest_checkpoint.with_options(refresh_cache=True), fetched[i], sources[i])
                 outcomes[i] = _outcome(sources[i], fetched[i], refreshed)
     return outcomes
@@ -194,9 +201,16 @@ def ingest_flow(
     repair_lake(str(lake_dir))
     found, rows, notes = discover_sources(sources or [], catalogs or [])
     memory = FailureMemory.load(Path(failure_memory)) if failure_memory else None
+    datasets = [s for s in found if s.kind == "cnn_filter_db"]  # whole dataset.h5 files: the import stage
+    found = [s for s in found if s.kind != "cnn_filter_db"]
     to_run, skipped = memory.split(found) if memory else (found, [])
     outcomes = _run_pipelines(to_run, lake_dir, concurrency)
     rows += [row for row, _ in outcomes]
+    for dataset in datasets:
+        imported = import_dataset(
+            dataset.spec["cnn_filter_db"], str(lake_dir), dataset.spec.get("meta_only", False)
+        )
+        rows += imported["models"]
     if memory:
         own = {row["source"]: _bare_reason(row) for row, error in outcomes if is_own_fault(error)}
         memory.remember(found, own)

@@ -23,6 +23,7 @@ from prefect.states import State
 
 from filterlake.errors import FilterlakeError, SourceError, TransientSourceError
 from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
+from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
 from filterlake.sources.discover import Source, discover_all
 from filterlake.vocab import FAILED
 from flows import REPORTED_RUNS
@@ -126,3 +127,16 @@ def ingest_checkpoint(
     with reported_by_the_flow():
         outcome = load(identify(Path(path), source_uri, expected_sha256), Path(lake), meta)
     return {**outcome.as_row(), "model_id": outcome.model_id}
+
+
+@task(cache_policy=NO_CACHE)
+def import_dataset(path: str, lake: str, meta_only: bool) -> dict[str, Any]:
+    """Import every model of the dataset.h5 (the same stage function as `filterlake import cnn-filter-db`)."""
+    with reported_by_the_flow():
+        result = import_cnn_filter_db(Path(path), Path(lake), meta_only)
+    return {
+        "line": result.summary_line(),
+        "models": [{**o.as_row(), "model_id": o.model_id} for o in result.outcomes],
+        "failures": [o.message for o in result.failed],
+        "cast_changed": result.cast_changed,
+    }

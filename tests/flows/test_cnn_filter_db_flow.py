@@ -38,3 +38,25 @@ def test_the_flow_imports_the_dataset_and_names_the_bad_model(tmp_path):
     cut.write_bytes(path.read_bytes()[:3000])
     state = import_cnn_filter_db_flow(str(cut), str(lake), return_state=True)
     assert state.is_failed() and f"{cut}: cannot read 'meta' (truncated file" in state.message
+
+
+def test_the_ingestion_flow_imports_a_catalog_dataset_entry_beside_checkpoints(tmp_path, corpus):
+    """A catalog entry `cnn_filter_db = "dataset.h5"` goes through the import stage inside the ingestion flow."""
+    from flows.ingest import ingest_flow
+
+    write_dataset(tmp_path / "dataset.h5", ragged_models())
+    pnet = corpus / "mtcnn" / "pnet.pt"
+    catalog = tmp_path / "catalog.toml"
+    catalog.write_text(
+        f'[[model]]\ncnn_filter_db = "dataset.h5"\n\n[[model]]\npath = "{pnet}"\nname = "pnet"\n'
+    )
+    lake = tmp_path / "lake"
+    state = ingest_flow(lake=str(lake), catalogs=[str(catalog)], refresh=False, return_state=True)
+    summary = state.result()
+    assert sorted((r["name"], r["status"]) for r in summary["models"]) == [
+        ("pnet", "ingested"),
+        ("resnet_a", "ingested"),
+        ("tiny_c", "ingested"),
+        ("unet_b", "ingested"),
+    ]
+    assert len(committed_ids(lake)) == 4 and check_lake(lake).ok
