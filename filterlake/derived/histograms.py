@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.layer_stats import iter_model_layers
+from filterlake.derived.layer_stats import iter_layer_columns
 from filterlake.derived.per_model import WORKERS, refresh_models
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, extents_file, hist_file
 from filterlake.lake.schema import arrow_schema
-from filterlake.numeric.basis import Basis, transform
-from filterlake.numeric.histogram import bin_edges, histogram_counts
-from filterlake.numeric.normalise import maxabs_scale
-from filterlake.numeric.params import QualityParams
-from filterlake.numeric.quality import sparse_mask
+from filterlake.numeric.basis import Basis
+from filterlake.numeric.histogram import bin_edges, outer_edges
+from filterlake.numeric.histogram_kernel import histogram_pass
+from filterlake.numeric.params import SPARSITY_RULES, QualityParams
 
 
 @dataclass(frozen=True)
@@ -77,37 +76,71 @@ def _table(model_id: str, parts: list[dict[str, np.ndarray]], name: str) -> pa.T
     return pa.table({"model_id": pa.repeat(pa.scalar(model_id, pa.string()), n), **columns}, schema=schema)
 
 
+@dataclass(frozen=True)
+class SpecArrays:
+    """Histogram specs as the arrays `kernels.histogram_pass` takes (numpy's widened ranges, padded edges)."""
+
+    los: np.ndarray
+    his: np.ndarray
+    bins: np.ndarray
+    nonsparse: np.ndarray
+    edges: np.ndarray
+
+    @classmethod
+    def of(cls, specs: list[HistSpec]) -> SpecArrays:
+        ranges = np.array([outer_edges(s.lo, s.hi) for s in specs], np.float64).reshape(-1, 2)
+        bins = np.array([s.bins for s in specs], np.int64)
+        edges = np.zeros((len(specs), int(bins.max(initial=0)) + 1))
+        for row, spec in enumerate(specs):
+            edges[row, : spec.bins + 1] = spec.edges
+        nonsparse = np.array([s.subset == "nonsparse" for s in specs], np.bool_)
+        return cls(ranges[:, 0].copy(), ranges[:, 1].copy(), bins, nonsparse, edges)
+
+
+class LayerHistograms:
+    """Collects one model's per-layer histograms of every spec and its coefficient extents, layer by layer."""
+
+    def __init__(self, basis: Basis, specs: list[HistSpec], params: QualityParams) -> None:
+        self.basis, self.specs, self.params, self.arrays = basis, specs, params, SpecArrays.of(specs)
+        self.parts: dict[HistSpec, list] = {spec: [] for spec in specs}
+        self.extents: list[dict[str, np.ndarray]] = []
+
+    def add(self, layer_idx: int, c_out: int, columns: np.ndarray) -> None:
+        """Project and bin one layer's (9, n) columns (one compiled pass); a layer without filters is skipped."""
+        p, a = self.params, self.arrays
+        counts, extents = histogram_pass(
+            columns, c_out, p.eps, SPARSITY_RULES.index(p.rule), p.zero_layer_value == 1.0,
+            self.basis.mean, self.basis.components, a.los, a.his, a.bins, a.nonsparse, a.edges,
+        )  # fmt: skip
+        if not np.isfinite(extents[0, 0]):  # no used filter: as the reference, no rows at all
+            return
+        for row, spec in enumerate(self.specs):
+            self.parts[spec].append(_long_rows(layer_idx, counts[row, :, : spec.bins]))
+        self.extents.append(
+            {
+                "layer_idx": np.full(9, layer_idx, np.int32),
+                "component": np.arange(9, dtype=np.int32),
+                "min": extents[0],
+                "max": extents[1],
+            }
+        )
+
+    def tables(self, model_id: str) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
+        """The model's `histograms` table of each spec and its `extents` table."""
+        return (
+            {spec: _table(model_id, parts, "histograms") for spec, parts in self.parts.items()},
+            _table(model_id, self.extents, "extents"),
+        )
+
+
 def model_histograms(
     lake: Path, model_id: str, basis: Basis, specs: list[HistSpec], params: QualityParams
 ) -> tuple[dict[HistSpec, pa.Table], pa.Table]:
     """One pass over a model: per-layer histograms for every spec and per-layer coefficient extents."""
-    hist_parts: dict[HistSpec, list] = {spec: [] for spec in specs}
-    extents = []
-    for layer_idx, layer in iter_model_layers(lake, model_id):
-        filters = layer.reshape(-1, 9)
-        if not len(filters):
-            continue
-        coefficients = transform(basis, maxabs_scale(filters))
-        kept = None
-        for spec in specs:
-            if spec.subset == "nonsparse" and kept is None:
-                kept = ~sparse_mask(filters, params.eps, params.rule, params.zero_layer_value)
-            chosen = coefficients if spec.subset == "all" else coefficients[kept]
-            hist_parts[spec].append(
-                _long_rows(layer_idx, histogram_counts(chosen, spec.lo, spec.hi, spec.bins))
-            )
-        extents.append(
-            {
-                "layer_idx": np.full(9, layer_idx, np.int32),
-                "component": np.arange(9, dtype=np.int32),
-                "min": coefficients.min(axis=0),
-                "max": coefficients.max(axis=0),
-            }
-        )
-    return (
-        {spec: _table(model_id, parts, "histograms") for spec, parts in hist_parts.items()},
-        _table(model_id, extents, "extents"),
-    )
+    collected = LayerHistograms(basis, specs, params)
+    for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
+        collected.add(layer_idx, c_out, columns)
+    return collected.tables(model_id)
 
 
 def refresh_histograms(

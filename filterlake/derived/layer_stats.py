@@ -17,11 +17,9 @@ from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerp
 from filterlake.lake.files import read_table, staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, layers_file, stats_file, table_files
 from filterlake.lake.scan import iter_layers
-from filterlake.lake.schema import arrow_schema, moment_columns
+from filterlake.lake.schema import arrow_schema
+from filterlake.numeric.kernels import ROW_COLUMNS, layer_row
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
-from filterlake.numeric.quality import layer_quality
-
-MOMENT_SETS = {"raw": "moments_raw", "sc": "moments_scaled", "scn": "moments_scaled_nonsparse"}
 
 
 def finite_channels(layer: np.ndarray) -> np.ndarray:
@@ -41,25 +39,48 @@ def layer_shapes(lake: Path, model_id: str) -> list[dict[str, Any]]:
     ).to_pylist()
 
 
-def iter_model_layers(lake: Path, model_id: str) -> Iterator[tuple[int, np.ndarray]]:
-    """(layer_idx, (C_out, C_in, 9) float32 filters with non-finite channels left out) of each layer."""
+def iter_layer_columns(lake: Path, model_id: str) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(layer_idx, out_channels, (9, n) float32 columns) of each layer, as the compiled kernels take them
+    (they leave out the output channels holding NaN/Inf themselves)."""
     layers = layer_shapes(lake, model_id)
-    shapes = {row["layer_idx"]: (row["out_channels"], row["in_channels"], 9) for row in layers}
-    for layer_idx, filters in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
-        yield layer_idx, finite_channels(filters.reshape(shapes[layer_idx]))
+    c_out = {row["layer_idx"]: row["out_channels"] for row in layers}
+    for layer_idx, columns in iter_layers(lake, model_id, [(r["layer_idx"], r["n_filters"]) for r in layers]):
+        yield layer_idx, c_out[layer_idx], columns
+
+
+def iter_model_layers(lake: Path, model_id: str) -> Iterator[tuple[int, np.ndarray]]:
+    """(layer_idx, (C_out, C_in, 9) float32 filters with non-finite channels left out) of each layer, the
+    input of the numpy reference `quality.layer_quality` (copies: they stay valid)."""
+    for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
+        layer = np.ascontiguousarray(columns.T).reshape(c_out, columns.shape[1] // max(c_out, 1), 9)
+        yield layer_idx, finite_channels(layer)
+
+
+def stats_table(model_id: str, layer_idx: list[int], rows: np.ndarray, params: QualityParams) -> pa.Table:
+    """A model's layer_stats table from its layers' `kernels.layer_row` values (one row each), built
+    column by column by Arrow."""
+    schema = arrow_schema("layer_stats")
+    n = len(layer_idx)
+    values = rows.reshape(n, len(ROW_COLUMNS))
+    columns = {
+        "model_id": pa.repeat(pa.scalar(model_id, pa.string()), n),
+        "layer_idx": pa.array(layer_idx, pa.int32()),
+        "params": pa.repeat(pa.scalar(params.fingerprint, pa.string()), n),
+    }
+    for i, name in enumerate(ROW_COLUMNS):
+        kind = schema.field(name).type
+        column = values[:, i]
+        columns[name] = pa.array(column != 0 if kind == pa.bool_() else column.astype(kind.to_pandas_dtype()))
+    return pa.table(columns, schema=schema)
 
 
 def model_layer_stats(lake: Path, model_id: str, params: QualityParams) -> pa.Table:
-    """Stream one model's layers through `layer_quality` and return its layer_stats rows."""
-    rows = []
-    for layer_idx, layer in iter_model_layers(lake, model_id):
-        quality = layer_quality(layer, params)
-        row: dict[str, Any] = {"model_id": model_id, "layer_idx": layer_idx, "params": params.fingerprint}
-        for prefix, key in MOMENT_SETS.items():
-            row.update(zip(moment_columns(prefix), quality.pop(key).to_flat().tolist()))
-        row.update(quality)
-        rows.append(row)
-    return pa.Table.from_pylist(rows, schema=arrow_schema("layer_stats"))
+    """Stream one model's layers through the compiled `kernels.layer_row` and return its layer_stats rows."""
+    index, rows = [], []
+    for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
+        index.append(layer_idx)
+        rows.append(layer_row(columns, c_out, params))
+    return stats_table(model_id, index, np.array(rows), params)
 
 
 def refresh_layer_stats(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _outer_edges(lo: float, hi: float) -> tuple[float, float]:
+def outer_edges(lo: float, hi: float) -> tuple[float, float]:
     """numpy's checks of an explicit range, including its widening of an empty range by ±0.5."""
     lo, hi = float(lo), float(hi)
     if lo > hi:
@@ -19,7 +19,7 @@ def _outer_edges(lo: float, hi: float) -> tuple[float, float]:
 
 def bin_edges(lo: float, hi: float, bins: int = 70) -> np.ndarray:
     """The ``bins + 1`` float64 edges that ``np.histogram(x, bins, range=(lo, hi))`` uses."""
-    lo, hi = _outer_edges(lo, hi)
+    lo, hi = outer_edges(lo, hi)
     return np.linspace(lo, hi, bins + 1, endpoint=True, dtype=np.float64)
 
 
@@ -35,7 +35,7 @@ def histogram_counts(coefficients: np.ndarray, lo: float, hi: float, bins: int =
     c = np.ascontiguousarray(coefficients, dtype=np.float64)  # C order: flat indices below address all arrays
     if c.ndim != 2:
         raise ValueError(f"expected coefficients of shape (n, k), got {c.shape}")
-    lo, hi = _outer_edges(lo, hi)
+    lo, hi = outer_edges(lo, hi)
     k = c.shape[1]
     f = c - lo
     f /= hi - lo
