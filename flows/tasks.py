@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def discover_sources(
     failures, notes = [], []
     for name, args in [*((n, ([n], [])) for n in names), *((c, ([], [Path(c)])) for c in catalogs)]:
         try:
-            discovery = discover_all(*args)
+            discovery = _discover(args)
         except FilterlakeError as exc:
             failures.append(failure_row(name, str(exc)))
             continue
@@ -69,6 +70,17 @@ def discover_sources(
                 found[source.kind, source.uri] = source
                 notes += source.notes
     return list(found.values()), failures, notes
+
+
+def _discover(args: tuple[list[str], list[Path]]):
+    """discover_all, retried as fetches are while a source cannot be listed for now (a Hub repository while the
+    Hub is unreachable): such a source fails only after the last retry."""
+    for delay in FETCH_RETRY_DELAYS:
+        discovery = discover_all(*args)
+        if not any(source.transient for source in discovery.sources):
+            return discovery
+        time.sleep(delay)
+    return discover_all(*args)
 
 
 @task(cache_policy=NO_CACHE)
@@ -94,7 +106,7 @@ def fetch_source(source: Source) -> str:
     with an invalid sidecar or catalog entry fails here, alone, with that reason)."""
     with reported_by_the_flow():
         if source.problem:
-            raise SourceError(source.problem)
+            raise SourceError(source.problem)  # a transient one was retried at discovery already
         return str(fetch(source))
 
 

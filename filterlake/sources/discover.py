@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filterlake.errors import CheckpointError, MetadataError, SourceError
+from filterlake.errors import CheckpointError, MetadataError, SourceError, TransientSourceError
 from filterlake.readers import open_checkpoint, recognise, sniff_format
 from filterlake.sources import hf, metadata
 from filterlake.sources.catalog import load_catalog
@@ -49,6 +49,7 @@ class Source:
     where: str = ""
     problem: str | None = field(default=None, compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    transient: bool = field(default=False, compare=False)  # the problem may pass (a Hub unreachable for now)
 
     @property
     def uri(self) -> str:
@@ -203,7 +204,8 @@ def _hub_sources(
     try:
         models = hf.resolve(ref)
     except SourceError as exc:
-        return [Source("hf", ref.spec, None, where, problem=str(exc), notes=notes)]
+        transient = isinstance(exc, TransientSourceError)
+        return [Source("hf", ref.spec, None, where, problem=str(exc), notes=notes, transient=transient)]
     return [
         Source("hf", m.spec, metadata.merge(m.metadata, meta), where, m.problem, (*notes, *m.notes))
         for m in models

@@ -4,6 +4,8 @@ named once as failed with nothing downloaded, and a re-run served from the task 
 
 from __future__ import annotations
 
+from typing import Self
+
 import pytest
 from huggingface_hub import constants  # noqa: F401  loaded here, in a clean environment: read at import
 from safetensors.torch import save
@@ -53,3 +55,42 @@ def test_the_flow_ingests_a_hub_repository_and_names_the_one_passed_over(tmp_pat
 
         again = run_summary(ingest_flow(**parameters, return_state=True))
         assert {r["source"]: r["status"] for r in again["models"]}[index] == "cached"
+
+
+class FailFirst(int):
+    """An HTTP status the local Hub answers to its first `n` requests only (a Hub that recovers)."""
+
+    def __new__(cls, status: int, n: int) -> Self:
+        value = super().__new__(cls, status)
+        value.left = n
+        return value
+
+    def __bool__(self) -> bool:  # read once per request by the Hub's handler
+        self.left -= 1
+        return self.left >= 0
+
+
+def test_a_hub_down_while_the_flow_lists_it_is_retried(tmp_path, monkeypatch):
+    """The Hub answers 503 to the first requests of the run: discovery is retried as fetches are, and the
+    repository is ingested."""
+    import flows.tasks
+
+    monkeypatch.setattr(flows.tasks, "FETCH_RETRY_DELAYS", [1, 1, 1])
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("FILTERLAKE_CACHE", str(tmp_path / "filterlake-cache"))
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    with serving(
+        LocalHub({"org/sharded": HubRepo(sharded_repo(conv_tensors(6)))}, failing=FailFirst(503, 1))
+    ) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        state = ingest_flow(
+            sources=["hf://org/sharded"], lake=str(tmp_path / "lake"), refresh=False, return_state=True
+        )
+        summary = run_summary(state)
+        assert state.is_completed() and [r["status"] for r in summary["models"]] == ["ingested"], (
+            state.message
+        )
+        assert [s.status for s in hub.log][:1] == [503] and hub.log[0].path.startswith(
+            "/api/models/org/sharded"
+        )
