@@ -14,6 +14,7 @@ from safetensors.numpy import save_file
 
 from filterlake.derived.analyze import analyze
 from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, MEDICAL_TEST, TABLES
+from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
 from filterlake.ingest import ingest
 from filterlake.lake import layout
 from filterlake.lake.duck import connect
@@ -26,7 +27,7 @@ PERMUTATIONS, SEED = 300, 7
 MODELS = [
     ("unet-a", "UNet2d (4 levels)", "medical mri", 0.0),
     ("unet-b", "UNet", "medical histology", 0.8),
-    ("unet-c", "UNet-v2", "natural", 1.6),
+    ("unet-c", "UNet++ (nested)", "natural", 1.6),
     ("resnet-20", "ResNet-20", "natural", 0.4),
     ("resnet-56", "ResNet-56", "medical xray", 1.2),
     ("vgg16", "VGG16", "faces", 2.0),
@@ -171,8 +172,12 @@ def test_empty_comparisons_are_stored_empty_and_old_bases_are_pruned(tmp_path):
     old = analyze(lake, "medical", ("domain",), basis_on="domain = 'natural'", permutations=10)
     current = analyze(lake, "medical", ("domain",), permutations=10)
     assert old.basis_id != current.basis_id
-    for table in TABLES:  # no medical model, and no family with two models
+    for table in (FAMILY_SHIFTS, MEDICAL_TEST, MEDICAL_COMPONENTS):  # no medical model, no family pair
         assert pq.read_table(current.comparisons[table]).num_rows == 0, table
+    contrasts = pq.read_table(current.comparisons[FAMILY_CONTRASTS]).to_pylist()
+    assert contrasts and all(r["n_medical"] == 0 and r["between_mean"] is None for r in contrasts)
+    factors = pq.read_table(current.comparisons[CONTROLLED_TEST]).column("factor").to_pylist()
+    assert set(factors) == {"domain"}  # the domains are still tested against each other
     assert not any(p.exists() for p in old.comparisons.values())  # the second analysis pruned the old basis
     assert check_lake(lake).ok
     assert all(p.exists() for p in current.comparisons.values())
