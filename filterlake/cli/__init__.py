@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 
 from filterlake import __version__
 from filterlake.cli.commands import (
     cmd_analyze,
     cmd_baseline,
+    cmd_basis,
     cmd_check,
     cmd_import_cnn_filter_db,
     cmd_ingest,
@@ -83,6 +85,13 @@ def _analysis_args(parser: argparse.ArgumentParser) -> None:
         metavar="SQL",
         help="fit the basis on the models matching this SQL "
         "condition on models columns, e.g. \"domain = 'natural'\" (default: all models)",
+    )
+    parser.add_argument(
+        "--basis",
+        type=Path,
+        metavar="FILE",
+        help="use this basis instead of fitting one (`filterlake basis export --out FILE` of another lake, "
+        "or its LAKE/basis/<id>.parquet): layer statistics and histograms then come from one read",
     )
     parser.add_argument(
         "--sparsity-eps",
@@ -303,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lake_arg(p)
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "basis",
+        help="export the basis of the last analysis (for `analyze --basis FILE` on another lake)",
+        description="Write the basis of the lake's last analysis: the `basis` table's row as Parquet when "
+        "FILE ends in .parquet, else JSON (mean, components, explained_variance, evr, n, sign_rule).",
+        epilog=EPILOG,
+    )
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", type=Path, required=True, metavar="FILE")
+    _lake_arg(p)
+    p.set_defaults(func=cmd_basis)
 
     p = sub.add_parser(
         "import",

@@ -199,8 +199,17 @@ def run_analysis(args: argparse.Namespace):
             on_stage=bar.on_stage,
             on_model=bar.on_item,
             merge_duplicates=not args.keep_duplicates,
+            basis_file=args.basis,
             **extra,
         )
+
+
+def cmd_basis(args: argparse.Namespace) -> int:
+    from filterlake.derived.basis import export_basis
+    from filterlake.lake.layout import resolve_lake
+
+    print(f"basis written to {export_basis(resolve_lake(args.lake), args.out)}")
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 
 from filterlake.derived.baseline_shifts import store_baseline_shifts
-from filterlake.derived.basis import fit_from_lake
+from filterlake.derived.basis import fit_from_lake, read_basis_file, store_frozen
 from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
-from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms
+from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms, refresh_in_one_read
 from filterlake.derived.layer_stats import refresh_layer_stats
 from filterlake.derived.phenomena import store_phenomena
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
@@ -93,17 +93,23 @@ def analyze(
     permutations: int = PERMUTATIONS,
     seed: int = SEED,
     merge_duplicates: bool = True,
+    basis_file: Path | None = None,
 ) -> Analysis:
     """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
     comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state.
 
     With `merge_duplicates`, models holding identical 3x3 filters (derived/duplicates.py) count once from
-    the basis on; their layer statistics are still computed for every model."""
+    the basis on; their layer statistics are still computed for every model.
+
+    With `basis_file` (a basis exported from another lake, `derived/basis.read_basis_file`), that basis is
+    used as it is instead of one fitted here, so layer statistics and histograms come from one read."""
     if preset not in PRESETS:
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
     if permutations < 1:
         raise ParameterError(f"permutations must be at least 1, got {permutations}")
+    if basis_file is not None and basis_on is not None:
+        raise ParameterError("--basis FILE gives the basis; --basis-on would fit another one: choose one")
     require_lake(lake)
     repair(lake)  # what dead writers left (nothing to do, and nothing written, on a sound lake)
     migrate(lake)  # an older lake's files gain the current columns
@@ -127,23 +133,34 @@ def analyze(
             f"least 2 (models without 3x3 conv layers are listed, not analysed)"
         )
     with analysis_running(lake):  # no repair prunes the basis this analysis writes
-        if on_stage:
-            on_stage("layer statistics", n_models)
-        stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
-        duplicates = duplicate_sets(connect(lake, snapshot)) if merge_duplicates else []
-        snapshot = counted_models(snapshot, duplicates)
-        con = connect(lake, snapshot)
-        basis_id, basis = fit_from_lake(
-            con, lake, params.fingerprint, basis_on, "nonsparse" if chosen.exclude_sparse else "all"
-        )
         specs = [KDE_SPEC] + (
             [HistSpec(*chosen.range, chosen.bins, "nonsparse" if chosen.exclude_sparse else "all")]
             if chosen.range is not None
             else []
         )
-        if on_stage:
-            on_stage("histograms", len(snapshot))
-        hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=snapshot)
+        if basis_file is None:
+            if on_stage:
+                on_stage("layer statistics", n_models)
+            stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+        duplicates = duplicate_sets(connect(lake, snapshot)) if merge_duplicates else []
+        counted = counted_models(snapshot, duplicates)
+        con = connect(lake, counted)
+        if basis_file is None:
+            basis_id, basis = fit_from_lake(
+                con, lake, params.fingerprint, basis_on, "nonsparse" if chosen.exclude_sparse else "all"
+            )
+            if on_stage:
+                on_stage("histograms", len(counted))
+            hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=counted)
+        else:
+            basis = read_basis_file(basis_file)
+            basis_id = store_frozen(lake, basis, basis_file.name)
+            if on_stage:
+                on_stage("layer statistics + histograms (one read)", n_models)
+            stats, hist = refresh_in_one_read(
+                lake, basis_id, basis, specs, params, snapshot, counted, on_model
+            )
+        snapshot = counted
         spec = _global_spec(lake, basis_id, chosen, snapshot)
         if spec not in specs:  # the global range is known only after the extents pass
             if on_stage:
@@ -165,6 +182,8 @@ def analyze(
                 analysis.unlabelled.append(column)
             else:
                 analysis.shifts[column] = path
+        if on_stage:
+            on_stage("comparisons", len(snapshot))
         analysis.comparisons = store_comparisons(analysis, permutations, seed)
         analysis.phenomena = store_phenomena(analysis)
         analysis.baseline_shifts = store_baseline_shifts(analysis)

@@ -7,6 +7,7 @@ DuckDB aggregation over layer_stats (methods.md §3, exact streaming equivalent 
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 
 from filterlake.errors import FilterlakeError
 from filterlake.lake.files import read_table, staging, write_table_atomic
-from filterlake.lake.layout import basis_file
+from filterlake.lake.layout import basis_file, state_file
 from filterlake.lake.schema import arrow_schema, moment_columns
 from filterlake.numeric.basis import Basis, fit_basis
 from filterlake.numeric.moments import Moments
@@ -74,11 +75,19 @@ def fit_from_lake(
             f"has {int(row[0] or 0)}"
         )
     basis = fit_basis(Moments.from_flat([float(v) for v in row]))
+    _write_basis(lake, path, basis_id, basis, selection or DEFAULT_SELECTION, subset, len(models))
+    return basis_id, basis
+
+
+def _write_basis(
+    lake: Path, path: Path, basis_id: str, basis: Basis, selection: str, subset: str, n_models: int
+) -> None:
+    """Store one row of the `basis` table."""
     record = {
         "basis_id": basis_id,
-        "selection": selection or DEFAULT_SELECTION,
+        "selection": selection,
         "subset": subset,
-        "n_models": len(models),
+        "n_models": n_models,
         "created_at": datetime.now(UTC).isoformat(),
         "basis": json.dumps(basis.to_dict()),
         "n": basis.n,
@@ -87,10 +96,45 @@ def fit_from_lake(
     }
     with staging(lake) as stage:
         write_table_atomic(pa.Table.from_pylist([record], schema=arrow_schema("basis")), path, "basis", stage)
-    return basis_id, basis
 
 
 def load_basis(lake: Path, basis_id: str) -> Basis:
     """A stored basis by id."""
-    row = read_table(basis_file(lake, basis_id), columns=["basis"]).to_pylist()[0]
-    return Basis.from_dict(json.loads(row["basis"]))
+    return read_basis_file(basis_file(lake, basis_id))
+
+
+def read_basis_file(path: Path) -> Basis:
+    """A basis from a file: a row of the `basis` table as Parquet (`filterlake basis export --out X.parquet`, or
+    `LAKE/basis/<basis_id>.parquet` of another lake) or the JSON of `Basis.to_dict` (any other name)."""
+    try:
+        if path.suffix == ".parquet":
+            return Basis.from_dict(json.loads(read_table(path, columns=["basis"]).to_pylist()[0]["basis"]))
+        return Basis.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, IndexError, TypeError, pa.ArrowException) as exc:
+        raise FilterlakeError(
+            f"{path}: not a basis file (a basis-table row as Parquet, or its JSON): {exc}"
+        ) from exc
+
+
+def export_basis(lake: Path, out: Path) -> Path:
+    """Write the basis of the lake's last analysis to `out`: the `basis` table's row as Parquet when `out` ends
+    in .parquet, else the JSON of `Basis.to_dict` (mean, components, explained variance, EVR, n, sign rule)."""
+    try:
+        basis_id = json.loads(state_file(lake).read_text())["basis_id"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise FilterlakeError(f"{lake}: no analysis yet (run `filterlake analyze` first)") from exc
+    if out.suffix == ".parquet":
+        shutil.copyfile(basis_file(lake, basis_id), out)
+    else:
+        out.write_text(json.dumps(load_basis(lake, basis_id).to_dict(), indent=1) + "\n")
+    return out
+
+
+def store_frozen(lake: Path, basis: Basis, source: str) -> str:
+    """Store a basis given from outside (`analyze --basis FILE`) in the lake's `basis` table; returns its id, a
+    fingerprint of its values, so the same file always maps to the same histograms."""
+    basis_id = fingerprint({"frozen": basis.to_dict()})
+    path = basis_file(lake, basis_id)
+    if not path.exists():
+        _write_basis(lake, path, basis_id, basis, f"frozen: {source}", "all", 0)
+    return basis_id

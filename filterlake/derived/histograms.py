@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.layer_stats import iter_layer_columns
-from filterlake.derived.per_model import WORKERS, refresh_models
+from filterlake.derived.layer_stats import iter_layer_columns, stats_table
+from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
 from filterlake.lake.files import staging, write_table_atomic
-from filterlake.lake.layout import committed_ids, extents_file, hist_file
+from filterlake.lake.layout import committed_ids, extents_file, hist_file, stats_file
 from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.histogram import bin_edges, outer_edges
 from filterlake.numeric.histogram_kernel import histogram_pass
+from filterlake.numeric.kernels import layer_row
 from filterlake.numeric.params import SPARSITY_RULES, QualityParams
 
 
@@ -154,18 +155,70 @@ def refresh_histograms(
     model_ids: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Compute the missing histogram/extent files of the models (default: all committed) for this basis."""
+    models = committed_ids(lake) if model_ids is None else model_ids
+    return refresh_in_one_read(lake, basis_id, basis, specs, params, (), models, on_model, workers)[1]
+
+
+def refresh_in_one_read(
+    lake: Path,
+    basis_id: str,
+    basis: Basis,
+    specs: list[HistSpec],
+    params: QualityParams,
+    stats_models: Collection[str],
+    hist_models: Collection[str],
+    on_model: Callable[[str], None] | None = None,
+    workers: int = WORKERS,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The layer_stats of `stats_models` and the histograms/extents of `hist_models` that are missing, from one
+    read of each model's filters (a basis known before the statistics: `analyze --basis FILE`).
+
+    Returns the {"computed", "reused"} counts of the statistics and of the histograms."""
+    tag = params.fingerprint
+    stats_for, hist_for = frozenset(stats_models), frozenset(hist_models)
+    done: dict[str, tuple[bool, bool]] = {}
     with staging(lake) as stage:
 
         def compute(model_id: str) -> bool:
-            missing = [s for s in specs if not hist_file(lake, basis_id, s.key, model_id).exists()]
-            if not missing and extents_file(lake, basis_id, model_id).exists():
+            stats = (
+                model_id in stats_for
+                and stored_fingerprint(stats_file(lake, model_id), "layer_stats") != tag
+            )
+            missing = [
+                s
+                for s in specs
+                if model_id in hist_for and not hist_file(lake, basis_id, s.key, model_id).exists()
+            ]
+            hist = model_id in hist_for and (
+                bool(missing) or not extents_file(lake, basis_id, model_id).exists()
+            )
+            done[model_id] = (stats, hist)
+            if not (stats or hist):
                 return False
-            hists, extents = model_histograms(lake, model_id, basis, missing, params)
-            for spec, table in hists.items():
-                write_table_atomic(table, hist_file(lake, basis_id, spec.key, model_id), "histograms", stage)
-            write_table_atomic(extents, extents_file(lake, basis_id, model_id), "extents", stage)
+            collected = LayerHistograms(basis, missing, params)
+            index, rows = [], []
+            for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
+                if stats:
+                    index.append(layer_idx)
+                    rows.append(layer_row(columns, c_out, params))
+                if hist:
+                    collected.add(layer_idx, c_out, columns)
+            if stats:
+                table = stats_table(model_id, index, np.array(rows), params)
+                write_table_atomic(table, stats_file(lake, model_id), "layer_stats", stage, {"params": tag})
+            if hist:
+                hists, extents = collected.tables(model_id)
+                for spec, table in hists.items():
+                    write_table_atomic(
+                        table, hist_file(lake, basis_id, spec.key, model_id), "histograms", stage
+                    )
+                write_table_atomic(extents, extents_file(lake, basis_id, model_id), "extents", stage)
             return True
 
-        return refresh_models(
-            committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers
-        )
+        refresh_models(stats_for | hist_for, compute, on_model, workers)
+    n_stats = sum(s for s, _h in done.values())
+    n_hist = sum(h for _s, h in done.values())
+    return (
+        {"computed": n_stats, "reused": len(stats_for) - n_stats},
+        {"computed": n_hist, "reused": len(hist_for) - n_hist},
+    )

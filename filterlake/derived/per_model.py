@@ -34,8 +34,12 @@ WORKERS = min(os.cpu_count() or 1, 4)  # models analysed at once (threads: numpy
 def map_models(fn: Callable[[str], T], model_ids: list[str], workers: int = WORKERS) -> Iterator[T]:
     """`fn(model_id)` for each model, results in order; with `workers` > 1 several models run in threads.
 
-    Per-model work is numpy and Parquet I/O that mostly runs without the GIL, and every model writes its own
-    files, so models are independent. Memory grows to `workers` models in flight at once.
+    Per-model work is Parquet I/O, BLAS and the compiled kernels (numeric/kernels.py, ``nogil``), which run
+    without the GIL, and every model writes its own files, so models are independent. This is how the analysis
+    uses every core, rather than numba's ``prange`` inside a layer: a layer's sums then run in one fixed
+    order whatever the number of cores (the same lake gives the same bits on any machine), one model's read
+    overlaps another's arithmetic, and small layers cost no thread start-up. Memory grows to `workers` models
+    in flight at once.
     """
     if workers <= 1 or len(model_ids) <= 1:
         yield from map(fn, model_ids)
