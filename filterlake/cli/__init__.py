@@ -15,6 +15,7 @@ from filterlake.cli.commands import (
     cmd_baseline,
     cmd_basis,
     cmd_check,
+    cmd_compact,
     cmd_import_cnn_filter_db,
     cmd_ingest,
     cmd_models,
@@ -324,6 +325,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="FILE")
     _lake_arg(p)
     p.set_defaults(func=cmd_basis)
+
+    p = sub.add_parser(
+        "compact",
+        help="fold the per-model files of models, layers and derived tables into a few large files",
+        description="Rewrite the one-file-per-model tables (models, layers, layer_stats, histograms, "
+        "extents) into one compacted part per folder, so that the views open in bounded time; readers "
+        "keep seeing every model once and whole meanwhile. `ingest` and `analyze` do it by themselves "
+        "past 100 per-model files of a table. Waits for a running analysis.",
+        epilog=EPILOG,
+    )
+    _lake_arg(p)
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser(
         "import",

@@ -140,8 +140,8 @@ MIN_ID_PREFIX = (
 def cmd_remove(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from filterlake.lake.files import read_table
-    from filterlake.lake.layout import committed_ids, model_file, require_lake, resolve_lake
+    from filterlake.lake.layout import committed_ids, require_lake, resolve_lake
+    from filterlake.lake.rows import model_row
     from filterlake.lake.writer import remove_model
 
     lake = require_lake(resolve_lake(args.lake))
@@ -161,9 +161,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
         chosen.append(matches[0])
     for model_id in dict.fromkeys(chosen):
         try:
-            row = read_table(model_file(lake, model_id), columns=["name", "source_uri"]).to_pylist()[0]
-            what = f"'{row['name']}' from {row['source_uri']}"
-        except (OSError, pa.ArrowException, IndexError):  # a damaged models row is what one removes
+            row = model_row(lake, model_id, ["name", "source_uri"])
+            what = f"'{row['name']}' from {row['source_uri']}" if row else "(its models row is missing)"
+        except (OSError, pa.ArrowException):  # a damaged models row is what one removes
             what = "(its models row is unreadable)"
         remove_model(lake, model_id)
         print(f"removed {model_id[:12]} {what}")
@@ -179,6 +179,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from filterlake.lake.compact import compact
+    from filterlake.lake.layout import require_lake, resolve_lake
+
+    report = compact(require_lake(resolve_lake(args.lake)))
+    assert report is not None  # compact() waits for running analyses
+    for note in report.kept:
+        print(f"note: {note}")
+    print(report.line())
+    return 0
 
 
 def run_analysis(args: argparse.Namespace):

@@ -17,6 +17,7 @@ from filterlake.derived.layer_stats import iter_layer_columns, stats_table
 from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, extents_file, hist_file, stats_file
+from filterlake.lake.rows import has_rows
 from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.histogram import bin_edges, outer_edges
@@ -182,15 +183,15 @@ def refresh_in_one_read(
         def compute(model_id: str) -> bool:
             stats = (
                 model_id in stats_for
-                and stored_fingerprint(stats_file(lake, model_id), "layer_stats") != tag
+                and stored_fingerprint(lake, stats_file(lake, model_id), "layer_stats") != tag
             )
             missing = [
                 s
                 for s in specs
-                if model_id in hist_for and not hist_file(lake, basis_id, s.key, model_id).exists()
+                if model_id in hist_for and not has_rows(lake, hist_file(lake, basis_id, s.key, model_id))
             ]
             hist = model_id in hist_for and (
-                bool(missing) or not extents_file(lake, basis_id, model_id).exists()
+                bool(missing) or not has_rows(lake, extents_file(lake, basis_id, model_id))
             )
             done[model_id] = (stats, hist)
             if not (stats or hist):

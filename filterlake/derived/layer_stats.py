@@ -14,8 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
-from filterlake.lake.files import read_table, staging, write_table_atomic
+from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, layers_file, stats_file, table_files
+from filterlake.lake.rows import required_rows
 from filterlake.lake.scan import iter_layers
 from filterlake.lake.schema import arrow_schema
 from filterlake.numeric.kernels import ROW_COLUMNS, layer_row
@@ -34,8 +35,8 @@ def finite_channels(layer: np.ndarray) -> np.ndarray:
 
 def layer_shapes(lake: Path, model_id: str) -> list[dict[str, Any]]:
     """(layer_idx, n_filters, out_channels, in_channels) of each 3x3 layer of a model, in layer order."""
-    return read_table(
-        layers_file(lake, model_id), columns=["layer_idx", "n_filters", "out_channels", "in_channels"]
+    return required_rows(
+        lake, layers_file(lake, model_id), ["layer_idx", "n_filters", "out_channels", "in_channels"]
     ).to_pylist()
 
 
@@ -100,7 +101,7 @@ def refresh_layer_stats(
 
         def compute(model_id: str) -> bool:
             target = stats_file(lake, model_id)
-            if stored_fingerprint(target, "layer_stats") == tag:
+            if stored_fingerprint(lake, target, "layer_stats") == tag:
                 return False
             write_table_atomic(
                 model_layer_stats(lake, model_id, params), target, "layer_stats", stage, {"params": tag}

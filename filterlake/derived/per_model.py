@@ -12,16 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from filterlake.lake.files import read_schema
+from filterlake.lake.rows import stored_schema
 from filterlake.lake.schema import arrow_schema
 
 T = TypeVar("T")
 
 
-def stored_fingerprint(path: Path, table: str) -> str | None:
-    """The parameter fingerprint a derived file of `table` was computed with (its `params` metadata); None when
-    the file is missing, unreadable or of another schema (e.g. written by an older filterlake)."""
-    schema = read_schema(path)
+def stored_fingerprint(lake: Path, path: Path, table: str) -> str | None:
+    """The parameter fingerprint a model's derived rows of `table` (per-model path `path`: its own file or the
+    compacted part, lake/rows.py) were computed with (the `params` metadata); None when there are none, or
+    unreadable or of another schema (e.g. written by an older filterlake)."""
+    schema = stored_schema(lake, path)
     if schema is None or not schema.remove_metadata().equals(arrow_schema(table)):
         return None
     value = (schema.metadata or {}).get(b"params")

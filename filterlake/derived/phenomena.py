@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from filterlake.derived.histograms import KDE_SPEC
-from filterlake.lake.files import read_table, staging, write_table_atomic
+from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import comparison_file, hist_file
+from filterlake.lake.rows import rows_of
 from filterlake.lake.schema import arrow_schema, moment_columns
 from filterlake.numeric.dct import LOW_CUTOFF, energy_from_outer, split_energy
 from filterlake.numeric.moments import Moments
@@ -105,9 +106,10 @@ def _row(
 def model_histograms(lake: Path, analysis: Analysis, model_id: str, layers: int) -> np.ndarray | None:
     """A model's per-layer histograms (L, 9, B) of the fine spec, from its stored file; None without one."""
     path = hist_file(lake, analysis.basis_id, KDE_SPEC.key, model_id)
-    if not path.exists():
+    rows = rows_of(lake, path, ["layer_idx", "component", "bin", "count"])
+    if rows is None:
         return None
-    table = read_table(path, columns=["layer_idx", "component", "bin", "count"]).to_pydict()
+    table = rows.to_pydict()
     counts = np.zeros((layers, 9, KDE_SPEC.bins), np.int64)
     np.add.at(counts, (table["layer_idx"], table["component"], table["bin"]), table["count"])
     return counts

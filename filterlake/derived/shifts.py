@@ -20,6 +20,7 @@ from filterlake.derived.histograms import HistSpec
 from filterlake.errors import FilterlakeError
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import hist_dir, shifts_file
+from filterlake.lake.rows import folder_select
 from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
 from filterlake.numeric.significance import PermutationResult, permutation_test
 
@@ -57,14 +58,14 @@ def grouped_counts(
     try:
         names = [g for g, _gid in con.execute(f"SELECT DISTINCT g, gid FROM {table} ORDER BY gid").fetchall()]
         lake = Path(con.execute("SELECT getvariable('lake')").fetchone()[0])
-        folder = hist_dir(lake, basis_id, spec.key)
-        if any(folder.glob("*.parquet")):
+        source, params = folder_select(lake, hist_dir(lake, basis_id, spec.key))
+        if source is not None:
             rows = con.execute(
                 f"""
                 SELECT k.gid, h.component, h.bin, sum(h.count)::BIGINT AS n
-                FROM read_parquet(?) AS h JOIN {table} AS k USING (model_id{", layer_idx" if per_layer else ""})
+                FROM ({source}) AS h JOIN {table} AS k USING (model_id{", layer_idx" if per_layer else ""})
                 GROUP BY ALL""",
-                [str(folder / "*.parquet")],
+                params,
             ).fetchnumpy()
         else:
             rows = {

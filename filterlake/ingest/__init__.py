@@ -23,6 +23,7 @@ from filterlake.ingest.pipeline import (
     load,
     prepare_lake,
 )
+from filterlake.lake.compact import maybe_compact
 from filterlake.sources.discover import Source, discover_all
 
 __all__ = [
@@ -83,4 +84,5 @@ def ingest(
                 on_result(outcome)
     for source in datasets:  # one outcome per model of the dataset
         results += import_source(source, lake, on_result)
+    maybe_compact(lake)  # past lake/compact.py's threshold of per-model files, into the compacted parts
     return results

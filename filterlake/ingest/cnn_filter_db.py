@@ -44,8 +44,8 @@ import filterlake
 from filterlake.errors import CheckpointError, LakeError, SourceError, describe_os_error, is_lake_os_error
 from filterlake.ingest.pipeline import Outcome, prepare_lake
 from filterlake.ingest.records import finite_stats
-from filterlake.lake.files import read_table
-from filterlake.lake.layout import model_file
+from filterlake.lake.layout import is_committed
+from filterlake.lake.rows import model_row
 from filterlake.lake.writer import ModelWriter, remove_model
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.sources.cnn_filter_db import DOMAIN_COLUMNS, Dataset, DatasetModel, open_dataset
@@ -146,10 +146,10 @@ def import_cnn_filter_db(
 
 def _wanted(lake: Path, model_id: str, meta_only: bool) -> bool:
     """Whether to write the model: not in the lake yet, or there as metadata only and now imported whole."""
-    path = model_file(lake, model_id)
-    if not path.exists():
+    row = model_row(lake, model_id, ["extra"])
+    if row is None:
         return True
-    return not meta_only and is_meta_only(read_table(path, columns=["extra"])["extra"][0].as_py())
+    return not meta_only and is_meta_only(row["extra"])
 
 
 def _outcome(dataset: Dataset, model: DatasetModel, model_id: str) -> Outcome:
@@ -212,7 +212,7 @@ def _load(
                     on_filters(len(block))
         layer_rows = _layer_rows(dataset, model, model_id, layers, meta_only)
         row = _model_row(dataset, model, model_id, layers, meta_only, changed)
-        if not meta_only and model_file(lake, model_id).exists():
+        if not meta_only and is_committed(lake, model_id):
             remove_model(lake, model_id)  # its meta-only row (a full one is never planned): replaced whole
         writer.commit(layer_rows, row)
     except OSError as exc:

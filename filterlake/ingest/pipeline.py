@@ -15,10 +15,11 @@ from typing import Any
 from filterlake.errors import CheckpointError, FilterlakeError, LakeError, describe_os_error, is_lake_os_error
 from filterlake.extract import ModelShape, iter_filters, model_shape
 from filterlake.ingest.records import conflicts, layer_row, merged_row, model_row
-from filterlake.lake.files import hash_files, read_table
-from filterlake.lake.layout import model_file, require_lake
+from filterlake.lake.files import hash_files
+from filterlake.lake.layout import is_committed, require_lake
 from filterlake.lake.maintenance import repair
 from filterlake.lake.migrate import migrate
+from filterlake.lake.rows import model_row as stored_row
 from filterlake.lake.writer import ModelWriter, remove_model, update_model_row
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.readers import open_checkpoint
@@ -130,7 +131,7 @@ def load(
     )
     if force:
         remove_model(lake, model_id)
-    if model_file(lake, model_id).exists():
+    if is_committed(lake, model_id):
         return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
     writer = ModelWriter(lake, model_id)
     try:
@@ -187,7 +188,7 @@ def _merge(outcome: Outcome, lake: Path, meta: dict[str, Any], overwrite: bool) 
 def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | None = None) -> Outcome:
     """Fill in name and domain: from the row just committed, else from the lake's models row."""
     if row is None:
-        row = read_table(model_file(lake, outcome.model_id), columns=["name", "domain"]).to_pylist()[0]
+        row = stored_row(lake, outcome.model_id, ["name", "domain"]) or {"name": None, "domain": None}
     outcome.name, outcome.domain = row["name"], row["domain"]
     outcome.seconds = time.perf_counter() - start
     return outcome

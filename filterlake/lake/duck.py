@@ -8,17 +8,59 @@ from pathlib import Path
 import duckdb
 
 from filterlake.lake.init_sql import empty_select, init_statements
-from filterlake.lake.layout import committed_ids, model_file, require_lake
+from filterlake.lake.layout import committed_ids, compacted_part, model_file, require_lake, table_dir
 from filterlake.lake.maintenance import readable_models
 from filterlake.lake.migrate import migrate
+from filterlake.lake.rows import compacted_models
+
+BIND_ATTEMPTS = 5
 
 
-def _snapshot_view(lake: Path, model_ids: Collection[str]) -> str:
-    """The `models` view over exactly these committed models (a fixed snapshot of the lake)."""
+def _quoted(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _snapshot_view(con: duckdb.DuckDBPyConnection, lake: Path, model_ids: Collection[str]) -> None:
+    """Make the `models` view exactly these committed models (a fixed snapshot of the lake): the rows of their
+    own files (named one by one, so an unreadable file of another model is never opened) and, for the others,
+    of the compacted part."""
     if not model_ids:
-        return f"CREATE OR REPLACE VIEW models AS {empty_select('models')}"
-    files = ", ".join("'" + str(model_file(lake, m)).replace("'", "''") + "'" for m in sorted(model_ids))
-    return f"CREATE OR REPLACE VIEW models AS SELECT * FROM read_parquet([{files}])"
+        con.execute(f"CREATE OR REPLACE VIEW models AS {empty_select('models')}")
+        return
+    own = sorted(m for m in model_ids if model_file(lake, m).exists())
+    compacted = sorted(set(model_ids) & compacted_models(lake) - set(own))
+    con.execute(
+        "CREATE OR REPLACE TABLE filterlake_snapshot AS SELECT unnest(?::VARCHAR[]) AS model_id", [compacted]
+    )
+    parts = (
+        [f"SELECT * FROM read_parquet([{', '.join(_quoted(model_file(lake, m)) for m in own)}])"]
+        if own
+        else []
+    )
+    if compacted:
+        part = compacted_part(table_dir(lake, "models"))
+        parts.append(
+            f"SELECT * FROM read_parquet({_quoted(part)}) "
+            "WHERE model_id IN (SELECT model_id FROM filterlake_snapshot)"
+        )
+    con.execute(f"CREATE OR REPLACE VIEW models AS {' UNION ALL '.join(parts)}")
+
+
+def _with_views(lake: Path) -> duckdb.DuckDBPyConnection:
+    """A connection with the views of sql/init.sql. A compaction that folds per-model files away between the
+    views' check for files and their binding fails the binding ("No files found"): then bind them again."""
+    for attempt in range(BIND_ATTEMPTS):
+        con = duckdb.connect()
+        con.execute("SET VARIABLE lake = ?", [str(lake)])
+        try:
+            for statement in init_statements():
+                con.execute(statement)
+            return con
+        except duckdb.IOException as exc:
+            con.close()
+            if "No files found" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def connect(
@@ -32,10 +74,7 @@ def connect(
     """
     require_lake(lake)
     migrate(lake, on_note)
-    con = duckdb.connect()
-    con.execute("SET VARIABLE lake = ?", [str(lake)])
-    for statement in init_statements():
-        con.execute(statement)
+    con = _with_views(lake)
     if model_ids is None:
         try:
             con.execute("SELECT count(*) FROM models").fetchall()
@@ -48,5 +87,5 @@ def connect(
                         f"(`filterlake check` names it, `filterlake remove {model_id[:12]}` drops it)"
                     )
     if model_ids is not None:
-        con.execute(_snapshot_view(lake, model_ids))
+        _snapshot_view(con, lake, model_ids)
     return con

@@ -77,7 +77,7 @@ def _wrapped(statement: str) -> str:
     view, body = match.groups()
     table = tables.pop()
     start, end = _read_call(body, table)
-    empty = body[:start] + f"({empty_select(table)})" + body[end:]
+    empty = body[:start] + f"({empty_select(table.removesuffix('_compacted'))})" + body[end:]
     return (
         f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM query(CASE WHEN getvariable('filterlake_has_{table}')"
         f"\n    THEN {_quoted(body)}\n    ELSE {_quoted(empty)} END)"
@@ -86,11 +86,12 @@ def _wrapped(statement: str) -> str:
 
 def render() -> str:
     """The text of `sql/init.sql`."""
-    from filterlake.lake.layout import GLOBS, STATE, paths_sql
+    from filterlake.lake.layout import COMPACTED_GLOBS, GLOBS, STATE, paths_sql
 
     prelude = ["SET VARIABLE lake = coalesce(getvariable('lake'), 'lake');", paths_sql().strip()]
     prelude += [
-        f"SET VARIABLE filterlake_has_{t} = (SELECT count(*) > 0 FROM glob(lake_glob('{t}')));" for t in GLOBS
+        f"SET VARIABLE filterlake_has_{t} = (SELECT count(*) > 0 FROM glob(lake_glob('{t}')));"
+        for t in [*GLOBS, *(f"{t}_compacted" for t in COMPACTED_GLOBS)]
     ]
     state = f"getvariable('lake') || '/{STATE}'"  # the basis of the last analysis (NULL before any)
     escaped = (
@@ -114,8 +115,10 @@ def init_statements() -> tuple[str, ...]:
 
 
 def view_names() -> list[str]:
-    """Every view of sql/init.sql, base and analysis, in its order."""
-    return [m.group(1) for s in init_statements() if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
+    """Every view of sql/init.sql, base and analysis, in its order, without the `lake_<table>_files` and
+    `lake_<table>_compacted` views that the per-model tables' views are built from."""
+    names = [m.group(1) for s in init_statements() if (m := re.match(r"CREATE OR REPLACE VIEW (\w+)", s))]
+    return [name for name in names if not name.startswith("lake_")]
 
 
 def write(path: Path) -> None:

@@ -21,6 +21,14 @@ VERSION = "lake.json"  # the lake's schema version (lake/migrate.py)
 # documented paths of schemas/lake_tables.json; the functions below build paths that match them (a test checks).
 GLOBS: dict[str, str] = {table: table_glob(table) for table in TABLES}
 PER_MODEL_DERIVED = ("layer_stats", "histograms", "extents")  # derived tables with one file per model
+PER_MODEL_TABLES = ("models", "layers", *PER_MODEL_DERIVED)  # one file per model until compacted (compact.py)
+COMPACTED = "compacted"  # the folder of a per-model folder's compacted part (lake/compact.py)
+COMPACTED_PART = "part-0.parquet"
+# The compacted parts of each per-model table, as a glob: `<folder>/compacted/part-0.parquet` beside the per-model
+# files of the same folder (models/, layers/, layer_stats/, histograms/basis=B/spec=S/, extents/basis=B/).
+COMPACTED_GLOBS: dict[str, str] = {
+    table: GLOBS[table].rsplit("/", 1)[0] + f"/{COMPACTED}/*.parquet" for table in PER_MODEL_TABLES
+}
 
 
 def resolve_lake(lake: str | Path | None) -> Path:
@@ -125,14 +133,44 @@ def lock_file(lake: Path) -> Path:
     return lake / LOCK
 
 
+def compacted_part(folder: Path) -> Path:
+    """The compacted part of a folder of per-model files (e.g. `LAKE/layers/compacted/part-0.parquet`)."""
+    return folder / COMPACTED / COMPACTED_PART
+
+
+def compacted_parts(lake: Path, table: str) -> list[Path]:
+    """Every compacted part of a per-model table (one per folder: per basis and spec for histograms)."""
+    return sorted(lake.glob(COMPACTED_GLOBS[table]))
+
+
+def per_model_folders(lake: Path, table: str) -> list[Path]:
+    """Every folder of a per-model table that holds per-model files or a compacted part."""
+    files = lake.glob(GLOBS[table])
+    parts = lake.glob(COMPACTED_GLOBS[table])
+    return sorted({f.parent for f in files} | {p.parent.parent for p in parts})
+
+
 def committed_ids(lake: Path) -> set[str]:
-    """Model ids whose `models` row exists, i.e. fully written models."""
+    """Model ids whose `models` row exists, i.e. fully written models: a per-model `models` file (a new model
+    or a metadata correction) or a row of the compacted `models` part."""
+    from filterlake.lake.rows import compacted_models
+
     folder = table_dir(lake, "models")
-    return {p.stem for p in folder.glob("*.parquet")} if folder.is_dir() else set()
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.glob("*.parquet")} | compacted_models(lake)
+
+
+def is_committed(lake: Path, model_id: str) -> bool:
+    """Whether the lake holds the model (the commit mark: its `models` row, per-model or compacted)."""
+    from filterlake.lake.rows import compacted_models
+
+    return model_file(lake, model_id).exists() or model_id in compacted_models(lake)
 
 
 def paths_sql() -> str:
-    """The DuckDB macro `lake_glob(table)`: the glob of a table's files in the lake of the variable `lake`
-    (part of the generated sql/init.sql)."""
-    cases = "\n".join(f"    WHEN '{table}' THEN '/{glob}'" for table, glob in GLOBS.items())
+    """The DuckDB macro `lake_glob(table)`: the glob of a table's files in the lake of the variable `lake`, and
+    `lake_glob('<table>_compacted')` that of its compacted parts (part of the generated sql/init.sql)."""
+    globs = {**GLOBS, **{f"{t}_compacted": g for t, g in COMPACTED_GLOBS.items()}}
+    cases = "\n".join(f"    WHEN '{table}' THEN '/{glob}'" for table, glob in globs.items())
     return f"CREATE OR REPLACE MACRO lake_glob(t) AS getvariable('lake') || CASE t\n{cases}\n    END;\n"

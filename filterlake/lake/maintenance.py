@@ -20,9 +20,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterlake.lake.files import read_table
 from filterlake.lake.layout import (
+    COMPACTED,
+    PER_MODEL_DERIVED,
     committed_ids,
+    compacted_part,
+    compacted_parts,
     filters_dir,
     layers_file,
     model_file,
@@ -32,6 +35,7 @@ from filterlake.lake.layout import (
     table_files,
 )
 from filterlake.lake.migrate import lake_version, migrate, pending
+from filterlake.lake.rows import compacted_models, part_ids, rows_of
 from filterlake.lake.schema import DERIVED_TABLES, LAKE_VERSION, added_columns, arrow_schema
 from filterlake.lake.writer import flock, lake_lock
 from filterlake.vocab import is_meta_only
@@ -50,15 +54,16 @@ def analysis_running(lake: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def no_analysis_running(lake: Path) -> Iterator[bool]:
-    """True inside when no analysis runs now (and none starts until the block ends); False otherwise."""
+def no_analysis_running(lake: Path, wait: bool = False) -> Iterator[bool]:
+    """True inside when no analysis runs now (and none starts until the block ends); False otherwise, or after
+    waiting for the running ones to end when `wait`."""
     path = lake / ANALYSIS_LOCK
-    if not path.exists():
+    if not path.exists() and not os.access(lake, os.W_OK):  # read-only: no analysis can write here either
         yield True
         return
     with open(path, "a+") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -138,14 +143,19 @@ def schema_problem(path: Path, table: str, outdated_ok: bool = False) -> str | N
 
 def readable_models(lake: Path, model_ids: Collection[str]) -> tuple[set[str], set[str]]:
     """(models whose `models` row reads with its schema, models whose row does not): one damaged file must
-    not take the whole lake down."""
-    bad = {m for m in model_ids if schema_problem(model_file(lake, m), "models") is not None}
+    not take the whole lake down. A model without its own file is read from the compacted part (checked once)."""
+    own = {m for m in model_ids if model_file(lake, m).exists()}
+    bad = {m for m in own if schema_problem(model_file(lake, m), "models") is not None}
+    part = compacted_part(table_dir(lake, "models"))
+    if set(model_ids) - own and part.exists() and schema_problem(part, "models") is not None:
+        bad |= set(model_ids) - own
     return set(model_ids) - bad, bad
 
 
 def _model_of(path: Path, table: str) -> str | None:
-    """The model a per-model derived file belongs to (None for per-basis and per-grouping tables)."""
-    return path.stem if table in ("layer_stats", "histograms", "extents") else None
+    """The model a per-model derived file belongs to (None for per-basis and per-grouping tables, and for the
+    compacted parts, whose rows of removed models are unseen until the next compaction drops them)."""
+    return path.stem if table in PER_MODEL_DERIVED and COMPACTED not in path.parts else None
 
 
 def current_basis(lake: Path) -> str | None:
@@ -181,14 +191,15 @@ def derived_findings(lake: Path, ids: set[str]) -> DerivedFindings:
     found = DerivedFindings()
     basis = current_basis(lake)
     for table in DERIVED_TABLES:
-        for path in table_files(lake, table):
+        parts = compacted_parts(lake, table) if table in PER_MODEL_DERIVED else []
+        for path in [*table_files(lake, table), *parts]:
             model = _model_of(path, table)
             if model is not None and model not in ids:
                 found.orphans.append(path)
             elif (
                 (problem := schema_problem(path, table))
                 or table == "layer_stats"
-                and (problem := _layer_stats_problem(lake, path))
+                and (problem := _layer_stats_problem(lake, path, ids))
             ):
                 found.broken[path] = problem
             elif basis is not None and _basis_of(path, table) not in (None, basis):
@@ -222,17 +233,28 @@ def prune_old_bases(lake: Path) -> int:
     return len(stale)
 
 
-def _layer_stats_problem(lake: Path, path: Path) -> str | None:
-    """A layer_stats file whose rows are not its model's 3x3 layers (e.g. written for other bytes)."""
-    try:
-        layers = (
-            read_table(layers_file(lake, path.stem), columns=["layer_idx"]).column("layer_idx").to_pylist()
+def _layer_stats_problem(lake: Path, path: Path, ids: set[str]) -> str | None:
+    """A layer_stats file whose rows are not its model's 3x3 layers (e.g. written for other bytes); for the
+    compacted part, the first such model among those whose compacted rows count."""
+    if COMPACTED in path.parts:
+        models = sorted(
+            (part_ids(path) & compacted_models(lake) & ids)
+            - {p.stem for p in path.parent.parent.glob("*.parquet")}
         )
-    except (OSError, pa.ArrowException, KeyError):
-        return None  # the model's own problem, reported by the check of the base tables
-    rows = read_table(path, columns=["layer_idx"]).column("layer_idx").to_pylist()
-    if rows != layers:
-        return f"{path}: holds layers {rows[:5]}{'...' if len(rows) > 5 else ''}, the model has {len(layers)}"
+        owner = path.parent.parent
+    else:
+        models, owner = [path.stem], path.parent
+    for model_id in models:
+        try:
+            layers = rows_of(lake, layers_file(lake, model_id), ["layer_idx"])
+        except (OSError, pa.ArrowException, KeyError):
+            continue  # the model's own problem, reported by the check of the base tables
+        rows = rows_of(lake, owner / f"{model_id}.parquet", ["layer_idx"])
+        if layers is None or rows is None:
+            continue
+        want, have = layers.column("layer_idx").to_pylist(), rows.column("layer_idx").to_pylist()
+        if have != want:
+            return f"{path}: holds layers {have[:5]}{'...' if len(have) > 5 else ''} of model {model_id[:12]}, the model has {len(want)}"
     return None
 
 
@@ -263,14 +285,14 @@ class CheckReport:
 
 def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tuple[list[str], int]:
     """Problems of one committed model, each naming the model, its source and how to repair it; its filters.
-    With `outdated_ok` (a lake not migrated yet), missing new columns are not a problem of the model."""
+    With `outdated_ok` (a lake not migrated yet), missing new columns are not a problem of the model. Its rows
+    are read from its own files or from the compacted parts (whose schemas `check_lake` checks once)."""
     path = model_file(lake, model_id)
     fix = f"`filterlake remove {model_id[:12]}` drops it"
-    if problem := schema_problem(path, "models", outdated_ok):
+    if path.exists() and (problem := schema_problem(path, "models", outdated_ok)):
         return [f"model {model_id[:12]}: {problem}; {fix}, then ingest its source again"], 0
-    row = read_table(
-        path, columns=["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3", "extra"]
-    ).to_pylist()
+    table = rows_of(lake, path, ["model_id", "name", "source_uri", "n_layers_3x3", "n_filters_3x3", "extra"])
+    row = table.to_pylist() if table is not None else []
     if len(row) != 1 or row[0]["model_id"] != model_id:
         return [f"{path}: must hold exactly one row for model {model_id}; {fix}"], 0
     n_layers, n_filters = row[0]["n_layers_3x3"], row[0]["n_filters_3x3"]
@@ -278,12 +300,12 @@ def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tup
         n_filters = 0
     problems = []
     lpath = layers_file(lake, model_id)
-    if not lpath.exists():
-        problems.append("layers file missing")
-    elif problem := schema_problem(lpath, "layers", outdated_ok):
+    if lpath.exists() and (problem := schema_problem(lpath, "layers", outdated_ok)):
         problems.append(problem)
-    elif (rows := pq.ParquetFile(lpath).metadata.num_rows) != n_layers:
-        problems.append(f"{rows} layer rows, models says {n_layers}")
+    elif (layers := rows_of(lake, lpath, ["layer_idx"])) is None:
+        problems.append("layers file missing")
+    elif layers.num_rows != n_layers:
+        problems.append(f"{layers.num_rows} layer rows, models says {n_layers}")
     rows = 0
     for part in sorted(filters_dir(lake, model_id).glob("*.parquet")):
         if problem := schema_problem(part, "filters"):
@@ -295,6 +317,18 @@ def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tup
     who = f"model {model_id[:12]} '{row[0]['name']}' from {row[0]['source_uri']}"
     repair_hint = f"{fix}; `filterlake ingest --force {row[0]['source_uri']}` rewrites it"
     return [f"{who}: {problem}; {repair_hint}" for problem in problems], n_filters
+
+
+def _compacted_base_problems(lake: Path, outdated_ok: bool) -> list[str]:
+    """Schema problems of the compacted `models` and `layers` parts (each holds the rows of many models)."""
+    problems = []
+    for table in ("models", "layers"):
+        part = compacted_part(table_dir(lake, table))
+        if part.exists() and (problem := schema_problem(part, table, outdated_ok)):
+            problems.append(
+                f"{problem}; restore the lake from a backup, or remove and ingest its models again"
+            )
+    return problems
 
 
 def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bool) -> None:
@@ -351,6 +385,9 @@ def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
             )
     with lake_lock(lake, shared=not repair_leftovers):  # a stable view: no commit lands while we count
         ids = committed_ids(lake)
+        if base_problems := _compacted_base_problems(lake, outdated_ok=not repair_leftovers):
+            report.problems += base_problems
+            return report
         for model_id in sorted(ids):
             problems, n_filters = _model_problems(lake, model_id, outdated_ok=not repair_leftovers)
             report.problems += problems

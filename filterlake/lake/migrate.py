@@ -1,6 +1,8 @@
 """Bring a lake written by an older filterlake to the current schema version, in place and atomically.
 
-`LAKE/lake.json` records the lake's version. A lake without it (or older) may hold `models` / `layers` files
+`LAKE/lake.json` records the lake's version. Version 3 adds the compacted parts of lake/compact.py: a version-2
+lake has none and reads as it is, so it is only marked current; a lake of a newer version than this filterlake
+reads is refused (its layout may hold rows this code cannot see). A lake without it (or older) may hold `models` / `layers` files
 without the columns added since (`"since"` in schemas/lake_tables.json): they are rewritten with the new
 columns, each file through the atomic writer, under the lake lock. New columns are null, except
 `models.weights_sha256`, which is computed from the model's stored filters (streamed, one row group at a time),
@@ -96,6 +98,11 @@ def migrate(lake: Path, on_note: Callable[[str], None] | None = None) -> int:
     A current lake costs one small file read. A lake that needs rewriting but cannot be written (read-only) is
     a LakeError naming the way out; an old lake with nothing to rewrite is just marked current where possible.
     """
+    if lake.is_dir() and lake_version(lake) > LAKE_VERSION:
+        raise LakeError(
+            f"{lake}: written by a newer filterlake (lake version {lake_version(lake)}, this one reads "
+            f"{LAKE_VERSION} and older); upgrade filterlake to use it"
+        )
     if not lake.is_dir() or lake_version(lake) >= LAKE_VERSION:
         return 0
     if not pending(lake):

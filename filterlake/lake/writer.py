@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 
 from filterlake.lake.files import mark_current, new_stage, read_table, write_synced
 from filterlake.lake.layout import (
+    compacted_part,
     filters_dir,
     filters_part,
+    is_committed,
     layers_file,
     lock_file,
     model_file,
@@ -156,7 +158,7 @@ class ModelWriter:
             pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet"
         )
         with lake_lock(self.lake):
-            if model_file(self.lake, self.model_id).exists():
+            if is_committed(self.lake, self.model_id):
                 self.discard()
                 return False
             if not table_dir(self.lake, "models").exists():  # the first model of a new lake
@@ -173,7 +175,7 @@ class ModelWriter:
             ):
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
-            _fsync_dir(table_dir(self.lake, "models"))
+            fsync_dir(table_dir(self.lake, "models"))
         shutil.rmtree(self.stage, ignore_errors=True)
         return True
 
@@ -186,7 +188,8 @@ class ModelWriter:
         shutil.rmtree(self.stage, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of a folder (renames, removals) durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -194,17 +197,44 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _drop_compacted_row(lake: Path, model_id: str) -> None:
+    """Rewrite the compacted `models` part without the model's row (atomic; nothing when it holds none)."""
+    import pyarrow.compute as pc
+
+    from filterlake.lake.rows import compacted_models
+
+    if model_id not in compacted_models(lake):
+        return
+    part = compacted_part(table_dir(lake, "models"))
+    table = read_table(part)
+    kept = table.filter(pc.not_equal(table.column("model_id"), model_id))
+    stage = new_stage(lake)
+    try:
+        write_synced(kept, stage / "part.parquet")
+        os.replace(stage / "part.parquet", part)
+        fsync_dir(part.parent)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | None]) -> bool:
     """Rewrite a committed model's metadata row as `update(row)` says; False when it returns None.
 
     Read, update and replace all happen under the lake lock, so two processes merging metadata into the same
-    model never lose each other's change. Filters and layers stay untouched.
+    model never lose each other's change. The new row goes to the model's own `models` file: for a compacted
+    model a one-row delta that supersedes its compacted row until the next compaction folds it in
+    (lake/compact.py). Filters, layers and the compacted parts stay untouched.
     """
+    from filterlake.lake.rows import model_row
+
     target = model_file(lake, model_id)
     stage = new_stage(lake)
     try:
         with lake_lock(lake):
-            row = update(read_table(target).to_pylist()[0])
+            current = model_row(lake, model_id)
+            if current is None:
+                raise FileNotFoundError(f"{target}: the lake does not hold model {model_id}")
+            row = update(current)
             if row is None:
                 return False
             write_synced(pa.Table.from_pylist([row], schema=arrow_schema("models")), stage / "model.parquet")
@@ -216,13 +246,17 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
 
 def remove_model(lake: Path, model_id: str) -> bool:
     """Remove a committed model and every row of it, base and derived (its models row first, so readers stop
-    seeing it at once); False when the lake does not hold it."""
+    seeing it at once); False when the lake does not hold it.
+
+    A compacted model leaves the compacted `models` part (rewritten without its row, after its delta file is
+    removed: the model stays whole until it is gone); its rows in the other compacted parts stop counting at
+    once (lake/rows.py) and the next compaction drops them."""
     with lake_lock(lake):
-        row = model_file(lake, model_id)
-        if not row.exists():
+        if not is_committed(lake, model_id):
             return False
-        row.unlink()
-        _fsync_dir(table_dir(lake, "models"))
+        model_file(lake, model_id).unlink(missing_ok=True)
+        _drop_compacted_row(lake, model_id)
+        fsync_dir(table_dir(lake, "models"))
         shutil.rmtree(filters_dir(lake, model_id), ignore_errors=True)
         for path in [layers_file(lake, model_id), *per_model_derived_files(lake, model_id)]:
             path.unlink(missing_ok=True)
