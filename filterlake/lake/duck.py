@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from pathlib import Path
 
 import duckdb
 
 from filterlake.lake.init_sql import empty_select, init_statements
-from filterlake.lake.layout import committed_ids, compacted_part, model_file, require_lake, table_dir
+from filterlake.lake.layout import (
+    COMPACTED_GLOBS,
+    GLOBS,
+    committed_ids,
+    compacted_part,
+    model_file,
+    require_lake,
+    table_dir,
+)
 from filterlake.lake.maintenance import readable_models
 from filterlake.lake.migrate import migrate
 from filterlake.lake.rows import compacted_models
 
 BIND_ATTEMPTS = 5
+# sql/init.sql's test of whether a table has files (lake/init_sql.py), answered by pathlib in `connect`
+HAS_FILES = re.compile(
+    r"SET VARIABLE (filterlake_has_\w+) = \(SELECT count\(\*\) > 0 FROM glob\(lake_glob\('(\w+)'\)\)\)"
+)
+
+
+def _has_files(lake: Path, table: str) -> bool:
+    glob = COMPACTED_GLOBS[table.removesuffix("_compacted")] if table.endswith("_compacted") else GLOBS[table]
+    return next(lake.glob(glob), None) is not None
 
 
 def _quoted(path: Path) -> str:
@@ -54,7 +72,10 @@ def _with_views(lake: Path) -> duckdb.DuckDBPyConnection:
         con.execute("SET VARIABLE lake = ?", [str(lake)])
         try:
             for statement in init_statements():
-                con.execute(statement)
+                if match := HAS_FILES.fullmatch(statement):  # the same test, without DuckDB's glob
+                    con.execute(f"SET VARIABLE {match[1]} = ?", [_has_files(lake, match[2])])
+                else:
+                    con.execute(statement)
             return con
         except duckdb.IOException as exc:
             con.close()
