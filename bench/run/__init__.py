@@ -16,6 +16,17 @@ from wait4):
   statistics + basis + per-layer histograms + shifts). Its limit, `limit-scan`, is one bare DuckDB scan
   `SELECT sum(w0), ..., sum(w8) FROM read_parquet('LAKE/<GLOBS["filters"]>')` of the same lake (the glob of
   `filterlake.lake.layout`).
+* **analysis with a frozen basis**: the same analysis on a second lake holding the same base tables (filters
+  hard-linked), with the basis the first analysis fitted given as a file (`filterlake basis export`,
+  `analyze --basis FILE`): layer statistics and histograms in one read. Its limit is the same bare scan.
+* **JIT**: the compiled kernels' first call (`numeric.kernels.warm_up`: compiling them, or loading them from
+  numba's cache) is timed before the analysis clock starts and printed apart.
+* **peers** (`peers`), on the same lake: CNN Filter DB's notebook path (every filter in one float32 array,
+  max-abs scaling, sklearn PCA, numpy histograms per domain, the KL matrix), compared with filterlake's
+  analysis up to its stored shift matrix (the same job), where its arrays fit in memory (estimated from their
+  sizes; it is never run past that); and `torchconvquality.measure_quality` on torch modules built from the
+  lake's layers (on the models up to `--peer-filters` filters), compared per filter with filterlake's layer
+  statistics stage.
 * **regroup-all** (informational): the pairwise shift matrix grouped by model `name` over all models of the
   scale's lake, with the lake's `filters` folder moved away.
 
@@ -32,7 +43,8 @@ in the page cache for both a stage and its limit (same conditions). The load ave
 is recorded: on a shared machine, other processes slow every stage.
 
 Targets (each printed PASS / NOT MET; judged at the largest scale, the others are printed for reference):
-ingest >= 50% of the limit's filters/s; analysis <= 3x the bare scan time and its peak RSS <= 2 GB; cost per
+ingest >= 50% of the limit's filters/s; analysis <= 3x the bare scan time (with a frozen basis <= 2x) and its
+peak RSS <= 2 GB; filterlake faster than both peers wherever they fit (ratios < 1); cost per
 filter of ingest and analysis flat within 20% between the two largest scales (10x -> 100x for
 `make bench-large`); regrouping 1,000 models < 2 s. An extrapolation to CNN Filter DB's 1.46 billion filters
 uses the per-filter costs measured at the largest scale (linear, which the flatness target checks).
@@ -42,6 +54,6 @@ Finally the **import** stage (`import_stage`): `import_cnn_filter_db` of a synth
 Parquet with bare pyarrow; target >= 50% of that limit.
 
 Modules: `cli` (the command line and the whole run), `scales` (one scale's zoo, stages and metrics), `stages`
-and `limits` (what the child processes time), `import_stage` (the CNN Filter DB import and its limit), `measure` (the child process, its RSS and times), `machine`
+and `limits` (what the child processes time), `peers` (the two peers), `import_stage` (the CNN Filter DB import and its limit), `measure` (the child process, its RSS and times), `machine`
 (what it ran on), `judge` (targets, extrapolation), `tables` (the printed tables).
 """

@@ -47,6 +47,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "seed": args.seed,
             "jobs": args.jobs,
             "import_filters": args.import_filters,
+            "peer_filters": args.peer_filters,
         },
         "targets_definition": TARGETS,
         "scales": [],
@@ -117,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.cpu_count() or 1,
         help="worker processes of the ingest stage, as `filterlake ingest --workers` (default: one "
         "per core; the limit is one bare process, as the target defines it)",
+    )
+    parser.add_argument(
+        "--peer-filters",
+        type=int,
+        default=20_000_000,
+        help="torchconvquality runs on the models up to this many filters (its cost per filter is compared)",
     )
     parser.add_argument(
         "--import-filters",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.run.measure import run_stage
+from bench.run.peers import notebook_fits
 
 Log = Callable[[str], None]
 
@@ -61,12 +63,26 @@ def _metrics(manifest: dict[str, Any], stages: dict[str, dict[str, Any]]) -> dic
         "limit_ingest_s_per_mfilter": lim["seconds"] / nf * 1e6,
         "scan_s_per_mfilter": scan["seconds"] / nf * 1e6,
         "lake_bytes_per_filter": ing["lake_bytes"] / nf,
+        **_peer_metrics(nf, stages),
     }
+
+
+def _peer_metrics(nf: int, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """filterlake against the peers and the bare scan: the frozen-basis ratio, the notebook and tcq ratios."""
+    ana, scan, frozen = stages["analysis"], stages["limit_scan"], stages["analysis_frozen"]
+    out = {"frozen_ratio": frozen["seconds"] / scan["seconds"], "jit_s": ana["jit_s"]}
+    nb = stages["peer_notebook"]
+    out["notebook_ratio"] = None if nb.get("skipped") else ana["core_s"] / nb["seconds"]
+    tcq = stages["peer_tcq"]
+    stats_per_filter = ana["parts"]["layer statistics + basis fit"] / nf
+    out["tcq_ratio"] = stats_per_filter / (tcq["seconds"] / tcq["filters"]) if tcq["filters"] else None
+    return out
 
 
 def measure_scale(scale: int, args: argparse.Namespace, work: Path, log: Log) -> dict[str, Any]:
     """Generate the zoo of one scale, run every stage and limit on it, and derive its metrics."""
     from bench.synthetic import default_max_model_filters, generate
+    from filterlake.derived.basis import export_basis
 
     n = args.filters * scale
     zoo, lake, limit_file = work / f"zoo-x{scale}", work / f"lake-x{scale}", work / f"limit-x{scale}.parquet"
@@ -101,10 +117,49 @@ def measure_scale(scale: int, args: argparse.Namespace, work: Path, log: Log) ->
         f"scan {stages['limit_scan']['seconds']:.2f} s"
     )
     stages["regroup_all"] = run_stage("regroup", lake, "name")
+    _measure_peers(stages, lake, manifest["n_filters"], args, log, f"x{scale}")
+    frozen = work / f"lake-x{scale}-frozen"
+    _remove(frozen)
+    basis_file = work / f"basis-x{scale}.json"
+    export_basis(lake, basis_file)  # the basis the analysis fitted, frozen for a second lake
+    _hardlink_base_tables(lake, frozen)
+    stages["analysis_frozen"] = run_stage("analyse", frozen, basis_file)
+    log(f"x{scale}: analysis with a frozen basis {stages['analysis_frozen']['seconds']:.2f} s (one read)")
     if not args.keep:
         _remove(lake)
+        _remove(frozen)
     result["metrics"] = _metrics(manifest, stages)
     return result
+
+
+def _hardlink_base_tables(lake: Path, copy: Path) -> None:
+    """A second lake holding the same base tables (filters hard-linked, no bytes copied), no derived ones."""
+    from filterlake.lake.layout import table_dir
+
+    copy.mkdir(parents=True)
+    shutil.copy2(lake / "lake.json", copy / "lake.json")
+    for table in ("filters", "layers", "models"):
+        shutil.copytree(table_dir(lake, table), table_dir(copy, table), copy_function=os.link)
+
+
+def _measure_peers(
+    stages: dict[str, Any], lake: Path, n_filters: int, args: argparse.Namespace, log: Log, at: str
+) -> None:
+    """The two peers on the same lake: the notebook path where it fits in memory, torchconvquality on the
+    models up to --peer-filters filters (its cost per filter is what is compared)."""
+    fit = notebook_fits(n_filters)
+    if fit["fits"]:
+        stages["peer_notebook"] = {**run_stage("peer-notebook", lake), "fit": fit}
+        log(f"{at}: CNN Filter DB notebook path {stages['peer_notebook']['seconds']:.2f} s")
+    else:
+        stages["peer_notebook"] = {"skipped": "does not fit in memory", "fit": fit}
+        log(
+            f"{at}: notebook path skipped: needs ~{fit['need_gb']:.1f} GB, {fit['available_gb']:.1f} GB available"
+        )
+    stages["peer_tcq"] = run_stage("peer-tcq", lake, args.peer_filters)
+    log(
+        f"{at}: torchconvquality {stages['peer_tcq']['seconds']:.2f} s on {stages['peer_tcq']['filters']:,} filters"
+    )
 
 
 def measure_regroup(args: argparse.Namespace, work: Path, log: Log) -> dict[str, Any]:

@@ -62,6 +62,24 @@ def _cost_rows(scales: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _peer_rows(scales: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Per scale: the JIT cost, the analysis and its frozen-basis variant, and the two peers."""
+    rows = []
+    for s in scales:
+        mt, st = s["metrics"], s["stages"]
+        nb, tcq = st["peer_notebook"], st["peer_tcq"]
+        rows.append((
+            f"x{s['scale']}", f"{mt['jit_s']:.2f}", f"{st['analysis']['seconds']:.2f}",
+            f"{st['analysis']['core_s']:.2f}", f"{st['analysis_frozen']['seconds']:.2f}",
+            f"{mt['frozen_ratio']:.1f}x",
+            "does not fit" if nb.get("skipped") else f"{nb['seconds']:.2f}",
+            "-" if mt["notebook_ratio"] is None else f"{mt['notebook_ratio']:.2f}x",
+            f"{tcq['seconds']:.2f} ({tcq['filters']:,})",
+            "-" if mt["tcq_ratio"] is None else f"{mt['tcq_ratio']:.3f}x",
+        ))  # fmt: skip
+    return rows
+
+
 def _regroup_line(r: dict[str, Any]) -> str:
     """The regroup zoo's sizes, ingest and analysis, and the regrouping itself."""
     return (
@@ -105,6 +123,9 @@ def table(results: dict[str, Any]) -> str:
     head = ("scale", "s/Mfilter: ingest", "limit", "analysis", "scan", "peak RSS MB: ingest", "limit",
             "analysis", "scan", "regroup-all")  # fmt: skip
     lines += _grid(head, _cost_rows(results["scales"]))
+    head = ("scale", "JIT s", "analysis s", "to shifts s", "frozen basis s", "frozen/scan", "notebook s",
+            "filterlake/notebook", "tcq s (filters)", "filterlake/tcq per filter")  # fmt: skip
+    lines += ["", *_grid(head, _peer_rows(results["scales"]))]
     if results.get("regroup"):
         lines += ["", _regroup_line(results["regroup"])]
     lines += ["", "targets:"]
