@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from filterlake.derived.baseline_shifts import TABLES as BASELINE_TABLES
 from filterlake.derived.comparisons import TABLES as COMPARISON_TABLES
+from filterlake.derived.phenomena import TABLES as PHENOMENA_TABLES
 from filterlake.lake import init_sql, layout
 from filterlake.lake.schema import DERIVED_TABLES, TABLES, arrow_schema
 from tests.conftest import REPO
@@ -23,7 +25,10 @@ def test_every_path_function_matches_its_table_glob():
         "histograms": layout.hist_file(LAKE, "b1", "-3_3_70_all", MODEL),
         "extents": layout.extents_file(LAKE, "b1", MODEL),
         "shifts": layout.shifts_file(LAKE, "b1", "medical", "domain"),
-        **{table: layout.comparison_file(LAKE, table, "b1", "medical") for table in COMPARISON_TABLES},
+        **{
+            table: layout.comparison_file(LAKE, table, "b1", "medical")
+            for table in (*COMPARISON_TABLES, *PHENOMENA_TABLES, *BASELINE_TABLES)
+        },
     }
     assert set(paths) == set(TABLES)
     for table, path in paths.items():
