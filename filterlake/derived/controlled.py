@@ -12,6 +12,7 @@ part (their domain is not a training domain).
 from __future__ import annotations
 
 import itertools
+import math
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -58,6 +59,11 @@ def model_design(con: duckdb.DuckDBPyConnection, analysis: Analysis) -> dict[str
     }
 
 
+def _as_float(count: int) -> float:
+    """A count of labellings as float64: beyond its range (hundreds of models) it is infinite for our purpose."""
+    return float(count) if count.bit_length() < 1024 else math.inf
+
+
 def _test_row(design: dict[str, Any], factor: str, strata_name: str, permutations: int, seed: int) -> dict:
     """One PERMANOVA of ``factor`` with one stratification; null statistics when no stratum holds two groups."""
     columns = STRATA[strata_name]
@@ -91,7 +97,7 @@ def _test_row(design: dict[str, Any], factor: str, strata_name: str, permutation
         "informative_strata": "; ".join(
             " / ".join(map(str, np.atleast_1d(s))) for s in result.informative_strata
         ),
-        "n_arrangements": float(result.n_arrangements),
+        "n_arrangements": _as_float(result.n_arrangements),
     }
 
 

@@ -139,3 +139,13 @@ def test_the_domains_themselves_are_tested_and_every_pair_is_holm_corrected(anal
     sub = permanova(matrix[np.ix_(inside, inside)], groups[inside], None, PERMUTATIONS, 0)
     assert pairs[2][4] == sub.p_value
     assert pairs[0][7] == 1  # only ResNet holds both a medical-ct and a medical-mri model
+
+
+def test_labellings_beyond_float_range_are_infinite() -> None:
+    """Hundreds of models reach more labellings than a float64 holds (the regroup benchmark's 1,000 models)."""
+    import math
+
+    from filterlake.derived.controlled import _as_float
+
+    assert _as_float(math.comb(20, 10)) == 184_756.0
+    assert _as_float(math.factorial(1000)) == math.inf
