@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -52,17 +53,22 @@ def new_stage(lake: Path) -> Path:
 
 
 class Stage:
-    """A staging folder made on first use, so that a command with nothing to write never touches the lake."""
+    """A staging folder made on first use, so that a command with nothing to write never touches the lake.
+
+    Threads share one (derived/per_model.py): the first use is made under a lock, or two threads racing on it
+    would each make a folder and one of them would outlive the command as a leftover."""
 
     def __init__(self, lake: Path):
         self.lake = lake
         self._path: Path | None = None
+        self._made = threading.Lock()
 
     @property
     def path(self) -> Path:
-        if self._path is None:
-            self._path = new_stage(self.lake)
-        return self._path
+        with self._made:
+            if self._path is None:
+                self._path = new_stage(self.lake)
+            return self._path
 
     def remove(self) -> None:
         if self._path is not None:

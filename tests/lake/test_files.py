@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filterlake.lake.files import read_table, write_synced
-from filterlake.lake.layout import model_file
+from filterlake.lake.files import read_table, staging, write_synced
+from filterlake.lake.layout import model_file, staging_root
 from filterlake.lake.writer import update_model_row
 from tests.lake.test_writer import write
 
@@ -71,3 +71,23 @@ def test_update_returning_none_leaves_the_file_alone(tmp_path):
     assert update_model_row(lake, "m1", lambda row: None) is False
     assert (model_file(lake, "m1").stat().st_mtime_ns, model_file(lake, "m1").stat().st_ino) == before
     assert not any((lake / "_staging").iterdir())
+
+
+def test_threads_sharing_a_stage_make_one_folder_and_leave_none(tmp_path):
+    """Regression (CI): threads of the per-model refresh racing on a fresh stage each made a folder, and the one
+    not kept outlived `analyze` as a leftover that `check --no-repair` reported."""
+    barrier = threading.Barrier(8)
+    seen: list = []
+    with staging(tmp_path) as stage:
+
+        def first_use() -> None:
+            barrier.wait()
+            seen.append(stage.path)
+
+        threads = [threading.Thread(target=first_use) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(seen)) == 1 and list(staging_root(tmp_path).iterdir()) == [seen[0]]
+    assert list(staging_root(tmp_path).iterdir()) == []
