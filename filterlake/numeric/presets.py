@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where weights are made: the command-line parser reads PRESETS
+    import numpy as np
 
-from filterlake.numeric.basis import Basis
+    from filterlake.numeric.basis import Basis
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Preset:
 
     def weights_for(self, basis: Basis) -> np.ndarray:
         """Component weights w_k of D: 1/9 each (uniform) or the basis' explained-variance ratios (evr)."""
+        import numpy as np
+
         return np.full(9, 1 / 9) if self.weights == "uniform" else np.array(basis.evr, dtype=np.float64)
 
     def range_for(self, data_min: float, data_max: float) -> tuple[float, float]:
