@@ -19,7 +19,7 @@ from safetensors.torch import save
 from filterlake.errors import SourceError, TransientSourceError
 from filterlake.ingest import Outcome, ingest
 from filterlake.lake.layout import filters_part, layers_file, model_file
-from filterlake.sources import hf
+from filterlake.sources import hf, hf_card
 from filterlake.vocab import FAILED, INGESTED, PRESENT
 from tests.conftest import REPO
 from tests.sources.hub_fixtures import (
@@ -326,16 +326,16 @@ def test_the_header_check_uses_the_extraction_rule_in_both_layouts():
 
 
 def test_card_and_config_metadata():
-    card = hf.front_matter(
+    card = hf_card.front_matter(
         "---\nlicense: other\nlicense_name: custom\npipeline_tag: feature-extraction\n---\n# x"
     )
-    meta = hf.repo_metadata("o/n", "c" * 40, card, {"architectures": ["ResNetForImageClassification"]})
+    meta = hf_card.repo_metadata("o/n", "c" * 40, card, {"architectures": ["ResNetForImageClassification"]})
     assert meta == {
         "architecture": "ResNetForImageClassification",
         "license": "custom",
         "extra": {"hf_repo": "o/n", "hf_commit": "c" * 40, "hf_pipeline_tag": "feature-extraction"},
     }
-    assert hf.front_matter("# no front matter\n---\n") == {}
+    assert hf_card.front_matter("# no front matter\n---\n") == {}
 
 
 def test_the_cli_prints_one_line_per_outcome(tmp_path, hub, hf_cache):
