@@ -19,7 +19,7 @@ from filterlake.ingest import ingest
 from filterlake.lake.duck import connect
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.vocab import INGESTED
-from tests.readers.test_keras import _entry
+from tests.readers.keras_models import layer_entry
 from tests.readers.tflite_fixtures import Model, Op, Tensor, build
 
 RNG = np.random.default_rng(12)
@@ -75,7 +75,7 @@ def keras_layers(keras3: bool) -> list[dict]:
     classes = [("input", "InputLayer"), ("a", "Conv2D"), ("b", "DepthwiseConv2D"), ("c", "Conv2D")]
     out, previous = [], None
     for name, cls in classes:
-        out.append(_entry(name, cls, {}, previous, keras3))
+        out.append(layer_entry(name, cls, {}, previous, keras3))
         previous = name
     return out
 

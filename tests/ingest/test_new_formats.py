@@ -13,7 +13,7 @@ from filterlake.lake.duck import connect
 from filterlake.lake.maintenance import check_lake
 from filterlake.readers import open_checkpoint
 from filterlake.vocab import INGESTED, PRESENT
-from tests.readers.test_keras import write_keras2, write_keras3
+from tests.readers.keras_models import write_keras2, write_keras3
 from tests.readers.test_tflite import _ops, _tensors
 from tests.readers.tflite_fixtures import Model, build
 

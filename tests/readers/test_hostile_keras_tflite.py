@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from filterlake.errors import CheckpointError
 from filterlake.readers import open_checkpoint
+from tests.readers.keras_models import write_keras2, write_keras3
 from tests.readers.test_hostile import read_everything
-from tests.readers.test_keras import write_keras2, write_keras3
 from tests.readers.test_tflite import _ops, _tensors
 from tests.readers.tflite_fixtures import Model, Op, Tensor, build
 

@@ -17,17 +17,9 @@ from filterlake.errors import CheckpointError
 from filterlake.readers import open_checkpoint, sniff_format
 from filterlake.readers.base import Checkpoint
 from filterlake.readers.keras import read_keras_h5, read_keras_sharded, read_keras_zip
-from tests.readers.test_keras import (
-    INNER,
-    LAYERS,
-    W,
-    _entry,
-    _one_line,
-    check_model,
-    expected,
-    model_config,
-    write_keras3,
-)
+from tests.readers.keras_models import INNER, LAYERS, W, expected, layer_entry, model_config, write_keras3
+from tests.readers.test_keras import check_model
+from tests.readers.test_keras_refusals import one_line
 
 # Variables in saving order (Keras saves model.layers in config order): the W key -> its layer's name.
 ORDER = {key: name for name, _cls, keys, _extra in LAYERS + INNER for key in keys}
@@ -198,7 +190,7 @@ def test_lambda_in_sharded_keras_is_never_evaluated(tmp_path: Path) -> None:
     sentinel = tmp_path / "evaluated"
     config = model_config(True)
     code = f"__import__('pathlib').Path({str(sentinel)!r}).touch()"
-    config["config"]["layers"].append(_entry("lam", "Lambda", {"function": code}, "base", True))
+    config["config"]["layers"].append(layer_entry("lam", "Lambda", {"function": code}, "base", True))
     path, _ = write_sharded_keras(tmp_path / "s.keras", SPLIT, config)
     check_model(open_checkpoint(path))
     assert not sentinel.exists()
@@ -217,7 +209,7 @@ def _refused(path: Path, named: Path, *words: str) -> None:
     with pytest.raises(CheckpointError) as exc:
         for tensor in open_checkpoint(path).tensors:
             tensor.load()
-    _one_line(exc, named, *words)
+    one_line(exc, named, *words)
 
 
 def test_missing_and_escaping_shards_are_refused(tmp_path: Path) -> None:
@@ -247,7 +239,7 @@ def test_missing_and_escaping_shards_are_refused(tmp_path: Path) -> None:
         manifest.write_text(text)
         with pytest.raises(CheckpointError) as exc:
             read_keras_sharded(manifest)
-        _one_line(exc, manifest, words)
+        one_line(exc, manifest, words)
 
 
 def test_sharded_keras_missing_or_escaping_member_is_refused(tmp_path: Path) -> None:
