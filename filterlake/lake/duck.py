@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from filterlake.lake.init_sql import empty_select, init_statements
+from filterlake.lake.init_sql import deferred_statements, empty_select
 from filterlake.lake.layout import (
     COMPACTED_GLOBS,
     GLOBS,
@@ -22,7 +22,6 @@ from filterlake.lake.maintenance import readable_models
 from filterlake.lake.migrate import migrate
 from filterlake.lake.rows import compacted_models
 
-BIND_ATTEMPTS = 5
 # sql/init.sql's test of whether a table has files (lake/init_sql.py), answered by pathlib in `connect`
 HAS_FILES = re.compile(
     r"SET VARIABLE (filterlake_has_\w+) = \(SELECT count\(\*\) > 0 FROM glob\(lake_glob\('(\w+)'\)\)\)"
@@ -65,23 +64,15 @@ def _snapshot_view(con: duckdb.DuckDBPyConnection, lake: Path, model_ids: Collec
 
 
 def _with_views(lake: Path) -> duckdb.DuckDBPyConnection:
-    """A connection with the views of sql/init.sql. A compaction that folds per-model files away between the
-    views' check for files and their binding fails the binding ("No files found"): then bind them again."""
-    for attempt in range(BIND_ATTEMPTS):
-        con = duckdb.connect()
-        con.execute("SET VARIABLE lake = ?", [str(lake)])
-        try:
-            for statement in init_statements():
-                if match := HAS_FILES.fullmatch(statement):  # the same test, without DuckDB's glob
-                    con.execute(f"SET VARIABLE {match[1]} = ?", [_has_files(lake, match[2])])
-                else:
-                    con.execute(statement)
-            return con
-        except duckdb.IOException as exc:
-            con.close()
-            if "No files found" not in str(exc) or attempt == BIND_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    """A connection with the views of sql/init.sql, bound when a query uses them (lake/init_sql.py)."""
+    con = duckdb.connect()
+    con.execute("SET VARIABLE lake = ?", [str(lake)])
+    for statement in deferred_statements():
+        if match := HAS_FILES.fullmatch(statement):  # the same test, without DuckDB's glob
+            con.execute(f"SET VARIABLE {match[1]} = ?", [_has_files(lake, match[2])])
+        else:
+            con.execute(statement)
+    return con
 
 
 def connect(
