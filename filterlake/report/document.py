@@ -143,14 +143,20 @@ def _e(text: object) -> str:
 
 
 def table_html(table: Table) -> str:
-    """A sortable HTML table with its note and CSV link (collapsed into <details> when asked)."""
+    """A sortable HTML table with its note and CSV link (collapsed into <details> when asked); a table too
+    large for the page shows what `Table.page_rows` keeps and says where the rest is."""
+    if table.too_wide:
+        return (
+            f'<p class="table-note" id="t-{_e(table.name)}"><strong>{_e(table.title)}</strong>: '
+            f'{_e(table.cut_note())} CSV: <a href="tables/{_e(table.name)}.csv">tables/{_e(table.name)}.csv</a></p>'
+        )
     numeric = table.numeric_columns()
     head = "".join(
         f'<th class="num" scope="col">{_e(c)}</th>' if n else f'<th scope="col">{_e(c)}</th>'
         for c, n in zip(table.columns, numeric)
     )
     body = []
-    for raw, shown in zip(table.rows, table.display_rows()):
+    for raw, shown in zip(table.page_rows(), table.display_rows()):
         cells = []
         for value, text, n in zip(raw, shown, numeric):
             if n and value is not None:
@@ -164,8 +170,9 @@ def table_html(table: Table) -> str:
         f'<div class="table-wrap"><table class="sortable" id="t-{_e(table.name)}">'
         f"<caption>{_e(table.title)}</caption><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
+    said = " ".join(text for text in (table.note, table.cut_note()) if text)
     note = (
-        f'<p class="table-note">{_e(table.note)} CSV: <a href="tables/{_e(table.name)}.csv">'
+        f'<p class="table-note">{_e(said)} CSV: <a href="tables/{_e(table.name)}.csv">'
         f"tables/{_e(table.name)}.csv</a></p>"
     )
     if table.collapsed:

@@ -17,6 +17,9 @@ from filterlake.vocab import is_medical
 
 DPI = 100
 HEATMAP_MAX = 12  # the most groups a heatmap shows legibly; a grouping with more is shown as a table
+# The most models a per-model figure labels one row each (ridges, bars, tick labels). Past it a figure keeps one
+# size and draws one pixel row per model: a label per row would be unreadable and its layout costs seconds.
+LABELLED_ROWS = 60
 STYLE = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -186,6 +189,59 @@ def ridges(
         return save(fig, path)
 
 
+def density_rows(
+    path: Path,
+    colours: list[str],
+    centres: np.ndarray,
+    density: np.ndarray,
+    evr: np.ndarray,
+    legend: dict[str, str],
+    xlim: tuple[float, float] = (-3, 3),
+) -> Path:
+    """The ridge plot for many models: one panel per component, one image row per model (each scaled to its
+    own peak, brighter = denser), rows in the given order with a colour strip of each row's domain."""
+    n = len(colours)
+    inside = (centres >= xlim[0]) & (centres <= xlim[1])
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(15.5, 7.5)
+        axes = fig.subplots(
+            1, density.shape[1] + 1, sharey=True, width_ratios=[0.25] + [1] * density.shape[1]
+        )
+        axes[0].imshow(np.array([[to_rgb(c)] for c in colours]), aspect="auto", extent=(0, 1, n, 0))
+        axes[0].set_xticks([])
+        axes[0].set_ylabel(f"model (one row each, {n} rows)")
+        axes[0].spines[:].set_visible(False)
+        image = None
+        for k, ax in enumerate(axes[1:]):
+            block = density[:, k][:, inside]
+            peak = np.nanmax(np.where(np.isfinite(block), block, np.nan), axis=1, initial=0.0)
+            rows = np.divide(block, peak[:, None], out=np.zeros_like(block), where=peak[:, None] > 0)
+            image = ax.imshow(
+                rows,
+                aspect="auto",
+                cmap="magma",
+                vmin=0,
+                vmax=1,
+                extent=(*xlim, n, 0),
+                interpolation="nearest",
+            )
+            ax.set_title(f"c{k} ({evr[k] * 100:.1f}% EVR)", fontsize=10)
+            ax.set_xticks([-2, 0, 2] if xlim == (-3, 3) else ax.get_xticks())
+            ax.set_xlabel("coefficient")
+            ax.tick_params(axis="y", length=0)
+        axes[0].set_yticks([])
+        fig.colorbar(image, ax=list(axes), shrink=0.6, fraction=0.02, label="density / its row's peak")
+        handles = [Patch(color=c, alpha=0.9, label=fit(d)) for d, c in legend.items()]
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(len(handles), 7),
+            frameon=False,
+            title="domain",
+        )
+        return save(fig, path)
+
+
 def heatmap(
     path: Path,
     labels: list[str],
@@ -261,16 +317,17 @@ def clustered_heatmap(
     beside the rows; ``bars`` maps a key's name to (each model's value, colour of each value)."""
     order = cluster_order(matrix)
     n = len(labels)
-    size = max(6.0, 0.16 * n + 3.0)
+    labelled = n <= LABELLED_ROWS
+    size = max(6.0, 0.16 * min(n, LABELLED_ROWS) + 3.0)
     with matplotlib.rc_context(STYLE):
         fig = new_figure(size + 5.0, size + 1.5)
         ax = fig.add_subplot()
         image = ax.imshow(
             np.ma.masked_invalid(matrix[np.ix_(order, order)]), cmap=SEQUENTIAL, vmin=0, vmax=vmax
         )
-        ticks = [fit(labels[i], 28) for i in order]
+        ticks = [fit(labels[i], 28) for i in order] if labelled else []
         fontsize = 7 if n <= 40 else 5
-        ax.set_xticks(range(n), ticks, rotation=90, fontsize=fontsize)
+        ax.set_xticks(range(n) if labelled else [], ticks, rotation=90, fontsize=fontsize)
         ax.set_yticks([])
         ax.spines[:].set_visible(False)
         handles = []
@@ -280,7 +337,7 @@ def clustered_heatmap(
             bar.imshow(np.array([[to_rgb(colours[values[i]])] for i in order]), aspect="auto")
             bar.set_xticks([0], [name], rotation=90, fontsize=8)
             bar.spines[:].set_visible(False)
-            if column == 0:
+            if column == 0 and labelled:
                 bar.set_yticks(range(n), ticks, fontsize=fontsize)
             else:
                 bar.set_yticks([])

@@ -87,6 +87,21 @@ def pruning_bars(path: Path, labels: list[str], kept: np.ndarray, total: np.ndar
         return save(fig, path)
 
 
+def pruning_scatter(path: Path, kept: np.ndarray, total: np.ndarray) -> Path:
+    """Kept share against all 3x3 filters, one point per model (the bars of `pruning_bars` for many models)."""
+    with matplotlib.rc_context(STYLE):
+        fig = new_figure(10, 5)
+        ax = fig.add_subplot()
+        share = np.divide(100 * kept, total, out=np.zeros_like(kept), where=total > 0)
+        ax.scatter(np.maximum(total, 1), share, s=12, color="#4c72b0", alpha=0.6, lw=0)
+        ax.set_xscale("log")
+        ax.set_ylim(-3, 103)
+        ax.set_xlabel("3x3 filters of the model (count, log scale)")
+        ax.set_ylabel("kept (non-sparse) filters (%)")
+        ax.grid(alpha=0.3)
+        return save(fig, path)
+
+
 def filter_grids(path: Path, panels: list[tuple[str, str, str, np.ndarray]], per_row: int = 5) -> Path:
     """Each panel (model, layer, detail, filters): up to 25 filters in a 5x5 grid, each over its own max |w|."""
     with matplotlib.rc_context(STYLE):

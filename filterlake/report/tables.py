@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The most rows and columns a table shows on the page (HTML and Markdown); its CSV always holds every row. A
+# 1,000-model lake has tables of a million pairs: on the page they would be unreadable and hundreds of MB.
+PAGE_ROWS = 500
+PAGE_COLUMNS = 62  # a model-by-model matrix of up to 60 models, plus its label column
+
 
 @dataclass
 class Table:
@@ -27,8 +32,31 @@ class Table:
         return format_value(value, self.formats.get(column))
 
     def display_rows(self) -> list[list[str]]:
-        """Every row as display text."""
-        return [[self.cell(v, c) for v, c in zip(row, self.columns)] for row in self.rows]
+        """The rows the page shows (`page_rows`) as display text."""
+        return [[self.cell(v, c) for v, c in zip(row, self.columns)] for row in self.page_rows()]
+
+    @property
+    def too_wide(self) -> bool:
+        """More columns than the page shows: the table is then only in its CSV."""
+        return len(self.columns) > PAGE_COLUMNS
+
+    def page_rows(self) -> list[list[Any]]:
+        """The rows shown on the page: the first PAGE_ROWS (none for a table too wide for it)."""
+        return [] if self.too_wide else self.rows[:PAGE_ROWS]
+
+    def cut_note(self) -> str:
+        """What the page leaves out of this table and where it is (empty when it shows the whole table)."""
+        if self.too_wide:
+            return (
+                f"This table has {len(self.columns):,} columns and {len(self.rows):,} rows, more than the page "
+                f"shows ({PAGE_COLUMNS} columns): it is in tables/{self.name}.csv only."
+            )
+        if len(self.rows) > PAGE_ROWS:
+            return (
+                f"The first {PAGE_ROWS:,} of {len(self.rows):,} rows are shown (sorting sorts these); all are "
+                f"in tables/{self.name}.csv."
+            )
+        return ""
 
     def write_csv(self, folder: Path) -> Path:
         """Write tables/<name>.csv with full-precision values; returns the path."""
@@ -48,6 +76,8 @@ class Table:
             return text.replace("|", "\\|").replace("\n", " ")
 
         lines = [f"**{esc(self.title)}** (`tables/{self.name}.csv`)", ""]
+        if self.too_wide:
+            return "\n".join([*lines, f"*{esc(self.cut_note())}*"])
         lines.append("| " + " | ".join(esc(c) for c in self.columns) + " |")
         align = ["---:" if self._numeric(i) else "---" for i in range(len(self.columns))]
         lines.append("| " + " | ".join(align) + " |")
@@ -55,12 +85,13 @@ class Table:
             lines.append("| " + " | ".join(esc(v) for v in row) + " |")
         if not self.rows:
             lines.append("| " + " | ".join("" for _ in self.columns) + " |")
-        if self.note:
-            lines += ["", f"*{esc(self.note)}*"]
+        note = " ".join(text for text in (self.note, self.cut_note()) if text)
+        if note:
+            lines += ["", f"*{esc(note)}*"]
         return "\n".join(lines)
 
     def _numeric(self, index: int) -> bool:
-        values = [row[index] for row in self.rows if row[index] is not None]
+        values = [row[index] for row in self.page_rows() if row[index] is not None]
         return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
     def numeric_columns(self) -> list[bool]:

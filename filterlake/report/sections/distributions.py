@@ -3,10 +3,12 @@ domain (the medical paper's Figure 1), and the spread of each coefficient."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from filterlake.report import figures
 from filterlake.report.collect import KDE_VIEW
-from filterlake.report.document import Page, Para, Section
-from filterlake.report.facts import ReportData
+from filterlake.report.document import Figure, Page, Para, Section
+from filterlake.report.facts import Distributions, ReportData
 from filterlake.report.tables import Table
 from filterlake.report.text import interval
 
@@ -20,6 +22,31 @@ GUIDE = (
     "model or domain in each of the 9 component panels; ridges of different shape mean different "
     "filters."
 )
+
+
+def _per_model_figure(d: Distributions, colours: dict[str, str], evr: np.ndarray, page: Page) -> Figure:
+    """The densities per model: a ridge each, or for more than LABELLED_ROWS models an image row each."""
+    legend = {domain: colours[domain] for domain in dict.fromkeys(m.domain for m in d.models)}
+    row_colours = [colours[m.domain] for m in d.models]
+    path = page.out / "fig_kde_models.png"
+    if len(d.models) > figures.LABELLED_ROWS:
+        return page.figure(
+            figures.density_rows(path, row_colours, d.centres, d.density, evr, legend, KDE_VIEW),
+            f"Coefficient distributions per model ({len(d.models)} models with 3x3 filters, sorted by domain; "
+            f"more than the {figures.LABELLED_ROWS} a ridge plot labels): one image row per model, one panel "
+            "per component c0…c8; each row is scaled to its own peak (brighter = denser); the strip on the "
+            "left is the domain. The table of spreads below names each model.",
+            "density images of coefficient distributions, one row per model",
+        )
+    return page.figure(
+        figures.ridges(
+            path, [m.label for m in d.models], row_colours, d.centres, d.density, evr, legend, KDE_VIEW
+        ),
+        f"Coefficient distributions per model ({len(d.models)} models with 3x3 filters, sorted by "
+        "domain): one ridge per model, one panel per component c0…c8; each ridge is scaled to its own "
+        "peak; colour = domain.",
+        "ridge plots of coefficient densities per model",
+    )
 
 
 def render(data: ReportData, page: Page, s: Section) -> None:
@@ -40,24 +67,7 @@ def render(data: ReportData, page: Page, s: Section) -> None:
             "outside it. The x axis is the coefficient (dimensionless: filters are scaled to max |w| = 1)."
         )
     )
-    s.add(
-        page.figure(
-            figures.ridges(
-                page.out / "fig_kde_models.png",
-                [m.label for m in d.models],
-                [colours[m.domain] for m in d.models],
-                d.centres,
-                d.density,
-                evr,
-                {domain: colours[domain] for domain in dict.fromkeys(m.domain for m in d.models)},
-                KDE_VIEW,
-            ),
-            f"Coefficient distributions per model ({len(d.models)} models with 3x3 filters, sorted by "
-            "domain): one ridge per model, one panel per component c0…c8; each ridge is scaled to its own "
-            "peak; colour = domain.",
-            "ridge plots of coefficient densities per model",
-        )
-    )
+    s.add(_per_model_figure(d, colours, evr, page))
     s.add(
         page.figure(
             figures.ridges(

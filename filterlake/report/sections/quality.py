@@ -11,7 +11,7 @@ from filterlake.numeric.params import QualityParams
 from filterlake.report import figures, layer_figures
 from filterlake.report.collect import BINARY_TABLE, FIRST_FILTERS
 from filterlake.report.curves import DEPTH_BINS, depth_bands
-from filterlake.report.document import Page, Para, Section
+from filterlake.report.document import Figure, Page, Para, Section
 from filterlake.report.facts import Layer, Quality, ReportData, degenerated, nan
 from filterlake.report.tables import Table
 from filterlake.report.text import depth_sources, percent
@@ -113,6 +113,25 @@ def _degenerated(q: Quality, p: QualityParams) -> Table:
     )
 
 
+def _pruning_figure(models: list, page: Page) -> Figure:
+    """Kept vs all filters per model: labelled bars, or for more than LABELLED_ROWS models one point each."""
+    kept = np.array([m.kept for m in models], float)
+    total = np.array([m.n_filters for m in models], float)
+    path = page.out / "fig_pruning.png"
+    if len(models) > figures.LABELLED_ROWS:
+        return page.figure(
+            layer_figures.pruning_scatter(path, kept, total),
+            f"Kept (non-sparse) share against all 3x3 filters, one point per model ({len(models)} models: more "
+            f"than the {figures.LABELLED_ROWS} a bar chart labels; the table below names each).",
+            "scatter plot of the kept share of filters against the number of filters per model",
+        )
+    return page.figure(
+        layer_figures.pruning_bars(path, [m.name for m in models], kept, total),
+        "Kept (non-sparse) vs all 3x3 filters per model (log scale), lowest kept share at the top.",
+        "bar chart of kept versus total filters per model",
+    )
+
+
 def _pruning(q: Quality, p: QualityParams, page: Page) -> list:
     models = sorted(q.models, key=lambda m: (m.kept_percent, m.name))
     prune = [[m.name, m.n_filters, m.kept, m.n_filters - m.kept, m.kept_percent] for m in models]
@@ -122,16 +141,7 @@ def _pruning(q: Quality, p: QualityParams, page: Page) -> list:
             f"A filter is kept when {KEPT_RULE[p.rule].format(share=percent(p.eps))}; {PAPER_KEPT}). Near-zero filters "
             "contribute little to a layer's output: they are what a structured pruning would drop."
         ),
-        page.figure(
-            layer_figures.pruning_bars(
-                page.out / "fig_pruning.png",
-                [m.name for m in models],
-                np.array([m.kept for m in models], float),
-                np.array([m.n_filters for m in models], float),
-            ),
-            "Kept (non-sparse) vs all 3x3 filters per model (log scale), lowest kept share at the top.",
-            "bar chart of kept versus total filters per model",
-        ),
+        _pruning_figure(models, page),
         page.table(
             Table(
                 "pruning",

@@ -103,7 +103,12 @@ def _all_models(data: ReportData, page: Page, scale: float) -> list:
             f"Shift D between every pair of the {len(m.labels)} models, rows and columns in the order of an "
             "average-linkage hierarchical clustering of D, with each model's domain and architecture family as "
             "colour bars: models that cluster by domain across families point to a domain effect, models that "
-            "cluster by family to an architecture effect. The matrix is the `model` rows of the shifts table.",
+            "cluster by family to an architecture effect. The matrix is the `model` rows of the shifts table"
+            + (
+                "."
+                if len(m.labels) <= figures.LABELLED_ROWS
+                else f" (model names left off past {figures.LABELLED_ROWS} models; that table names them)."
+            ),
             "clustered heatmap of the pairwise shifts between models with domain and family colour bars",
         ),
     ]
