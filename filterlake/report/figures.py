@@ -365,15 +365,18 @@ def null_distribution(
         )
         ax.axvline(observed, color="#c0392b", lw=2, label=f"observed D = {observed:.4f} (p = {p_value:.3g})")
         top = ax.get_ylim()[1]
-        ax.errorbar(
-            [observed],
-            [top * 0.9],
-            xerr=[[observed - ci[0]], [ci[1] - observed]],
-            fmt="o",
+        # the interval as a bar of its own: a bootstrap interval need not contain the observed D (a biased
+        # statistic on few models), which error bars around it cannot draw
+        ax.hlines(top * 0.9, ci[0], ci[1], color="black", lw=2)
+        ax.plot(
+            [ci[0], ci[1]],
+            [top * 0.9] * 2,
+            "|",
             color="black",
-            capsize=5,
+            markersize=12,
             label=f"{round(confidence * 100)}% bootstrap interval [{ci[0]:.4f}, {ci[1]:.4f}]",
         )
+        ax.plot([observed], [top * 0.9], "o", color="#c0392b")
         ax.set_xlabel("shift D between medical and non-medical models (symmetric KL, nats)")
         ax.set_ylabel("permutations (count)")
         ax.set_xlim(0, max(float(np.max(null)), ci[1], observed) * 1.05)
