@@ -182,11 +182,13 @@ def measure_regroup(args: argparse.Namespace, work: Path, log: Log) -> dict[str,
     out["ingest"] = run_stage("ingest", zoo, lake, args.ingest_workers)
     out["analysis"] = run_stage("analyse", lake)
     out["regroup"] = run_stage("regroup", lake, "name")
+    out["report"] = run_stage("report", lake, work / "report-regroup")
     log(
         f"regroup: ingest {out['ingest']['seconds']:.1f} s, analysis {out['analysis']['seconds']:.1f} s, "
-        f"regroup {out['regroup']['seconds']:.2f} s ({out['regroup']['groups']} groups)"
+        f"regroup {out['regroup']['seconds']:.2f} s ({out['regroup']['groups']} groups), "
+        f"report {out['report']['seconds']:.1f} s"
     )
     if not args.keep:
-        _remove(zoo)
-        _remove(lake)
+        for path in (zoo, lake, work / "report-regroup"):
+            _remove(path)
     return out

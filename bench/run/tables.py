@@ -87,7 +87,8 @@ def _regroup_line(r: dict[str, Any]) -> str:
         f"{r['ingest']['seconds']:.1f} s, analysis {r['analysis']['seconds']:.1f} s (peak RSS "
         f"{r['analysis']['peak_rss_mb']:.0f} MB); regroup by name {r['regroup']['seconds']:.2f} s "
         f"(views {r['regroup']['open_views_s']:.2f} s), peak RSS {r['regroup']['peak_rss_mb']:.0f} MB, "
-        f"filters visible: {r['regroup']['filters_visible_during_stage']}"
+        f"filters visible: {r['regroup']['filters_visible_during_stage']}; report {r['report']['seconds']:.1f} s "
+        f"(page {r['report']['page_bytes'] / 1e6:.1f} MB)"
     )
 
 

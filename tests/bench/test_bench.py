@@ -140,8 +140,12 @@ def test_runner_measures_every_stage_and_judges_every_target(tmp_path: Path) -> 
         and regroup["filters_visible_during_stage"] == 0
     )
     assert table_dir(tmp_path / "work" / "lake-regroup", "filters").is_dir()  # moved back after the stage
-    # the targets judge.py sets for this configuration: ratios, RSS, flatness per stage, regroup, the two peers
-    assert {t["status"] for t in results["targets"]} <= {"PASS", "NOT MET"} and len(results["targets"]) == 9
+    report = results["regroup"]["report"]
+    page = tmp_path / "work" / "report-regroup" / "index.html"
+    assert report["seconds"] > 0 and report["page_bytes"] == page.stat().st_size and report["figures"] > 5
+    # the targets judge.py sets for this configuration: ratios, RSS, flatness per stage, regroup, views and
+    # report of the regroup zoo, the two peers
+    assert {t["status"] for t in results["targets"]} <= {"PASS", "NOT MET"} and len(results["targets"]) == 11
     assert {"nproc", "memory_gb", "python", "duckdb", "pyarrow"} <= set(results["machine"])
     assert results["extrapolation"]["filters"] == 1_460_000_000
     text = out.with_suffix(".txt").read_text()
