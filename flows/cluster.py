@@ -33,9 +33,11 @@ class ClusterError(Exception):
 
 
 def port(preferred: int) -> int:
-    """`preferred` when nothing listens on it on HOST, else a free port chosen by the system."""
+    """`preferred` when nothing listens on it on HOST, else a free port chosen by the system (probed as the
+    servers bind, with SO_REUSEADDR: a port a stopped cluster left in TIME_WAIT is free for them)."""
     for candidate in (preferred, 0):
         with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((HOST, candidate))
             except OSError:
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 after Ctrl-C or SIGTERM, 1 when the cluster could not start or a process died."""
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes the Ctrl-C path
+    for signum in (signal.SIGINT, signal.SIGTERM):  # SIGTERM takes the Ctrl-C path; SIGINT even when started
+        signal.signal(signum, signal.default_int_handler)  # in the background, which ignores it
     try:
         run(args.workers, args.prefect_port, args.scheduler_port)
     except KeyboardInterrupt:
