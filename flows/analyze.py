@@ -28,7 +28,7 @@ from filterlake.lake.layout import resolve_lake
 from filterlake.numeric.presets import PRESETS
 from flows.ingest import positive_int, refresh_line
 from flows.refresh import analysis_summary
-from flows.runners import DASK_HELP, check_cluster, dask_address, task_runner
+from flows.runners import DASK_HELP, dask_address, refuse_unusable, task_runner
 from flows.tasks import reported_by_the_flow
 
 T = TypeVar("T")
@@ -105,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m flows.analyze`: 0 when the analysis is up to date, 1 when it failed."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.dask:
-        try:
-            check_cluster(args.dask)
-        except FilterlakeError as exc:
-            parser.error(str(exc))
+    refuse_unusable(parser, args.dask)
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")  # as flows.ingest
     try:
         state = analyze_flow(

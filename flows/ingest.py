@@ -39,7 +39,7 @@ from filterlake.sources.discover import Source
 from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.memory import FailureMemory, is_own_fault
 from flows.refresh import refresh_flow
-from flows.runners import DASK_HELP, check_cluster, dask_address, task_runner
+from flows.runners import DASK_HELP, dask_address, refuse_unusable, task_runner
 from flows.tasks import (
     discover_sources,
     failure_row,
@@ -320,11 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sources and not args.catalog:
         parser.error("give a SOURCE or --catalog FILE")
-    if args.dask:
-        try:
-            check_cluster(args.dask)
-        except FilterlakeError as exc:
-            parser.error(str(exc))
+    refuse_unusable(parser, args.dask)
     # A temporary API server cancels the flush of its last task-run events at shutdown and logs that as errors.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     try:

@@ -60,6 +60,15 @@ def check_cluster(address: str) -> None:
         raise FilterlakeError(f"--dask {address}: no Dask scheduler reachable there ({exc})") from None
 
 
+def refuse_unusable(parser: argparse.ArgumentParser, address: str | None) -> None:
+    """`parser.error` (one line, exit 2) when `--dask` names a cluster the run's tasks could not run on."""
+    if address:
+        try:
+            check_cluster(address)
+        except FilterlakeError as exc:
+            parser.error(str(exc))
+
+
 def task_runner(dask: str | None, concurrency: int) -> TaskRunner:
     """A new task runner for one run: a DaskTaskRunner on `dask` (a scheduler address, or `local:N` worker
     processes of one thread each), else a thread pool of `concurrency` workers."""
