@@ -4,6 +4,7 @@ worker processes (one thread each), in one run; the speed-up is the ratio of the
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ def stage_scale_out(
     `workers` processes behind a temporary Prefect server (SQLite in `prefect_home`); each flow is timed once
     the workers are up and have imported the readers, and the lake is checked against the zoo's manifest."""
     os.environ["PREFECT_HOME"] = str(prefect_home)  # before Prefect is imported: it reads its settings then
+    importlib.import_module("flows")  # first too: its quiet settings, a 60 s server start-up
     from distributed import LocalCluster
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
