@@ -93,7 +93,9 @@ def measure_scale_out(args: argparse.Namespace, work: Path, log) -> dict[str, An
         for path in (lake, home):
             shutil.rmtree(path, ignore_errors=True)
         out["runs"][str(n)] = run = run_stage("scale-out", zoo, lake, n, home)
-        log(f"scale-out: {n} workers: ingest {run['ingest_s']:.1f} s, analysis {run['analyse_s']:.1f} s")
+        log(
+            f"scale-out: {n} worker{'s' if n > 1 else ''}: ingest {run['ingest_s']:.1f} s, analysis {run['analyse_s']:.1f} s"
+        )
         if not args.keep:
             for path in (lake, home):
                 shutil.rmtree(path, ignore_errors=True)
