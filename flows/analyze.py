@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner
 
 from filterlake.derived.analyze import analyze
-from filterlake.derived.per_model import WORKERS, ModelMap
+from filterlake.derived.per_model import WORKERS, ModelMap, blas_threads
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import resolve_lake
 from filterlake.numeric.presets import PRESETS
@@ -36,8 +36,10 @@ T = TypeVar("T")
 
 @task(cache_policy=NO_CACHE, task_run_name="derive {model_id}")
 def derive_model(compute: Callable[[str], T], model_id: str) -> T:
-    """One model's derived rows, computed and written by the process that runs the task (a Dask worker)."""
-    return compute(model_id)
+    """One model's derived rows, computed and written by the process that runs the task (a Dask worker), with
+    BLAS on one thread as in `filterlake analyze` (per_model.blas_threads: the same bits on any worker)."""
+    with blas_threads(1):
+        return compute(model_id)
 
 
 def submitting(runner: TaskRunner) -> ModelMap:

@@ -283,3 +283,11 @@ def test_make_cluster_runs_the_readme_commands_and_stops_every_process_on_ctrl_c
         rest = make.communicate(timeout=60)[0]
     assert "flows.cluster: stopped" in rest
     assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_failed_analysis_flow_is_one_line_naming_the_lake_and_exit_1(prefect_harness, tmp_path, capsys):
+    from flows import analyze
+
+    assert analyze.main(["--lake", str(tmp_path / "nolake")]) == 1
+    err = capsys.readouterr().err
+    assert f"flows.analyze: {tmp_path / 'nolake'}: no such lake folder" in err and "Traceback" not in err
