@@ -2,8 +2,8 @@
 
 `dask_address` is the argparse type of `--dask`; `task_runner` the one place a flow's runner is chosen;
 `check_cluster` checks an address before a flow run is started on it, so a cluster its tasks could not run on
-is named in one line. The workers of a cluster need the project installed and `PREFECT_API_URL` (a real server, not the
-flow's temporary one) in their environment; `local:N` workers are started from this process and inherit it.
+is named in one line. The workers of a cluster need the project installed and `PREFECT_API_URL` (a running
+server, not a run's temporary one) in their environment; `local:N` workers are given the run's own API.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ _TCP = re.compile(r"tcp://(?P<host>[^:/\s]+):(?P<port>\d{1,5})")
 CONNECT_SECONDS = 5
 
 DASK_HELP = (
-    "run the per-checkpoint tasks on a Dask cluster: tcp://HOST:PORT of its scheduler, or local:N for a "
-    "temporary local cluster of N worker processes. Its workers need PREFECT_API_URL of a running Prefect "
-    "server. Memory is then bounded by the workers (processes x threads each), not by --concurrency"
+    "run the per-checkpoint (per-model) tasks on a Dask cluster: tcp://HOST:PORT of its scheduler (export "
+    "PREFECT_API_URL of a running Prefect server here and on its workers; make cluster starts one), or local:N "
+    "for a temporary local cluster of N worker processes. Memory is then bounded by the workers (processes x "
+    "threads each), not by --concurrency"
 )
 
 
