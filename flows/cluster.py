@@ -108,12 +108,7 @@ def run(workers: int, prefect_port: int, scheduler_port: int) -> None:
     """Start the server, the scheduler and the workers, print how to use them, then wait for a signal."""
     api = f"http://{HOST}:{port(prefect_port)}/api"
     scheduler = f"tcp://{HOST}:{port(scheduler_port)}"
-    env = {
-        **os.environ,
-        **QUIET_ENV,
-        "PREFECT_API_URL": api,
-        "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "error",
-    }
+    env = {**os.environ, **QUIET_ENV, "PREFECT_API_URL": api}
     processes: dict[str, subprocess.Popen] = {}
     try:
         host, server_port = api.removeprefix("http://").removesuffix("/api").split(":")
