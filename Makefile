@@ -5,7 +5,7 @@ LAKE    ?= lake
 CORPUS  ?= ../shared/corpus
 export FILTERLAKE_LAKE := $(LAKE)
 
-.PHONY: setup test lint report demo ingest serve bench bench-large clean lock
+.PHONY: setup test lint report demo ingest serve cluster bench bench-large clean lock
 
 setup: $(STAMP)  ## create .venv and install filterlake with its dev extras, at the tested versions of constraints.txt
 
@@ -54,6 +54,13 @@ ingest: setup  ## ingest the demo catalog (and, when present, the shared corpus)
 
 serve: setup  ## serve the ingestion flow every INTERVAL seconds over WATCH (default ./dropbox) until Ctrl-C
 	$(PY) -m flows.serve --watch $(WATCH) --lake $(LAKE) --interval $(INTERVAL)
+
+# Scale-out (flows/cluster.py): a cluster on this machine for the flows' --dask. No `setup` prerequisite: it
+# only starts processes of an existing venv (`make setup` makes one), and never reinstalls it.
+WORKERS ?= 2
+
+cluster:  ## a local Prefect server, a Dask scheduler and WORKERS (default 2) Dask workers for --dask, until Ctrl-C
+	$(PY) -m flows.cluster --workers $(WORKERS)
 
 # Benchmarks (bench/): each stage's throughput against this machine's own limit, measured in the same run.
 bench: setup  ## CI-sized benchmark (~3 min): 200k filters at x1 and x10 plus 1,000 small models for regrouping

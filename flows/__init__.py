@@ -1,11 +1,12 @@
 """Prefect 3 face of filterlake: thin flows over the plain functions of the package.
 
 This package runs before any of its modules, so before they import Prefect (which reads its settings at import):
-it sets quiet Prefect defaults unless the environment already sets them: no telemetry, no UI, warnings only, a
-60 s start-up timeout for the temporary API server. Errors caused by user input (FilterlakeError: a bad file,
-a wrong checksum) are never logged with a traceback, and a run whose FilterlakeError the ingestion flow
-reports (`REPORTED_RUNS`: a source's fetch or ingest task, the refresh) logs no failure lines of its own: the
-summary names each failure once. Those runs still end Failed, with the one-line message as their state message.
+it sets quiet Prefect and Dask defaults unless the environment already sets them: no telemetry, no UI, warnings
+only, a 60 s start-up timeout for the temporary API server, Dask errors only. Errors caused by user input
+(FilterlakeError: a bad file, a wrong checksum) are never logged with a traceback, and a run whose
+FilterlakeError the ingestion flow reports (`REPORTED_RUNS`: a source's fetch or ingest task, the refresh) logs
+no failure lines of its own: the summary names each failure once. Those runs still end Failed, with the
+one-line message as their state message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ QUIET_ENV = {
     "PREFECT_LOGGING_LEVEL": "WARNING",
     "PREFECT_SERVER_UI_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
+    # Dask: errors only, not a line per worker start and stop, nor the nanny's warning when a worker that imported
+    # torch takes over 4 s to exit as a temporary local cluster closes (it is then killed: its work is done)
+    "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED": "error",
 }
 
 for _key, _value in QUIET_ENV.items():

@@ -14,7 +14,7 @@ sources report status `cached`.
 With `failure_memory` (flows.serve passes it), local sources that failed because of what they are are skipped
 by later runs until they change (flows/memory.py); with `print_summary` the run prints counts and failures.
 
-Run once: `python -m flows.ingest SOURCE... [--lake DIR] [--catalog FILE] [--concurrency N]`.
+Run once: `python -m flows.ingest SOURCE... [--lake DIR] [--catalog FILE] [--concurrency N | --dask ADDRESS]`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed, State
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import is_committed, resolve_lake
@@ -40,6 +39,7 @@ from filterlake.sources.discover import Source
 from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.memory import FailureMemory, is_own_fault
 from flows.refresh import refresh_flow
+from flows.runners import DASK_HELP, dask_address, refuse_unusable, task_runner
 from flows.tasks import (
     discover_sources,
     failure_row,
@@ -74,16 +74,17 @@ def _reason(exc: BaseException) -> str:
 SourceOutcome = tuple[dict[str, Any], BaseException | None]  # a source's row, and the error it failed with
 
 
-def _run_pipelines(sources: list[Source], lake: Path, concurrency: int) -> list[SourceOutcome]:
-    """Fetch, identify and load every source as tasks, `concurrency` at once; outcomes in source order."""
+def _run_pipelines(
+    sources: list[Source], lake: Path, concurrency: int, dask: str | None = None
+) -> list[SourceOutcome]:
+    """Fetch, identify and load every source as tasks, `concurrency` at once (or on the Dask cluster `dask`,
+    flows/runners.py); outcomes in source order."""
 
     def ingest(task, path: PrefectFuture, source: Source) -> PrefectFuture:
         parameters = {"path": path, "lake": str(lake), "source_uri": source.uri, "meta": source.metadata}
         return runner.submit(task, {**parameters, "expected_sha256": source.expected_sha256})
 
-    with ThreadPoolTaskRunner(
-        max_workers=concurrency
-    ) as runner:  # so at most that many checkpoints in memory
+    with task_runner(dask, concurrency) as runner:  # so at most that many checkpoints in memory
         fetched = [runner.submit(fetch_source, {"source": source}) for source in sources]
         ingested = [ingest(ingest_checkpoint, path, source) for path, source in zip(fetched, sources)]
         outcomes = [_outcome(*chain) for chain in zip(sources, fetched, ingested)]
@@ -191,8 +192,10 @@ def ingest_flow(
     refresh: bool = True,
     failure_memory: str | None = None,
     print_summary: bool = False,
+    dask: str | None = None,
 ) -> State:
-    """Ingest files, folders, catalogs and URLs into the lake; refresh the analysis tables when anything is new."""
+    """Ingest files, folders, catalogs and URLs into the lake; refresh the analysis tables when anything is new.
+    With `dask` (a scheduler address or `local:N`, flows/runners.py) the per-checkpoint tasks run on that cluster."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     start = time.perf_counter()
@@ -204,7 +207,7 @@ def ingest_flow(
     datasets = [s for s in found if s.kind == "cnn_filter_db"]  # whole dataset.h5 files: the import stage
     found = [s for s in found if s.kind != "cnn_filter_db"]
     to_run, skipped = memory.split(found) if memory else (found, [])
-    outcomes = _run_pipelines(to_run, lake_dir, concurrency)
+    outcomes = _run_pipelines(to_run, lake_dir, concurrency, dask)
     rows += [row for row, _ in outcomes]
     for dataset in datasets:
         imported = import_dataset(
@@ -302,8 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=2,
         metavar="N",
-        help="checkpoints processed at once, at least 1 (bounds memory; default 2)",
+        help="checkpoints processed at once, at least 1 (bounds memory; default 2; not with --dask)",
     )
+    parser.add_argument("--dask", type=dask_address, metavar="ADDRESS|local:N", help=DASK_HELP)
     parser.add_argument(
         "--no-refresh", action="store_true", help="do not refresh the analysis tables afterwards"
     )
@@ -316,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sources and not args.catalog:
         parser.error("give a SOURCE or --catalog FILE")
+    refuse_unusable(parser, args.dask)
     # A temporary API server cancels the flush of its last task-run events at shutdown and logs that as errors.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     try:
@@ -325,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             catalogs=args.catalog,
             concurrency=args.concurrency,
             refresh=not args.no_refresh,
+            dask=args.dask,
             return_state=True,
         )
     except KeyboardInterrupt:

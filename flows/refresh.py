@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import flow
 from prefect.context import FlowRunContext
@@ -18,6 +18,9 @@ from prefect.logging import get_run_logger
 from filterlake.errors import FilterlakeError
 from filterlake.lake.maintenance import check_lake
 from flows.tasks import reported_by_the_flow
+
+if TYPE_CHECKING:
+    from filterlake.derived.analyze import Analysis
 
 
 @flow(name="filterlake-refresh")
@@ -40,6 +43,11 @@ def refresh_flow(lake: str) -> dict[str, Any]:
             analysis = analyze(Path(lake))
         except FilterlakeError as exc:  # its message says why; its frames would keep DuckDB objects alive
             raise exc.with_traceback(None) from None
+    return analysis_summary(analysis)
+
+
+def analysis_summary(analysis: Analysis) -> dict[str, Any]:
+    """What an analysis refreshed, as a small dict (a flow's result; `flows.ingest.refresh_line` words it)."""
     return {
         "action": "refresh",
         "basis_id": analysis.basis_id,

@@ -53,7 +53,13 @@ Finally the **import** stage (`import_stage`): `import_cnn_filter_db` of a synth
 `--import-filters` filters (2M) against reading its float64 chunks with h5py and writing them as float32 zstd
 Parquet with bare pyarrow; target >= 50% of that limit.
 
+With `--scale-out-filters N` (default 0: skipped), the **scale-out** stage (`scale_out`): a zoo of N filters
+ingested and analysed by the Prefect flows (`flows.ingest --dask`, `flows.analyze --dask`) on a Dask
+LocalCluster of 1 and then of 2 worker processes of one thread each, behind a temporary Prefect server; each
+flow is timed once the workers are up and have imported the readers, and the speed-up is the ratio of the two
+times (informational, no target).
+
 Modules: `cli` (the command line and the whole run), `scales` (one scale's zoo, stages and metrics), `stages`
-and `limits` (what the child processes time), `peers` (the two peers), `import_stage` (the CNN Filter DB import and its limit), `measure` (the child process, its RSS and times), `machine`
+and `limits` (what the child processes time), `peers` (the two peers), `import_stage` (the CNN Filter DB import and its limit), `scale_out` (the flows on 1 and 2 Dask workers), `measure` (the child process, its RSS and times), `machine`
 (what it ran on), `judge` (targets, extrapolation), `tables` (the printed tables).
 """

@@ -17,6 +17,7 @@ from bench.paths import OUT
 from bench.run.import_stage import import_line, measure_import
 from bench.run.judge import TARGETS, extrapolate, judge
 from bench.run.machine import machine
+from bench.run.scale_out import measure_scale_out, scale_out_line
 from bench.run.scales import measure_regroup, measure_scale
 from bench.run.stages import STAGES
 from bench.run.tables import table
@@ -48,6 +49,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "jobs": args.jobs,
             "import_filters": args.import_filters,
             "peer_filters": args.peer_filters,
+            "scale_out_filters": args.scale_out_filters,
         },
         "targets_definition": TARGETS,
         "scales": [],
@@ -58,11 +60,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results["regroup"] = measure_regroup(args, work, log)
     if args.import_filters:
         results["import"] = measure_import(args, work, log)
+    if args.scale_out_filters:
+        results["scale_out"] = measure_scale_out(args, work, log)
     results["targets"] = judge(results)
     results["extrapolation"] = extrapolate(results)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     text = table(results) + (f"\n\n{import_line(results['import'])}" if results.get("import") else "")
+    text += f"\n\n{scale_out_line(results['scale_out'])}" if results.get("scale_out") else ""
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=2_000_000,
         help="filters of the synthetic CNN Filter DB dataset.h5 of the import stage (0: skip)",
+    )
+    parser.add_argument(
+        "--scale-out-filters",
+        type=int,
+        default=0,
+        help="filters of the zoo the Prefect flows ingest and analyse on a Dask cluster of 1 and of 2 worker "
+        "processes, for their speed-up (default 0: skip)",
     )
     args = parser.parse_args(argv)
     args.regroup_filters = args.regroup_filters or args.filters

@@ -14,6 +14,7 @@ from bench.run.import_stage import stage_import, stage_limit_import
 from bench.run.limits import stage_limit_ingest, stage_limit_scan
 from bench.run.measure import disk_usage, warm_up
 from bench.run.peers import stage_peer_notebook, stage_peer_tcq
+from bench.run.scale_out import stage_scale_out
 
 
 def _import_readers(_: int) -> None:
@@ -176,4 +177,5 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "limit-import": stage_limit_import,
     "peer-notebook": stage_peer_notebook,
     "peer-tcq": stage_peer_tcq,
+    "scale-out": stage_scale_out,
 }

@@ -18,6 +18,7 @@ from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms, refresh_in_one_read
 from filterlake.derived.layer_stats import refresh_layer_stats
+from filterlake.derived.per_model import ModelMap, map_models
 from filterlake.derived.phenomena import store_phenomena
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
 from filterlake.errors import FilterlakeError, ParameterError
@@ -94,6 +95,7 @@ def analyze(
     seed: int = SEED,
     merge_duplicates: bool = True,
     basis_file: Path | None = None,
+    model_map: ModelMap = map_models,
 ) -> Analysis:
     """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
     comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state.
@@ -102,7 +104,10 @@ def analyze(
     the basis on; their layer statistics are still computed for every model.
 
     With `basis_file` (a basis exported from another lake, `derived/basis.read_basis_file`), that basis is
-    used as it is instead of one fitted here, so layer statistics and histograms come from one read."""
+    used as it is instead of one fitted here, so layer statistics and histograms come from one read.
+
+    `model_map` runs the per-model work (layer statistics, histograms; per_model.ModelMap), threads by default;
+    the basis and the shifts are computed here, from the stored statistics and histograms."""
     if preset not in PRESETS:
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
@@ -141,7 +146,7 @@ def analyze(
         if basis_file is None:
             if on_stage:
                 on_stage("layer statistics", n_models)
-            stats = refresh_layer_stats(lake, params, on_model, model_ids=snapshot)
+            stats = refresh_layer_stats(lake, params, on_model, model_map, model_ids=snapshot)
         duplicates = duplicate_sets(connect(lake, snapshot)) if merge_duplicates else []
         counted = counted_models(snapshot, duplicates)
         con = connect(lake, counted)
@@ -151,21 +156,25 @@ def analyze(
             )
             if on_stage:
                 on_stage("histograms", len(counted))
-            hist = refresh_histograms(lake, basis_id, basis, specs, params, on_model, model_ids=counted)
+            hist = refresh_histograms(
+                lake, basis_id, basis, specs, params, on_model, model_map, model_ids=counted
+            )
         else:
             basis = read_basis_file(basis_file)
             basis_id = store_frozen(lake, basis, basis_file.name)
             if on_stage:
                 on_stage("layer statistics + histograms (one read)", n_models)
             stats, hist = refresh_in_one_read(
-                lake, basis_id, basis, specs, params, snapshot, counted, on_model
+                lake, basis_id, basis, specs, params, snapshot, counted, on_model, model_map
             )
         snapshot = counted
         spec = _global_spec(lake, basis_id, chosen, snapshot)
         if spec not in specs:  # the global range is known only after the extents pass
             if on_stage:
                 on_stage("histograms (global range)", len(snapshot))
-            extra = refresh_histograms(lake, basis_id, basis, [spec], params, on_model, model_ids=snapshot)
+            extra = refresh_histograms(
+                lake, basis_id, basis, [spec], params, on_model, model_map, model_ids=snapshot
+            )
             hist = {k: hist[k] + extra[k] for k in hist}
         analysis = Analysis(
             lake, frozenset(snapshot), params, basis_on, basis_id, basis, chosen, spec, stats, hist

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from filterlake.derived.layer_stats import iter_layer_columns, stats_table
-from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
+from filterlake.derived.per_model import ModelMap, map_models, run_models, stored_fingerprint
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, extents_file, hist_file, stats_file
 from filterlake.lake.rows import has_rows
@@ -152,12 +152,12 @@ def refresh_histograms(
     specs: list[HistSpec],
     params: QualityParams,
     on_model: Callable[[str], None] | None = None,
-    workers: int = WORKERS,
+    model_map: ModelMap = map_models,
     model_ids: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Compute the missing histogram/extent files of the models (default: all committed) for this basis."""
     models = committed_ids(lake) if model_ids is None else model_ids
-    return refresh_in_one_read(lake, basis_id, basis, specs, params, (), models, on_model, workers)[1]
+    return refresh_in_one_read(lake, basis_id, basis, specs, params, (), models, on_model, model_map)[1]
 
 
 def refresh_in_one_read(
@@ -169,41 +169,41 @@ def refresh_in_one_read(
     stats_models: Collection[str],
     hist_models: Collection[str],
     on_model: Callable[[str], None] | None = None,
-    workers: int = WORKERS,
+    model_map: ModelMap = map_models,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """The layer_stats of `stats_models` and the histograms/extents of `hist_models` that are missing, from one
-    read of each model's filters (a basis known before the statistics: `analyze --basis FILE`).
+    read of each model's filters (a basis known before the statistics: `analyze --basis FILE`). Each model is
+    staged by the process that computes it (`model_map` may run it in another one).
 
     Returns the {"computed", "reused"} counts of the statistics and of the histograms."""
     tag = params.fingerprint
     stats_for, hist_for = frozenset(stats_models), frozenset(hist_models)
-    done: dict[str, tuple[bool, bool]] = {}
-    with staging(lake) as stage:
 
-        def compute(model_id: str) -> bool:
-            stats = (
-                model_id in stats_for
-                and stored_fingerprint(lake, stats_file(lake, model_id), "layer_stats") != tag
-            )
-            missing = [
-                s
-                for s in specs
-                if model_id in hist_for and not has_rows(lake, hist_file(lake, basis_id, s.key, model_id))
-            ]
-            hist = model_id in hist_for and (
-                bool(missing) or not has_rows(lake, extents_file(lake, basis_id, model_id))
-            )
-            done[model_id] = (stats, hist)
-            if not (stats or hist):
-                return False
-            collected = LayerHistograms(basis, missing, params)
-            index, rows = [], []
-            for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
-                if stats:
-                    index.append(layer_idx)
-                    rows.append(layer_row(columns, c_out, params))
-                if hist:
-                    collected.add(layer_idx, c_out, columns)
+    def compute(model_id: str) -> tuple[bool, bool]:
+        """(statistics computed, histograms computed) of one model, its files written."""
+        stats = (
+            model_id in stats_for
+            and stored_fingerprint(lake, stats_file(lake, model_id), "layer_stats") != tag
+        )
+        missing = [
+            s
+            for s in specs
+            if model_id in hist_for and not has_rows(lake, hist_file(lake, basis_id, s.key, model_id))
+        ]
+        hist = model_id in hist_for and (
+            bool(missing) or not has_rows(lake, extents_file(lake, basis_id, model_id))
+        )
+        if not (stats or hist):
+            return stats, hist
+        collected = LayerHistograms(basis, missing, params)
+        index, rows = [], []
+        for layer_idx, c_out, columns in iter_layer_columns(lake, model_id):
+            if stats:
+                index.append(layer_idx)
+                rows.append(layer_row(columns, c_out, params))
+            if hist:
+                collected.add(layer_idx, c_out, columns)
+        with staging(lake) as stage:
             if stats:
                 table = stats_table(model_id, index, np.array(rows), params)
                 write_table_atomic(table, stats_file(lake, model_id), "layer_stats", stage, {"params": tag})
@@ -214,9 +214,9 @@ def refresh_in_one_read(
                         table, hist_file(lake, basis_id, spec.key, model_id), "histograms", stage
                     )
                 write_table_atomic(extents, extents_file(lake, basis_id, model_id), "extents", stage)
-            return True
+        return stats, hist
 
-        refresh_models(stats_for | hist_for, compute, on_model, workers)
+    done = run_models(stats_for | hist_for, compute, on_model, model_map)
     n_stats = sum(s for s, _h in done.values())
     n_hist = sum(h for _s, h in done.values())
     return (

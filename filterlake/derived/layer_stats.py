@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from filterlake.derived.per_model import WORKERS, refresh_models, stored_fingerprint
+from filterlake.derived.per_model import ModelMap, map_models, refresh_models, stored_fingerprint
 from filterlake.lake.files import staging, write_table_atomic
 from filterlake.lake.layout import committed_ids, layers_file, stats_file, table_files
 from filterlake.lake.rows import required_rows
@@ -88,29 +88,30 @@ def refresh_layer_stats(
     lake: Path,
     params: QualityParams = DEFAULT_QUALITY,
     on_model: Callable[[str], None] | None = None,
-    workers: int = WORKERS,
+    model_map: ModelMap = map_models,
     model_ids: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Compute layer_stats for models (default: all committed) that lack them or used other parameters.
 
     Each file carries the parameters' fingerprint in its metadata (a model without 3x3 layers gets a zero-row
-    file, so it is not rescanned); files of models no longer in the lake are removed.
+    file, so it is not rescanned); files of models no longer in the lake are removed. Each model is staged by
+    the process that computes it (`model_map` may run it in another one).
     """
     tag = params.fingerprint
-    with staging(lake) as stage:
 
-        def compute(model_id: str) -> bool:
-            target = stats_file(lake, model_id)
-            if stored_fingerprint(lake, target, "layer_stats") == tag:
-                return False
+    def compute(model_id: str) -> bool:
+        target = stats_file(lake, model_id)
+        if stored_fingerprint(lake, target, "layer_stats") == tag:
+            return False
+        with staging(lake) as stage:
             write_table_atomic(
                 model_layer_stats(lake, model_id, params), target, "layer_stats", stage, {"params": tag}
             )
-            return True
+        return True
 
-        counts = refresh_models(
-            committed_ids(lake) if model_ids is None else model_ids, compute, on_model, workers
-        )
+    counts = refresh_models(
+        committed_ids(lake) if model_ids is None else model_ids, compute, on_model, model_map
+    )
     present = committed_ids(lake)  # not the snapshot: models committed meanwhile keep their statistics
     stale = [path for path in table_files(lake, "layer_stats") if path.stem not in present]
     for path in stale:

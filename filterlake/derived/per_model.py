@@ -1,4 +1,5 @@
-"""The one per-model refresh loop of the derived tables: which models to (re)compute, threads, BLAS threads."""
+"""The one per-model refresh loop of the derived tables: which models to (re)compute, threads (or another
+`ModelMap`), BLAS threads."""
 
 from __future__ import annotations
 
@@ -55,25 +56,44 @@ def map_models(fn: Callable[[str], T], model_ids: list[str], workers: int = WORK
                 future.cancel()
 
 
+ModelMap = Callable[[Callable[[str], T], list[str]], Iterator[T]]
+"""How the per-model work runs: `model_map(fn, model_ids)` yields `fn(model_id)` of each model, in order.
+`map_models` runs them in threads here; flows/analyze.py submits a Prefect task per model to its task runner (a
+Dask cluster), so `fn` must survive cloudpickle and write the model's files itself, returning a small value."""
+
+
+def run_models(
+    model_ids: Collection[str],
+    compute: Callable[[str], T],
+    on_model: Callable[[str], None] | None = None,
+    model_map: ModelMap = map_models,
+) -> dict[str, T]:
+    """`compute(model_id)` of every model (sorted) through `model_map`, with BLAS on one thread each; returns
+    {model_id: result}. `on_model` sees each model as it finishes."""
+    order = sorted(model_ids)
+    results: dict[str, T] = {}
+    with blas_threads(1):
+        for model_id, result in zip(order, model_map(compute, order)):
+            results[model_id] = result
+            if on_model:
+                on_model(model_id)
+    return results
+
+
 def refresh_models(
     model_ids: Collection[str],
     compute: Callable[[str], bool],
     on_model: Callable[[str], None] | None = None,
-    workers: int = WORKERS,
+    model_map: ModelMap = map_models,
 ) -> dict[str, int]:
-    """Run `compute(model_id)` for every model (sorted), several at once, with BLAS on one thread each.
+    """Run `compute(model_id)` for every model, several at once (`run_models`).
 
     `compute` stores the model's rows and returns False when its stored rows were still valid; the counts of
-    both come back as {"computed": ..., "reused": ...}. `on_model` sees each model as it finishes.
+    both come back as {"computed": ..., "reused": ...}.
     """
-    order = sorted(model_ids)
-    computed = 0
-    with blas_threads(1):
-        for model_id, done in zip(order, map_models(compute, order, workers)):
-            computed += done
-            if on_model:
-                on_model(model_id)
-    return {"computed": computed, "reused": len(order) - computed}
+    done = run_models(model_ids, compute, on_model, model_map)
+    computed = sum(done.values())
+    return {"computed": computed, "reused": len(done) - computed}
 
 
 @contextlib.contextmanager

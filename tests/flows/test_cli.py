@@ -10,11 +10,16 @@ import sys
 
 import pytest
 
-from flows import ingest, serve
+from flows import analyze, cluster, ingest, serve
 from tests.conftest import REPO
 from tests.flows.conftest import BROKEN, flow_env
 
-PARSERS = {"ingest": ingest.build_parser, "serve": serve.build_parser}
+PARSERS = {
+    "ingest": ingest.build_parser,
+    "serve": serve.build_parser,
+    "analyze": analyze.build_parser,
+    "cluster": cluster.build_parser,
+}
 
 
 @pytest.mark.parametrize("command", PARSERS)
