@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from filterlake.numeric.params import PERMUTATIONS, SEED
+from filterlake.numeric.permanova_kernel import within_ss
 
 Dissimilarity = Literal["squared", "distance"]
 BLOCK_VALUES = 1 << 22  # float64 values of one block of permutations (block rows x groups x models): 32 MiB
@@ -102,8 +103,9 @@ def stratified_permutations(strata: np.ndarray, n_permutations: int, rng: np.ran
     return perms
 
 
-def _within_ss(d2: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """SS_W = Σ_g (1/n_g) Σ_{i<j in g} d²_ij for every row of group codes (P, n), as one product per block."""
+def within_ss_reference(d2: np.ndarray, codes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """SS_W = Σ_g (1/n_g) Σ_{i<j in g} d²_ij for every row of group codes (P, n), as one product per block: the
+    readable reference of the compiled `permanova_kernel.within_ss` that `permanova` runs."""
     n_groups, n = len(sizes), codes.shape[1]
     rows = max(1, BLOCK_VALUES // (n_groups * n))
     out = np.empty(len(codes))
@@ -166,10 +168,11 @@ def permanova(
     sizes = np.bincount(codes, minlength=n_groups).astype(np.float64)
 
     ss_total = float(d2[np.triu_indices(n, 1)].sum() / n)
-    ss_within = float(_within_ss(d2, codes[None, :], sizes)[0])
+    d2, inverse = np.ascontiguousarray(d2, dtype=np.float64), 1.0 / sizes
+    ss_within = float(within_ss(d2, codes[None, :].astype(np.int64), inverse)[0])
     observed = float(_pseudo_f(ss_total, np.array([ss_within]), n, n_groups)[0])
     perms = stratified_permutations(strata_in, n_permutations, np.random.default_rng(seed))
-    null = _pseudo_f(ss_total, _within_ss(d2, codes[perms], sizes), n, n_groups)
+    null = _pseudo_f(ss_total, within_ss(d2, codes[perms].astype(np.int64), inverse), n, n_groups)
     tie = _TIES * abs(observed) if np.isfinite(observed) else 0.0
     p_value = (1 + np.count_nonzero(null >= observed - tie)) / (1 + n_permutations)
 
