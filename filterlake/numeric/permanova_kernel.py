@@ -1,12 +1,11 @@
-"""The compiled within-group sums of PERMANOVA's permutations (`within_ss`), one pass over D per permutation.
+"""The compiled within-group sums of PERMANOVA's permutations (`within_ss`): each pair inside a group added once.
 
-`permanova._within_ss` stays the readable numpy reference (one-hot rows times D, one BLAS product per block of
+`permanova.within_ss_reference` stays the readable numpy reference (one-hot rows times D, one BLAS product per block of
 permutations); `tests/numeric/test_permanova.py` asserts that this kernel equals it to 1e-12 relative. Why a
 kernel: the product costs groups x n² multiply-adds per permutation and most of them multiply by zero. At
 1,000 models, 7 domains and 2,000 permutations that was 1.4e10 per test and about 30 s on this machine; the
-kernel adds each pair of the same group once (0.45 s for that test). The
-permutations run in parallel (``prange``); each one's sum runs in one fixed order, so the result does not
-depend on the number of cores.
+kernel adds each pair of the same group once (0.5 s for that test). The permutations run in parallel
+(``prange``); each one's sum runs in one fixed order, so the result does not depend on the number of cores.
 """
 
 from __future__ import annotations
