@@ -101,11 +101,24 @@ def conform(table: pa.Table, name: str) -> pa.Table:
     return table.select(want).cast(schema)
 
 
+WIDE_COLUMNS = 64  # past this many columns a small file is written without zstd, dictionaries and statistics
+
+
+def _parquet_options(table: pa.Table) -> dict[str, Any]:
+    """How a lake file is encoded. zstd with dictionaries, as DuckDB and pyarrow write by default, except for
+    wide tables (layer_stats: 183 columns): their per-column codec setup dominated a per-model file (11 ms of
+    write for 83 rows), and snappy without dictionaries or statistics writes them 3.6x faster and 20% smaller.
+    Statistics would prune nothing there: every per-model file holds one model."""
+    if table.num_columns > WIDE_COLUMNS:
+        return {"compression": "snappy", "use_dictionary": False, "write_statistics": False}
+    return {"compression": "zstd"}
+
+
 def write_synced(table: pa.Table, path: Path) -> None:
     """Write a table and flush it to disk, ready to be renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as out:
-        pq.write_table(table, out, compression="zstd")
+        pq.write_table(table, out, **_parquet_options(table))
         out.flush()
         os.fsync(out.fileno())
 
