@@ -136,7 +136,12 @@ def stored_schema(lake: Path, path: Path) -> pa.Schema | None:
 def model_row(lake: Path, model_id: str, columns: Sequence[str] | None = None) -> dict | None:
     """A committed model's `models` row as a dict (some `columns`), or None when the lake does not hold it."""
     from filterlake.lake.layout import model_file
+    from filterlake.lake.location import ObjectLake
 
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_commit
+
+        return object_commit.model_row(lake, model_id, columns)
     table = rows_of(lake, model_file(lake, model_id), columns)
     return table.to_pylist()[0] if table is not None and table.num_rows else None
 
