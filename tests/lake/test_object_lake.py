@@ -66,10 +66,12 @@ def pyarrow_s3(endpoint: str) -> pafs.S3FileSystem:
 
 @pytest.fixture(scope="module")
 def corpus_in_s3(s3_env, corpus) -> ObjectLake:
-    """The corpus's MANIFEST ingested by the CLI into a bucket of its own (shared by this module's readers)."""
+    """The corpus's MANIFEST ingested by the CLI (two worker processes) into a bucket of its own."""
     lake = ObjectLake("corpus-lake", "lake")
     s3_client(s3_env).create_bucket(Bucket=lake.bucket)
-    done = cli("ingest", "-q", "--lake", lake.uri, "--catalog", str(corpus / "MANIFEST.csv"))
+    done = cli(
+        "ingest", "-q", "--workers", "2", "--lake", lake.uri, "--catalog", str(corpus / "MANIFEST.csv")
+    )
     assert done.returncode == 0, done.stderr
     return lake
 
@@ -274,3 +276,14 @@ def test_two_writers_of_the_same_model_write_the_same_bytes(s3_lake, corpus):
     for relative in (filters_part(ROOT, model_id), layers_file(ROOT, model_id)):
         a, b = (client.get_object(Bucket=s3_lake.bucket, Key=lake.key(relative)) for lake in (s3_lake, other))
         assert a["Body"].read() == b["Body"].read() and a["ETag"] == b["ETag"]
+
+
+def test_an_empty_bucket_is_an_empty_lake(s3_lake):
+    con = connect(s3_lake)
+    assert [con.execute(f"SELECT count(*) FROM {v}").fetchone()[0] for v in ("models", "filters_meta")] == [
+        0,
+        0,
+    ]
+    assert check_lake(s3_lake).lines() == ["ok: 0 models, 0 filters"]
+    client = s3_client(os.environ["AWS_ENDPOINT_URL"])
+    assert "Contents" not in client.list_objects_v2(Bucket=s3_lake.bucket)  # reading wrote nothing
