@@ -211,7 +211,7 @@ def compact(lake: Path, wait: bool = True) -> Compaction | None:
     return report
 
 
-def maybe_compact(lake: Path, threshold: int = THRESHOLD) -> Compaction | None:
+def maybe_compact(lake: Path | ObjectLake, threshold: int = THRESHOLD) -> Compaction | None:
     """Compact when a per-model table has `threshold` per-model files or more and the lake is writable (run at
     the end of `ingest` and `analyze`); skipped while an analysis runs, and for an object lake (compaction
     there needs a protocol of its own, not written yet)."""

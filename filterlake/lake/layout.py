@@ -33,7 +33,7 @@ COMPACTED_GLOBS: dict[str, str] = {
 
 def resolve_lake(lake: str | Path | None) -> Path:
     """`--lake` if given, else `$FILTERLAKE_LAKE`, else `./lake`, for the commands that need a local lake
-    folder: an `s3://` lake is refused in one line (location.open_lake gives the commands that take one)."""
+    folder: an `s3://` lake is refused in one line (the commands that take one call location.parse_lake)."""
     from filterlake.errors import LakeError
 
     found = parse_lake(lake)
@@ -163,7 +163,7 @@ def per_model_folders(lake: Path, table: str) -> list[Path]:
     return sorted({f.parent for f in files} | {p.parent.parent for p in parts})
 
 
-def committed_ids(lake: Path) -> set[str]:
+def committed_ids(lake: Path | ObjectLake) -> set[str]:
     """Model ids whose `models` row exists, i.e. fully written models: a per-model `models` file (a new model
     or a metadata correction) or a row of the compacted `models` part."""
     from filterlake.lake.rows import compacted_models
@@ -178,7 +178,7 @@ def committed_ids(lake: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.parquet")} | compacted_models(lake)
 
 
-def is_committed(lake: Path, model_id: str) -> bool:
+def is_committed(lake: Path | ObjectLake, model_id: str) -> bool:
     """Whether the lake holds the model (the commit mark: its `models` row, per-model or compacted)."""
     from filterlake.lake.rows import compacted_models
 

@@ -106,7 +106,7 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def repair(lake: Path) -> dict[str, int]:
+def repair(lake: Path | ObjectLake) -> dict[str, int]:
     """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight); a lake without
     any is not touched (nor locked), so a read-only lake can be read. An object lake: object_check.py."""
     if isinstance(lake, ObjectLake):
@@ -378,7 +378,7 @@ def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bo
         )
 
 
-def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
+def check_lake(lake: Path | ObjectLake, repair_leftovers: bool = True) -> CheckReport:
     """Check every committed model and every derived file; repair what is repairable when `repair_leftovers`.
     An object lake is checked by object_check.py."""
     if isinstance(lake, ObjectLake):

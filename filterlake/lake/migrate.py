@@ -93,7 +93,7 @@ def _migrated(lake: Path, model_id: str, table: str) -> pa.Table:
     return old
 
 
-def migrate(lake: Path, on_note: Callable[[str], None] | None = None) -> int:
+def migrate(lake: Path | ObjectLake, on_note: Callable[[str], None] | None = None) -> int:
     """Bring the lake to the current schema version; returns how many models were rewritten.
 
     A current lake costs one small file read. A lake that needs rewriting but cannot be written (read-only) is

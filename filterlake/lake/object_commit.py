@@ -74,15 +74,16 @@ class ObjectModelWriter(ModelWriter):
                 objects.put(lake, version_file(ROOT), body, if_none_match=True)
             started = time.monotonic()
             if self._writer is not None:
-                objects.put(lake, filters_part(ROOT, model_id), self._filters_file.read_bytes())
-            objects.put(lake, layers_file(ROOT, model_id), (self.stage / "layers.parquet").read_bytes())
+                objects.put(lake, filters_part(ROOT, model_id), self._filters_file)  # streamed from disk
+            objects.put(lake, layers_file(ROOT, model_id), self.stage / "layers.parquet")
             if time.monotonic() - started > orphan_grace_seconds() / 2:
                 raise LakeError(
                     f"{lake.url(model_file(ROOT, model_id))}: not committed, its uploads took longer than half "
                     f"the orphan grace period ({orphan_grace_seconds():g} s); ingest it again"
                 )
-            body = (self.stage / "model.parquet").read_bytes()
-            return objects.put(lake, model_file(ROOT, model_id), body, if_none_match=True)
+            return objects.put(
+                lake, model_file(ROOT, model_id), self.stage / "model.parquet", if_none_match=True
+            )
         finally:
             self.discard()
 

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from filterlake.errors import LakeError
@@ -133,23 +133,27 @@ def exists(lake: ObjectLake, relative: str | PurePosixPath) -> bool:
 def put(
     lake: ObjectLake,
     relative: str | PurePosixPath,
-    body: bytes,
+    body: bytes | Path,
     if_none_match: bool = False,
     if_match: str | None = None,
 ) -> bool:
-    """PUT one whole object (atomic); False when its condition fails: `if_none_match` creates it only when
-    absent, `if_match` replaces it only while its ETag is still that one."""
+    """PUT one whole object (atomic) from bytes or streamed from a local file; False when its condition fails:
+    `if_none_match` creates it only when absent, `if_match` replaces it only while its ETag is still that one."""
     from botocore.exceptions import ClientError
 
     conditions: dict[str, Any] = {"IfNoneMatch": "*"} if if_none_match else {}
     if if_match is not None:
         conditions["IfMatch"] = if_match
+
+    def upload() -> None:
+        if isinstance(body, bytes):
+            client().put_object(Bucket=lake.bucket, Key=lake.key(relative), Body=body, **conditions)
+            return
+        with open(body, "rb") as handle:  # opened again by every attempt
+            client().put_object(Bucket=lake.bucket, Key=lake.key(relative), Body=handle, **conditions)
+
     try:
-        call(
-            lake,
-            relative,
-            lambda: client().put_object(Bucket=lake.bucket, Key=lake.key(relative), Body=body, **conditions),
-        )
+        call(lake, relative, upload)
     except ClientError as exc:
         if _code(exc) == PRECONDITION_FAILED or "ConditionalRequestConflict" in _code(exc):
             return False

@@ -235,7 +235,7 @@ def _drop_compacted_row(lake: Path, model_id: str) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | None]) -> bool:
+def update_model_row(lake: Path | ObjectLake, model_id: str, update: Callable[[dict], dict | None]) -> bool:
     """Rewrite a committed model's metadata row as `update(row)` says; False when it returns None.
 
     Read, update and replace all happen under the lake lock, so two processes merging metadata into the same
@@ -266,7 +266,7 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def remove_model(lake: Path, model_id: str) -> bool:
+def remove_model(lake: Path | ObjectLake, model_id: str) -> bool:
     """Remove a committed model and every row of it, base and derived (its models row first, so readers stop
     seeing it at once); False when the lake does not hold it.
 

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 
 def test_sigkill_at_random_moments_then_rerun(s3_lake, corpus, monkeypatch):
-    sigkill_at_random_moments_then_rerun(s3_lake, corpus, kills=4, longest=6.0)  # young orphans: notes
+    sigkill_at_random_moments_then_rerun(s3_lake, corpus, kills=3, longest=6.0)  # young orphans: notes
     monkeypatch.setenv("FILTERLAKE_S3_ORPHAN_GRACE_SECONDS", "0")  # no writer is alive: every orphan is old
     check_lake(s3_lake)
     report = check_lake(s3_lake, repair_leftovers=False)
@@ -76,12 +76,12 @@ def test_the_endpoint_stopped_and_restarted_during_an_ingest_is_retried(
 def test_an_endpoint_down_longer_than_the_retries_fails_the_sources_by_name(
     s3_lake, forwarded, corpus, monkeypatch
 ):
-    monkeypatch.setenv("FILTERLAKE_S3_RETRY_SECONDS", "2")
+    monkeypatch.setenv("FILTERLAKE_S3_RETRY_SECONDS", "1")
     proc = ingest_during_an_outage(s3_lake, forwarded, corpus, outage=120)
     stderr = proc.stderr.read()
     assert proc.wait() == 1 and "Traceback" not in stderr, stderr
     failed = [line for line in stderr.splitlines() if line.startswith("failed ")]
-    assert failed and all("unreachable" in line and "after 2 s of retries" in line for line in failed), stderr
+    assert failed and all("unreachable" in line and "after 1 s of retries" in line for line in failed), stderr
     sources = {row["path"].split("/")[0] for row in manifest_rows()}
     assert all(any(s in line for s in sources) for line in failed)  # each failure names its checkpoint
     visible = only_whole_models(s3_lake)  # nothing half-visible
