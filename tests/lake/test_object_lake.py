@@ -267,10 +267,11 @@ def test_a_file_uri_is_a_local_lake(tmp_path, corpus):
 
 def test_two_writers_of_the_same_model_write_the_same_bytes(s3_lake, corpus):
     """The premise of the protocol: a second writer of a model replaces its objects with identical bytes."""
+    from filterlake.ingest import ingest
+
     other = ObjectLake(s3_lake.bucket, "other")
     for lake in (s3_lake, other):
-        done = cli("ingest", "-q", "--lake", lake.uri, str(corpus / "vdsr"))
-        assert done.returncode == 0, done.stderr
+        assert [o.status for o in ingest([str(corpus / "mtcnn" / "onet.pt")], lake)] == ["ingested"]
     (model_id,) = connect(s3_lake).execute("SELECT model_id FROM models").fetchone()
     client = s3_client(os.environ["AWS_ENDPOINT_URL"])
     for relative in (filters_part(ROOT, model_id), layers_file(ROOT, model_id)):
@@ -287,3 +288,31 @@ def test_an_empty_bucket_is_an_empty_lake(s3_lake):
     assert check_lake(s3_lake).lines() == ["ok: 0 models, 0 filters"]
     client = s3_client(os.environ["AWS_ENDPOINT_URL"])
     assert "Contents" not in client.list_objects_v2(Bucket=s3_lake.bucket)  # reading wrote nothing
+
+
+def test_lake_locations(tmp_path, monkeypatch):
+    from filterlake.errors import LakeError
+
+    assert parse_lake("s3://bucket/some/prefix/") == ObjectLake("bucket", "some/prefix")
+    assert parse_lake("s3://bucket").url("models/m.parquet") == "s3://bucket/models/m.parquet"
+    assert parse_lake(f"file://{tmp_path}/my%20lake") == tmp_path / "my lake"
+    monkeypatch.setenv("FILTERLAKE_LAKE", "s3://from-env/lake")
+    assert parse_lake(None) == ObjectLake("from-env", "lake") and parse_lake("here") == ROOT / "here"
+    for bad, reason in (("s3://ab/lake", "not a bucket name"), ("gs://b/lake", "unsupported lake location")):
+        with pytest.raises(LakeError, match=reason):
+            parse_lake(bad)
+
+
+def test_a_lake_at_the_root_of_a_bucket(s3_lake, corpus):
+    from filterlake.ingest import ingest
+
+    root = ObjectLake(s3_lake.bucket, "")
+    assert [o.status for o in ingest([str(corpus / "mtcnn" / "pnet.pt")], root)] == ["ingested"]
+    (pnet,) = [int(r["shape_only_filters"]) for r in manifest_rows() if r["path"] == "mtcnn/pnet.pt"]
+    assert connect(root).execute("SELECT count(*) FROM filters").fetchone()[0] == pnet
+    assert check_lake(root, repair_leftovers=False).lines() == [f"ok: 1 models, {pnet:,} filters"]
+    keys = {
+        o["Key"]
+        for o in s3_client(os.environ["AWS_ENDPOINT_URL"]).list_objects_v2(Bucket=root.bucket)["Contents"]
+    }
+    assert {k.split("/")[0] for k in keys} == {"lake.json", "models", "layers", "filters"}
