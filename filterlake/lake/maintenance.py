@@ -74,7 +74,8 @@ def no_analysis_running(lake: Path, wait: bool = False) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine has this pid (the owner of a staging folder)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +92,7 @@ def leftovers(lake: Path) -> dict[str, list[Path]]:
     if root.is_dir():
         for stage in root.iterdir():
             pid = stage.name.split("-", 1)[0]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
+            if not pid.isdigit() or not pid_alive(int(pid)):
                 found["staging"].append(stage)
     ids = committed_ids(lake)
     if table_dir(lake, "filters").is_dir():

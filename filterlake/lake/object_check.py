@@ -8,6 +8,8 @@ note while younger (they may belong to a write in progress, which no lock can te
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +20,8 @@ from filterlake.errors import LakeError
 from filterlake.lake import objects
 from filterlake.lake.layout import filters_dir, layers_file, model_file, table_dir
 from filterlake.lake.location import ROOT, ObjectLake, fsspec_filesystem, orphan_grace_seconds
-from filterlake.lake.maintenance import CheckReport, named_problems, schema_mismatch
-from filterlake.lake.object_commit import committed_ids, read_parquet_bytes, remove_objects
+from filterlake.lake.maintenance import CheckReport, named_problems, pid_alive, schema_mismatch
+from filterlake.lake.object_commit import STAGE_PREFIX, committed_ids, read_parquet_bytes, remove_objects
 from filterlake.vocab import is_meta_only
 
 
@@ -38,11 +40,25 @@ def orphans(lake: ObjectLake) -> tuple[list[str], list[str]]:
     return sorted(old), sorted(young)
 
 
+def dead_stages() -> list[Path]:
+    """Local staging folders of object-lake writers of this machine whose process is gone."""
+    found = []
+    for stage in Path(tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*"):
+        pid = stage.name.removeprefix(STAGE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            found.append(stage)
+    return sorted(found)
+
+
 def repair(lake: ObjectLake) -> dict[str, int]:
-    """Remove the orphan objects older than the grace period; how many."""
+    """Remove the orphan objects older than the grace period and the staging folders of dead local writers;
+    how many of each."""
     old, _ = orphans(lake)
     remove_objects(lake, old)
-    return {"orphan_objects": len(old)}
+    stages = dead_stages()
+    for stage in stages:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {"orphan_objects": len(old), "staging": len(stages)}
 
 
 def _parquet_problem(lake: ObjectLake, relative: Path, table: str) -> tuple[str | None, int]:

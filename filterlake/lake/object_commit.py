@@ -30,13 +30,15 @@ Why it keeps the lake's guarantees:
 - *An unreachable store*: each operation is retried with backoff (objects.py); when it still fails, the
   source fails by name and, as nothing commits without step 3, nothing of it is visible.
 
-Local staging lives in the system's temporary folder (a killed writer leaves it there, not in the lake).
+Local staging lives in the system's temporary folder, `filterlake-stage-<pid>-*` (a killed writer leaves it
+there, not in the lake; the next repair on this machine removes those of dead processes).
 Objects are written with single PUTs (up to 5 GB each, far above one model's filters at 36 bytes a filter).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 import time
@@ -53,6 +55,7 @@ from filterlake.lake.location import ROOT, ObjectLake, orphan_grace_seconds
 from filterlake.lake.schema import LAKE_VERSION, arrow_schema
 from filterlake.lake.writer import ModelWriter
 
+STAGE_PREFIX = "filterlake-stage-"  # local staging folders of object-lake writers, in the temporary folder
 MERGE_ATTEMPTS = 64  # conditional replacements of one models row before a merge gives up
 
 
@@ -60,7 +63,8 @@ class ObjectModelWriter(ModelWriter):
     """Stages one model like ModelWriter (in a local temporary folder) and commits it into an object lake."""
 
     def __init__(self, lake: ObjectLake, model_id: str):
-        super().__init__(lake, model_id, Path(tempfile.mkdtemp(prefix="filterlake-stage-")))  # type: ignore[arg-type]
+        stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
+        super().__init__(lake, model_id, stage)  # type: ignore[arg-type]
         self.objects: ObjectLake = lake
 
     def _install(self) -> bool:

@@ -12,6 +12,7 @@ import pytest
 
 from filterlake.lake.duck import connect
 from filterlake.lake.maintenance import check_lake
+from filterlake.lake.object_check import dead_stages
 from tests.conftest import manifest_rows
 from tests.lake.s3_endpoint import Forwarder
 from tests.lake.test_crash_and_concurrency import (
@@ -31,6 +32,7 @@ def test_sigkill_at_random_moments_then_rerun(s3_lake, corpus, monkeypatch):
     check_lake(s3_lake)
     report = check_lake(s3_lake, repair_leftovers=False)
     assert report.ok and report.notes == [] and report.filters == TOTAL_FILTERS
+    assert dead_stages() == []  # the local staging folders of the killed writers were removed too
 
 
 def test_four_concurrent_ingests_over_overlapping_sources(s3_lake, corpus):

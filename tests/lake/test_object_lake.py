@@ -205,7 +205,7 @@ def test_remove_and_check_of_an_s3_lake(s3_lake, corpus, monkeypatch):
     assert young.ok and young.models == 2 and "2 objects without a models row" in young.notes[0]
     monkeypatch.setenv("FILTERLAKE_S3_ORPHAN_GRACE_SECONDS", "0")
     assert not check_lake(s3_lake, repair_leftovers=False).ok
-    assert check_lake(s3_lake).repaired == {"orphan_objects": 2}
+    assert check_lake(s3_lake).repaired == {"orphan_objects": 2, "staging": 0}
     assert check_lake(s3_lake, repair_leftovers=False).lines() == [
         f"ok: 2 models, {connect(s3_lake).execute('SELECT sum(n_filters_3x3) FROM models').fetchone()[0]:,} filters"
     ]
