@@ -2,9 +2,10 @@
 
 What the commit protocol (object_commit.py) builds on: a whole-object PUT (atomic), create-only PUTs
 (`If-None-Match: *`) and replace-if-unchanged PUTs (`If-Match: <etag>`), strongly consistent listings, GETs
-with the object's ETag. Transient errors (connection refused or reset, timeouts, HTTP 5xx, throttling) are
-retried with exponential backoff for `location.retry_seconds()`; then, and for every other error (missing
-bucket, rejected credentials, access denied), a LakeError names the object's `s3://` URI and the reason.
+with the object's ETag. Transient errors (connection refused or reset, timeouts, HTTP 5xx, throttling, the 409
+of a conditional write racing another) are retried with exponential backoff for `location.retry_seconds()`;
+then, and for every other error (missing bucket, rejected credentials, access denied), a LakeError names the
+object's `s3://` URI and the reason.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from filterlake.lake.location import ObjectLake, client, endpoint_url, retry_sec
 
 T = TypeVar("T")
 PRECONDITION_FAILED = "PreconditionFailed"
-THROTTLED = ("SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError")
+# retried like an unreachable endpoint: throttling, and S3's 409 for a conditional write racing another one
+RETRIED = (
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "InternalError",
+    "ConditionalRequestConflict",
+)
 CREDENTIALS = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken")
 FIRST_DELAY = 0.2
 MAX_DELAY = 4.0
@@ -40,7 +49,7 @@ def _transient(exc: Exception) -> bool:
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
     if isinstance(exc, ClientError):
-        return _code(exc) in THROTTLED or _status(exc) >= 500
+        return _code(exc) in RETRIED or _status(exc) >= 500
     return isinstance(exc, (ConnectionError, HTTPClientError))
 
 
@@ -155,7 +164,7 @@ def put(
     try:
         call(lake, relative, upload)
     except ClientError as exc:
-        if _code(exc) == PRECONDITION_FAILED or "ConditionalRequestConflict" in _code(exc):
+        if _code(exc) == PRECONDITION_FAILED:
             return False
         raise
     return True
