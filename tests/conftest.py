@@ -42,3 +42,39 @@ def zoo_lake(tmp_path_factory) -> Path:
     outcomes = ingest([], lake, [REPO / "catalog" / "pypi_zoo.toml"], cache=REPO / ".cache")
     assert [o.message for o in outcomes if o.status == "failed"] == []
     return lake
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 protocol endpoint for the session: `moto_server` as a subprocess on a free port (its URL)."""
+    from tests.lake.s3_endpoint import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def s3_env(s3_endpoint):
+    """The AWS environment of the endpoint (test credentials), set for this process and its subprocesses
+    while the tests of one module run; yields the endpoint URL."""
+    from tests.lake.s3_endpoint import CREDENTIALS
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "FILTERLAKE_LAKE"):
+            patch.delenv(name, raising=False)
+        yield s3_endpoint
+
+
+@pytest.fixture
+def s3_lake(s3_env):
+    """An empty object lake, `s3://<a new bucket>/lake`, on the session's endpoint."""
+    import uuid
+
+    from filterlake.lake.location import ObjectLake
+    from tests.lake.s3_endpoint import s3_client
+
+    bucket = f"lake-{uuid.uuid4().hex[:12]}"
+    s3_client(s3_env).create_bucket(Bucket=bucket)
+    return ObjectLake(bucket, "lake")

@@ -27,7 +27,10 @@ from filterlake.cli.commands import (
 )
 from filterlake.errors import FilterlakeError, describe_os_error
 
-EPILOG = "The lake folder is --lake, else $FILTERLAKE_LAKE, else ./lake. Docs: README.md."
+EPILOG = (
+    "The lake is --lake, else $FILTERLAKE_LAKE, else ./lake: a folder, file:///PATH or s3://BUCKET/PREFIX "
+    "(ingest, models, sql, check, remove). Docs: README.md."
+)
 GROUPINGS = (
     "a models column (domain, task, training_dataset, architecture, name, modality, license, format), "
     "model (one group per model, with a unique label), medical, task_kind, family (architecture family), "

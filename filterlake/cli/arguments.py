@@ -34,7 +34,12 @@ def share(text: str) -> float:
 
 
 def _lake_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    parser.add_argument(
+        "--lake",
+        metavar="DIR",
+        help="lake folder or file:///PATH, or s3://BUCKET/PREFIX for ingest, models, sql, check and remove "
+        "(endpoint and credentials from the AWS environment; default: $FILTERLAKE_LAKE or ./lake)",
+    )
 
 
 def _format_arg(parser: argparse.ArgumentParser) -> None:

@@ -17,9 +17,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from filterlake.cli.progress import progress_bar
     from filterlake.ingest import ingest
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
 
-    lake = resolve_lake(args.lake)
+    lake = parse_lake(args.lake)
     err = Console(stderr=True, soft_wrap=True)
     start = time.perf_counter()
     with progress_bar(args.quiet, "ingest", rate=True) as progress:
@@ -119,9 +119,9 @@ def _query(args: argparse.Namespace, sql: str, max_width: int | None = None) -> 
 
     from filterlake.cli.output import emit
     from filterlake.lake.duck import connect
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
 
-    con = connect(resolve_lake(args.lake), on_note=lambda line: print(f"note: {line}", file=sys.stderr))
+    con = connect(parse_lake(args.lake), on_note=lambda line: print(f"note: {line}", file=sys.stderr))
     try:
         result = con.execute(sql)
     except duckdb.Error as exc:
@@ -140,11 +140,12 @@ MIN_ID_PREFIX = (
 def cmd_remove(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
-    from filterlake.lake.layout import committed_ids, require_lake, resolve_lake
+    from filterlake.lake.layout import committed_ids, require_lake
+    from filterlake.lake.location import parse_lake
     from filterlake.lake.rows import model_row
     from filterlake.lake.writer import remove_model
 
-    lake = require_lake(resolve_lake(args.lake))
+    lake = require_lake(parse_lake(args.lake))
     present = sorted(committed_ids(lake))
     chosen = []
     for given in args.model_ids:
@@ -172,10 +173,10 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
     from filterlake.lake.maintenance import check_lake
 
-    report = check_lake(resolve_lake(args.lake), repair_leftovers=not args.no_repair)
+    report = check_lake(parse_lake(args.lake), repair_leftovers=not args.no_repair)
     for line in report.lines():
         print(line)
     return 0 if report.ok else 1

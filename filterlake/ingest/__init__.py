@@ -24,6 +24,7 @@ from filterlake.ingest.pipeline import (
     prepare_lake,
 )
 from filterlake.lake.compact import maybe_compact
+from filterlake.lake.location import Lake
 from filterlake.sources.discover import Source, discover_all
 
 __all__ = [
@@ -42,7 +43,7 @@ __all__ = [
 
 def ingest(
     names: list[str],
-    lake: Path,
+    lake: Lake,
     catalogs: list[Path] = (),
     cache: Path | None = None,
     on_start: Callable[[list[Source]], None] | None = None,

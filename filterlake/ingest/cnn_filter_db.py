@@ -46,7 +46,7 @@ from filterlake.ingest.pipeline import Outcome, prepare_lake
 from filterlake.ingest.records import finite_stats
 from filterlake.lake.layout import is_committed
 from filterlake.lake.rows import model_row
-from filterlake.lake.writer import ModelWriter, remove_model
+from filterlake.lake.writer import open_writer, remove_model
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.sources.cnn_filter_db import DOMAIN_COLUMNS, Dataset, DatasetModel, open_dataset
 from filterlake.sources.discover import Source, printable
@@ -196,7 +196,7 @@ def _load(
     on_filters: Callable[[int], None] | None,
 ) -> int:
     """Stream, write and commit one model (replacing a meta-only one); the values the cast changed."""
-    writer = ModelWriter(lake, model_id)
+    writer = open_writer(lake, model_id)
     layers = [_Layer(layer.out_channels, layer.in_channels) for layer in model.layers]
     changed = 0
     try:

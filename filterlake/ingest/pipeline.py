@@ -17,10 +17,11 @@ from filterlake.extract import ModelShape, iter_filters, model_shape
 from filterlake.ingest.records import conflicts, layer_row, merged_row, model_row
 from filterlake.lake.files import hash_files
 from filterlake.lake.layout import is_committed, require_lake
+from filterlake.lake.location import Lake, ObjectLake
 from filterlake.lake.maintenance import repair
 from filterlake.lake.migrate import migrate
 from filterlake.lake.rows import model_row as stored_row
-from filterlake.lake.writer import ModelWriter, remove_model, update_model_row
+from filterlake.lake.writer import open_writer, remove_model, update_model_row
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
 from filterlake.readers import open_checkpoint
 from filterlake.readers.base import Checkpoint
@@ -40,9 +41,12 @@ __all__ = [
 ]
 
 
-def prepare_lake(lake: Path) -> dict[str, int]:
-    """Before writing: refuse a lake path that is a file, remove what dead writers left in the lake (stale
-    staging folders, orphan partitions), bring an older lake to the current schema."""
+def prepare_lake(lake: Lake) -> dict[str, int]:
+    """Before writing: refuse a lake path that is a file (or a bucket that cannot be reached), remove what dead
+    writers left in the lake (stale staging folders, orphan partitions), bring an older lake to the current
+    schema."""
+    if isinstance(lake, ObjectLake):
+        return repair(require_lake(lake))
     if not require_lake(lake, must_exist=False).is_dir():
         return {}
     repaired = repair(lake)
@@ -111,7 +115,7 @@ def identify(path: Path, source_uri: str | None = None, expected_sha256: str | N
 
 def load(
     identified: Identified,
-    lake: Path,
+    lake: Lake,
     meta: dict[str, Any] | None = None,
     update_metadata: bool = False,
     force: bool = False,
@@ -133,7 +137,7 @@ def load(
         remove_model(lake, model_id)
     if is_committed(lake, model_id):
         return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)
-    writer = ModelWriter(lake, model_id)
+    writer = open_writer(lake, model_id)
     try:
         layer_rows, n_nonfinite, digests = [], 0, []
         for layer, filters in iter_filters(shape):
@@ -168,7 +172,7 @@ def load(
     return _finish(_merge(outcome, lake, meta, update_metadata), lake, start)  # another writer was first
 
 
-def _merge(outcome: Outcome, lake: Path, meta: dict[str, Any], overwrite: bool) -> Outcome:
+def _merge(outcome: Outcome, lake: Lake, meta: dict[str, Any], overwrite: bool) -> Outcome:
     """Merge the source's metadata into the committed model's row (under the lake lock); say what was kept."""
     if not meta:
         return outcome
@@ -185,7 +189,7 @@ def _merge(outcome: Outcome, lake: Path, meta: dict[str, Any], overwrite: bool) 
     return outcome
 
 
-def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | None = None) -> Outcome:
+def _finish(outcome: Outcome, lake: Lake, start: float, row: dict[str, Any] | None = None) -> Outcome:
     """Fill in name and domain: from the row just committed, else from the lake's models row."""
     if row is None:
         row = stored_row(lake, outcome.model_id, ["name", "domain"]) or {"name": None, "domain": None}
@@ -196,7 +200,7 @@ def _finish(outcome: Outcome, lake: Path, start: float, row: dict[str, Any] | No
 
 def ingest_file(
     path: Path,
-    lake: Path,
+    lake: Lake,
     source_uri: str | None = None,
     meta: dict[str, Any] | None = None,
     expected_sha256: str | None = None,
@@ -208,7 +212,7 @@ def ingest_file(
 
 
 def ingest_source(
-    source: Source, lake: Path, cache: Path | None = None, update_metadata: bool = False, force: bool = False
+    source: Source, lake: Lake, cache: Path | None = None, update_metadata: bool = False, force: bool = False
 ) -> Outcome:
     """Fetch, identify and load one source; a failure becomes a 'failed' outcome naming the source and why."""
     start = time.perf_counter()

@@ -47,6 +47,7 @@ from filterlake.lake.layout import (
     per_model_folders,
     table_dir,
 )
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.rows import EMPTY_MODELS, compacted_models, part_ids
 from filterlake.lake.schema import arrow_schema
 from filterlake.lake.writer import ROW_GROUP_ROWS, fsync_dir, lake_lock
@@ -210,9 +211,15 @@ def compact(lake: Path, wait: bool = True) -> Compaction | None:
     return report
 
 
-def maybe_compact(lake: Path, threshold: int = THRESHOLD) -> Compaction | None:
+def maybe_compact(lake: Path | ObjectLake, threshold: int = THRESHOLD) -> Compaction | None:
     """Compact when a per-model table has `threshold` per-model files or more and the lake is writable (run at
-    the end of `ingest` and `analyze`); skipped while an analysis runs."""
-    if not lake.is_dir() or not os.access(lake, os.W_OK) or per_model_files(lake) < threshold:
+    the end of `ingest` and `analyze`); skipped while an analysis runs, and for an object lake (compaction
+    there needs a protocol of its own, not written yet)."""
+    if (
+        isinstance(lake, ObjectLake)
+        or not lake.is_dir()
+        or not os.access(lake, os.W_OK)
+        or per_model_files(lake) < threshold
+    ):
         return None
     return compact(lake, wait=False)

@@ -18,6 +18,7 @@ from filterlake.lake.layout import (
     require_lake,
     table_dir,
 )
+from filterlake.lake.location import ROOT, ObjectLake, fsspec_filesystem
 from filterlake.lake.maintenance import readable_models
 from filterlake.lake.migrate import migrate
 from filterlake.lake.rows import compacted_models
@@ -33,7 +34,7 @@ def _has_files(lake: Path, table: str) -> bool:
     return next(lake.glob(glob), None) is not None
 
 
-def _quoted(path: Path) -> str:
+def _quoted(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -75,15 +76,39 @@ def _with_views(lake: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _object_views(lake: ObjectLake, model_ids: Collection[str] | None) -> duckdb.DuckDBPyConnection:
+    """A connection with the views of sql/init.sql over an object lake, read through the s3fs filesystem
+    registered on it (DuckDB's httpfs is not needed): the same statements, `lake` set to its s3:// URI."""
+    con = duckdb.connect()
+    con.register_filesystem(fsspec_filesystem())
+    con.execute("SET VARIABLE lake = ?", [lake.uri])
+    for statement in init_statements():
+        con.execute(statement)
+    if model_ids is not None:  # a fixed snapshot: exactly these models rows (object lakes are not compacted)
+        urls = [lake.url(model_file(ROOT, m)) for m in sorted(model_ids)]
+        select = (
+            f"SELECT * FROM read_parquet([{', '.join(map(_quoted, urls))}])"
+            if urls
+            else empty_select("models")
+        )
+        con.execute(f"CREATE OR REPLACE VIEW models AS {select}")
+    return con
+
+
 def connect(
-    lake: Path, model_ids: Collection[str] | None = None, on_note: Callable[[str], None] | None = None
+    lake: Path | ObjectLake,
+    model_ids: Collection[str] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose views read the lake at `lake` (LakeError when it is no lake folder).
 
     With `model_ids`, every view sees exactly those models (all other views filter on `models`), so a reader
     keeps one consistent snapshot while ingests commit new models. Without, a `models` file that cannot be read
-    is left out (and named to `on_note`) instead of failing every query.
+    is left out (and named to `on_note`) instead of failing every query. An object lake (`s3://`) is read
+    through an fsspec filesystem registered on the connection.
     """
+    if isinstance(lake, ObjectLake):
+        return _object_views(require_lake(lake), model_ids)
     require_lake(lake)
     migrate(lake, on_note)
     con = _with_views(lake)

@@ -7,9 +7,9 @@ generated `sql/init.sql` comes from `GLOBS`, see `paths_sql`) and the benchmark 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from filterlake.lake.location import ObjectLake, parse_lake
 from filterlake.lake.schema import TABLES, table_glob
 
 STAGING = "_staging"  # per-process staging folders of writes in progress
@@ -32,15 +32,28 @@ COMPACTED_GLOBS: dict[str, str] = {
 
 
 def resolve_lake(lake: str | Path | None) -> Path:
-    """`--lake` if given, else `$FILTERLAKE_LAKE`, else `./lake`."""
-    return Path(lake or os.environ.get("FILTERLAKE_LAKE") or "lake")
-
-
-def require_lake(lake: Path, must_exist: bool = True) -> Path:
-    """`lake` when it is a lake folder; LakeError naming it when it is a file, or missing and `must_exist`
-    (a typo'd lake must not look like an empty one)."""
+    """`--lake` if given, else `$FILTERLAKE_LAKE`, else `./lake`, for the commands that need a local lake
+    folder: an `s3://` lake is refused in one line (the commands that take one call location.parse_lake)."""
     from filterlake.errors import LakeError
 
+    found = parse_lake(lake)
+    if isinstance(found, ObjectLake):
+        raise LakeError(
+            f"{found.uri}: this command does not support an s3:// lake yet (ingest, models, sql, check and "
+            "remove do); copy the lake to a folder to analyse it"
+        )
+    return found
+
+
+def require_lake(lake: Path | ObjectLake, must_exist: bool = True) -> Path | ObjectLake:
+    """`lake` when it is a lake folder (or a reachable bucket); LakeError naming it when it is a file, or
+    missing and `must_exist` (a typo'd lake must not look like an empty one)."""
+    from filterlake.errors import LakeError
+
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake.objects import require_bucket
+
+        return require_bucket(lake)
     if lake.exists() and not lake.is_dir():
         raise LakeError(f"{lake}: not a lake folder (it is a file)")
     if must_exist and not lake.exists():
@@ -150,21 +163,29 @@ def per_model_folders(lake: Path, table: str) -> list[Path]:
     return sorted({f.parent for f in files} | {p.parent.parent for p in parts})
 
 
-def committed_ids(lake: Path) -> set[str]:
+def committed_ids(lake: Path | ObjectLake) -> set[str]:
     """Model ids whose `models` row exists, i.e. fully written models: a per-model `models` file (a new model
     or a metadata correction) or a row of the compacted `models` part."""
     from filterlake.lake.rows import compacted_models
 
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_commit
+
+        return object_commit.committed_ids(lake)
     folder = table_dir(lake, "models")
     if not folder.is_dir():
         return set()
     return {p.stem for p in folder.glob("*.parquet")} | compacted_models(lake)
 
 
-def is_committed(lake: Path, model_id: str) -> bool:
+def is_committed(lake: Path | ObjectLake, model_id: str) -> bool:
     """Whether the lake holds the model (the commit mark: its `models` row, per-model or compacted)."""
     from filterlake.lake.rows import compacted_models
 
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_commit
+
+        return object_commit.is_committed(lake, model_id)
     return model_file(lake, model_id).exists() or model_id in compacted_models(lake)
 
 

@@ -34,6 +34,7 @@ from filterlake.lake.layout import (
     table_dir,
     table_files,
 )
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.migrate import lake_version, migrate, pending
 from filterlake.lake.rows import compacted_models, part_ids, rows_of
 from filterlake.lake.schema import DERIVED_TABLES, LAKE_VERSION, added_columns, arrow_schema
@@ -73,7 +74,8 @@ def no_analysis_running(lake: Path, wait: bool = False) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this machine has this pid (the owner of a staging folder)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -90,7 +92,7 @@ def leftovers(lake: Path) -> dict[str, list[Path]]:
     if root.is_dir():
         for stage in root.iterdir():
             pid = stage.name.split("-", 1)[0]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
+            if not pid.isdigit() or not pid_alive(int(pid)):
                 found["staging"].append(stage)
     ids = committed_ids(lake)
     if table_dir(lake, "filters").is_dir():
@@ -105,9 +107,13 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def repair(lake: Path) -> dict[str, int]:
+def repair(lake: Path | ObjectLake) -> dict[str, int]:
     """Remove the leftovers of interrupted writes (under the lock, so no commit is in flight); a lake without
-    any is not touched (nor locked), so a read-only lake can be read."""
+    any is not touched (nor locked), so a read-only lake can be read. An object lake: object_check.py."""
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_check
+
+        return object_check.repair(lake)
     if not any(leftovers(lake).values()):
         return {kind: 0 for kind in leftovers(lake)}
     with lake_lock(lake):
@@ -126,6 +132,11 @@ def schema_problem(path: Path, table: str, outdated_ok: bool = False) -> str | N
             schema = pq.read_schema(handle)
     except (OSError, pa.ArrowException) as exc:
         return f"{path}: unreadable Parquet ({str(exc).splitlines()[0][:160]})"
+    return schema_mismatch(str(path), schema, table, outdated_ok)
+
+
+def schema_mismatch(name: str, schema: pa.Schema, table: str, outdated_ok: bool = False) -> str | None:
+    """Why the schema of the file `name` is not that of `table` (missing or mistyped columns), or None."""
     expected = arrow_schema(table)
     missing = [f.name for f in expected if f.name not in schema.names]
     if outdated_ok:
@@ -137,7 +148,7 @@ def schema_problem(path: Path, table: str, outdated_ok: bool = False) -> str | N
     ]
     if missing or wrong:
         shown = missing[:5] + (["..."] if len(missing) > 5 else [])
-        return f"{path}: schema differs from schemas/lake_tables.json ({'; '.join(shown + wrong)})"
+        return f"{name}: schema differs from schemas/lake_tables.json ({'; '.join(shown + wrong)})"
     return None
 
 
@@ -314,9 +325,18 @@ def _model_problems(lake: Path, model_id: str, outdated_ok: bool = False) -> tup
             rows += pq.ParquetFile(part).metadata.num_rows
     if rows != n_filters:
         problems.append(f"filters partition holds {rows} rows, models says {n_filters}")
-    who = f"model {model_id[:12]} '{row[0]['name']}' from {row[0]['source_uri']}"
-    repair_hint = f"{fix}; `filterlake ingest --force {row[0]['source_uri']}` rewrites it"
-    return [f"{who}: {problem}; {repair_hint}" for problem in problems], n_filters
+    return named_problems(row[0], problems), n_filters
+
+
+def named_problems(row: dict, problems: list[str]) -> list[str]:
+    """Each problem of a committed model (its `models` row), naming the model, its source and the repair."""
+    model_id = row["model_id"]
+    who = f"model {model_id[:12]} '{row['name']}' from {row['source_uri']}"
+    repair_hint = (
+        f"`filterlake remove {model_id[:12]}` drops it; `filterlake ingest --force {row['source_uri']}` "
+        "rewrites it"
+    )
+    return [f"{who}: {problem}; {repair_hint}" for problem in problems]
 
 
 def _compacted_base_problems(lake: Path, outdated_ok: bool) -> list[str]:
@@ -359,8 +379,13 @@ def _check_derived(lake: Path, ids: set[str], report: CheckReport, repair_it: bo
         )
 
 
-def check_lake(lake: Path, repair_leftovers: bool = True) -> CheckReport:
-    """Check every committed model and every derived file; repair what is repairable when `repair_leftovers`."""
+def check_lake(lake: Path | ObjectLake, repair_leftovers: bool = True) -> CheckReport:
+    """Check every committed model and every derived file; repair what is repairable when `repair_leftovers`.
+    An object lake is checked by object_check.py."""
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_check
+
+        return object_check.check_lake(lake, repair_leftovers)
     report = CheckReport()
     if not lake.is_dir():
         report.problems.append(f"{lake}: no such lake folder")

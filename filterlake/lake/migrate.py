@@ -31,6 +31,7 @@ from filterlake.lake.files import (
     write_table_atomic,
 )
 from filterlake.lake.layout import committed_ids, filters_dir, layers_file, model_file
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.schema import LAKE_VERSION, WEIGHT_COLUMNS, added_columns, arrow_schema
 from filterlake.lake.writer import lake_lock
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
@@ -92,12 +93,15 @@ def _migrated(lake: Path, model_id: str, table: str) -> pa.Table:
     return old
 
 
-def migrate(lake: Path, on_note: Callable[[str], None] | None = None) -> int:
+def migrate(lake: Path | ObjectLake, on_note: Callable[[str], None] | None = None) -> int:
     """Bring the lake to the current schema version; returns how many models were rewritten.
 
     A current lake costs one small file read. A lake that needs rewriting but cannot be written (read-only) is
     a LakeError naming the way out; an old lake with nothing to rewrite is just marked current where possible.
+    An object lake has been written at the current version (object lakes begin with it): nothing to do.
     """
+    if isinstance(lake, ObjectLake):
+        return 0
     if lake.is_dir() and lake_version(lake) > LAKE_VERSION:
         raise LakeError(
             f"{lake}: written by a newer filterlake (lake version {lake_version(lake)}, this one reads "

@@ -27,6 +27,7 @@ import pyarrow as pa
 from filterlake.errors import LakeError
 from filterlake.lake.files import read_schema, read_table
 from filterlake.lake.layout import compacted_part, table_dir
+from filterlake.lake.location import ObjectLake
 
 CACHED_PARTS = 16  # parts (and column sets) kept in memory
 EMPTY_MODELS = b"empty_models"  # a part's metadata: the models it covers with zero rows (newline-separated)
@@ -133,10 +134,14 @@ def stored_schema(lake: Path, path: Path) -> pa.Schema | None:
     return read_schema(compacted_part(path.parent)) if _compacted_holds(lake, path) else None
 
 
-def model_row(lake: Path, model_id: str, columns: Sequence[str] | None = None) -> dict | None:
+def model_row(lake: Path | ObjectLake, model_id: str, columns: Sequence[str] | None = None) -> dict | None:
     """A committed model's `models` row as a dict (some `columns`), or None when the lake does not hold it."""
     from filterlake.lake.layout import model_file
 
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_commit
+
+        return object_commit.model_row(lake, model_id, columns)
     table = rows_of(lake, model_file(lake, model_id), columns)
     return table.to_pylist()[0] if table is not None and table.num_rows else None
 

@@ -30,6 +30,7 @@ from filterlake.lake.layout import (
     per_model_derived_files,
     table_dir,
 )
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.schema import WEIGHT_COLUMNS, arrow_schema
 
 ROW_GROUP_ROWS = 1 << 20  # ~40 MB of filters per row group: bounded memory, efficient scans
@@ -104,10 +105,10 @@ def _filters_table(model_id: str, layers: list[tuple[int, np.ndarray, int]]) -> 
 class ModelWriter:
     """Stages one model's tables; `commit()` moves them into the lake, `discard()` drops them."""
 
-    def __init__(self, lake: Path, model_id: str):
+    def __init__(self, lake: Path, model_id: str, stage: Path | None = None):
         self.lake = lake
         self.model_id = model_id
-        self.stage = new_stage(lake)
+        self.stage = stage or new_stage(lake)
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[tuple[int, np.ndarray, int]] = []
         self._pending_rows = 0
@@ -146,6 +147,11 @@ class ModelWriter:
 
     def commit(self, layer_rows: list[dict], model_row: dict) -> bool:
         """Move the staged model into the lake; False when another writer committed the same model first."""
+        self._seal(layer_rows, model_row)
+        return self._install()
+
+    def _seal(self, layer_rows: list[dict], model_row: dict) -> None:
+        """Finish the staged files: the filters part closed and fsynced, `layers.parquet`, `model.parquet`."""
         self._flush()
         if self._writer is not None:
             self._writer.close()
@@ -157,6 +163,9 @@ class ModelWriter:
         write_synced(
             pa.Table.from_pylist([model_row], schema=arrow_schema("models")), self.stage / "model.parquet"
         )
+
+    def _install(self) -> bool:
+        """The local commit: renames under the lake lock, the models row last (False: already present)."""
         with lake_lock(self.lake):
             if is_committed(self.lake, self.model_id):
                 self.discard()
@@ -188,6 +197,15 @@ class ModelWriter:
         shutil.rmtree(self.stage, ignore_errors=True)
 
 
+def open_writer(lake: Path | ObjectLake, model_id: str) -> ModelWriter:
+    """The writer of one model: ModelWriter for a lake folder, object_commit's for an object lake."""
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake.object_commit import ObjectModelWriter
+
+        return ObjectModelWriter(lake, model_id)
+    return ModelWriter(lake, model_id)
+
+
 def fsync_dir(path: Path) -> None:
     """Make the entries of a folder (renames, removals) durable."""
     fd = os.open(path, os.O_RDONLY)
@@ -217,7 +235,7 @@ def _drop_compacted_row(lake: Path, model_id: str) -> None:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | None]) -> bool:
+def update_model_row(lake: Path | ObjectLake, model_id: str, update: Callable[[dict], dict | None]) -> bool:
     """Rewrite a committed model's metadata row as `update(row)` says; False when it returns None.
 
     Read, update and replace all happen under the lake lock, so two processes merging metadata into the same
@@ -227,6 +245,10 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
     """
     from filterlake.lake.rows import model_row
 
+    if isinstance(lake, ObjectLake):  # optimistic: If-Match on the row's ETag
+        from filterlake.lake import object_commit
+
+        return object_commit.update_model_row(lake, model_id, update)
     target = model_file(lake, model_id)
     stage = new_stage(lake)
     try:
@@ -244,13 +266,17 @@ def update_model_row(lake: Path, model_id: str, update: Callable[[dict], dict | 
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def remove_model(lake: Path, model_id: str) -> bool:
+def remove_model(lake: Path | ObjectLake, model_id: str) -> bool:
     """Remove a committed model and every row of it, base and derived (its models row first, so readers stop
     seeing it at once); False when the lake does not hold it.
 
     A compacted model leaves the compacted `models` part (rewritten without its row, after its delta file is
     removed: the model stays whole until it is gone); its rows in the other compacted parts stop counting at
     once (lake/rows.py) and the next compaction drops them."""
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import object_commit
+
+        return object_commit.remove_model(lake, model_id)
     with lake_lock(lake):
         if not is_committed(lake, model_id):
             return False

@@ -6,6 +6,7 @@ import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -41,28 +42,26 @@ def only_whole_models(lake) -> int:
     return con.execute("SELECT count(*) FROM models").fetchone()[0]
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_then_rerun(tmp_path, corpus):
-    lake = tmp_path / "lake"
+def sigkill_at_random_moments_then_rerun(lake, corpus, kills: int = 8, longest: float = 5.0) -> None:
+    """SIGKILL an ingest of the corpus `kills` times at random moments (after each: `check` passes and SQL sees
+    only whole models), then ingest it whole: the exact counts."""
     rng = random.Random(7)
-    for _ in range(8):
+    for _ in range(kills):
         proc = start_ingest(lake, "--catalog", corpus / "MANIFEST.csv")
-        time.sleep(rng.uniform(0.5, 5.0))
+        time.sleep(rng.uniform(0.5, longest))
         proc.kill()
         proc.wait()
-        if lake.exists():
+        if not isinstance(lake, Path) or lake.exists():
             assert check_lake(lake).ok  # repairs what the kill left, then verifies
             only_whole_models(lake)
     done = start_ingest(lake, "--catalog", corpus / "MANIFEST.csv")
     assert done.wait() == 0, done.stderr.read()
     assert only_whole_models(lake) == 17
     assert connect(lake).execute("SELECT count(*) FROM filters").fetchone()[0] == TOTAL_FILTERS
-    assert check_lake(lake, repair_leftovers=False).ok and not any((lake / "_staging").iterdir())
 
 
-@pytest.mark.slow
-def test_four_concurrent_ingests_over_overlapping_sources(tmp_path, corpus):
-    lake = tmp_path / "lake"
+def four_concurrent_ingests_over_overlapping_sources(lake, corpus) -> None:
+    """Four ingest processes over overlapping sources end with each model exactly once, the tables exact."""
     procs = [
         start_ingest(lake, corpus),
         start_ingest(lake, "--catalog", corpus / "MANIFEST.csv"),
@@ -76,4 +75,17 @@ def test_four_concurrent_ingests_over_overlapping_sources(tmp_path, corpus):
     assert con.execute(
         "SELECT count(*), count(DISTINCT (model_id, layer_idx, filter_idx)) FROM filters"
     ).fetchone() == (TOTAL_FILTERS, TOTAL_FILTERS)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_rerun(tmp_path, corpus):
+    lake = tmp_path / "lake"
+    sigkill_at_random_moments_then_rerun(lake, corpus)
+    assert check_lake(lake, repair_leftovers=False).ok and not any((lake / "_staging").iterdir())
+
+
+@pytest.mark.slow
+def test_four_concurrent_ingests_over_overlapping_sources(tmp_path, corpus):
+    lake = tmp_path / "lake"
+    four_concurrent_ingests_over_overlapping_sources(lake, corpus)
     assert check_lake(lake, repair_leftovers=False).ok
