@@ -82,7 +82,7 @@ def _object_views(lake: ObjectLake, model_ids: Collection[str] | None) -> duckdb
     con = duckdb.connect()
     con.register_filesystem(fsspec_filesystem())
     con.execute("SET VARIABLE lake = ?", [lake.uri])
-    for statement in init_statements():
+    for statement in deferred_statements():  # bound when used: binding lists and opens objects over HTTP
         con.execute(statement)
     if model_ids is not None:  # a fixed snapshot: exactly these models rows (object lakes are not compacted)
         urls = [lake.url(model_file(ROOT, m)) for m in sorted(model_ids)]

@@ -138,13 +138,14 @@ def schema_problem(path: Path, table: str, outdated_ok: bool = False) -> str | N
 def schema_mismatch(name: str, schema: pa.Schema, table: str, outdated_ok: bool = False) -> str | None:
     """Why the schema of the file `name` is not that of `table` (missing or mistyped columns), or None."""
     expected = arrow_schema(table)
-    missing = [f.name for f in expected if f.name not in schema.names]
+    have = {f.name: f.type for f in schema}  # `schema.names` builds a new list at every access
+    missing = [f.name for f in expected if f.name not in have]
     if outdated_ok:
-        missing = [name for name in missing if name not in added_columns(table, 1)]
+        missing = [column for column in missing if column not in added_columns(table, 1)]
     wrong = [
-        f"{f.name} is {schema.field(f.name).type}, expected {f.type}"
+        f"{f.name} is {have[f.name]}, expected {f.type}"
         for f in expected
-        if f.name in schema.names and not schema.field(f.name).type.equals(f.type)
+        if f.name in have and not have[f.name].equals(f.type)
     ]
     if missing or wrong:
         shown = missing[:5] + (["..."] if len(missing) > 5 else [])
