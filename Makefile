@@ -63,8 +63,8 @@ cluster:  ## a local Prefect server, a Dask scheduler and WORKERS (default 2) Da
 	$(PY) -m flows.cluster --workers $(WORKERS)
 
 # Benchmarks (bench/): each stage's throughput against this machine's own limit, measured in the same run.
-bench: setup  ## CI-sized benchmark (~3 min): 200k filters at x1 and x10 plus 1,000 small models for regrouping
-	$(PY) -m bench.run --filters 200000 --scales 1,10 --regroup-models 1000 --out bench/out/ci.json
+bench: setup  ## CI-sized benchmark (~6 min): 200k filters at x1 and x10, 1,000 small models for regrouping, 1 vs 2 Dask workers
+	$(PY) -m bench.run --filters 200000 --scales 1,10 --regroup-models 1000 --scale-out-filters 200000 --out bench/out/ci.json
 
 bench-large: setup  ## large benchmark (not in CI): 1M filters at x1, x10 and x100 (100M filters), ~15 GB of disk
-	$(PY) -m bench.run --filters 1000000 --scales 1,10,100 --regroup-models 1000 --out bench/results/large.json
+	$(PY) -m bench.run --filters 1000000 --scales 1,10,100 --regroup-models 1000 --scale-out-filters 1000000 --out bench/results/large.json
