@@ -16,7 +16,7 @@ from prefect.context import FlowRunContext
 from prefect.logging import get_run_logger
 
 from filterlake.errors import FilterlakeError
-from filterlake.lake.maintenance import check_lake
+from filterlake.lake.check import check_lake
 from flows.tasks import reported_by_the_flow
 
 if TYPE_CHECKING:

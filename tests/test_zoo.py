@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from filterlake.ingest import ingest
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from tests.conftest import REPO
 
 # (layers, filters) per catalog entry, from pypi_zoo.md. The glomeruli file (3 input channels) holds 673,888

@@ -173,8 +173,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from filterlake.lake.check import check_lake
     from filterlake.lake.location import parse_lake
-    from filterlake.lake.maintenance import check_lake
 
     report = check_lake(parse_lake(args.lake), repair_leftovers=not args.no_repair)
     for line in report.lines():

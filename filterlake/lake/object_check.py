@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 
 from filterlake.errors import LakeError
 from filterlake.lake import objects
+from filterlake.lake.check import CheckReport, named_problems
 from filterlake.lake.layout import filters_dir, layers_file, model_file, table_dir
 from filterlake.lake.location import ROOT, ObjectLake, fsspec_filesystem, orphan_grace_seconds
-from filterlake.lake.maintenance import CheckReport, named_problems, pid_alive, schema_mismatch
+from filterlake.lake.maintenance import pid_alive, schema_mismatch
 from filterlake.lake.object_commit import STAGE_PREFIX, committed_ids, read_parquet_bytes, remove_objects
 from filterlake.vocab import is_meta_only
 

@@ -9,8 +9,8 @@ import pytest
 from bench.run.measure import run_stage
 from bench.run.scale_out import scale_out_line
 from bench.synthetic import generate
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from filterlake.lake.check import check_lake
 from filterlake.lake.layout import STAGING, committed_ids
-from filterlake.lake.maintenance import check_lake
 from tests.cli.test_cli import FILTERLAKE, run
 from tests.conftest import REPO
 

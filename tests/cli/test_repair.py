@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from filterlake.lake.check import check_lake
 from filterlake.lake.layout import committed_ids, filters_part, model_file, per_model_derived_files
-from filterlake.lake.maintenance import check_lake
 from tests.cli.test_cli import run
 from tests.conftest import manifest_rows
 

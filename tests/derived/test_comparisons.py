@@ -17,8 +17,8 @@ from filterlake.derived.comparisons import FAMILY_SHIFTS, MEDICAL_COMPONENTS, ME
 from filterlake.derived.controlled import CONTROLLED_TEST, FAMILY_CONTRASTS
 from filterlake.ingest import ingest
 from filterlake.lake import layout
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from filterlake.numeric.shift import shift_matrix, sort_by_column_mean
 from filterlake.numeric.significance import permutation_test
 

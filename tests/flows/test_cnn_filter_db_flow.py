@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bench.synthetic.cnn_filter_db import write_dataset
+from filterlake.lake.check import check_lake
 from filterlake.lake.layout import committed_ids
-from filterlake.lake.maintenance import check_lake
 from flows.import_cnn_filter_db import import_cnn_filter_db_flow
 from tests.sources.test_cnn_filter_db import ragged_models, rewrite_meta, set_ids
 

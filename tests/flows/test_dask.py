@@ -166,7 +166,7 @@ def test_per_model_tasks_run_in_the_worker_processes(cluster):
 
 
 def test_a_worker_killed_during_an_ingest_still_ends_in_the_exact_lake(cluster, catalog, reference, tmp_path):
-    from filterlake.lake.maintenance import check_lake
+    from filterlake.lake.check import check_lake
 
     pids = cluster.run(os.getpid)
     killed: list[int] = []

@@ -19,9 +19,9 @@ from bench.synthetic.cnn_filter_db import random_models, write_dataset
 from filterlake.derived.analyze import analyze
 from filterlake.ingest import ingest
 from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
 from filterlake.lake.layout import committed_ids, table_dir
-from filterlake.lake.maintenance import check_lake
 from filterlake.vocab import META_ONLY, META_ONLY_MESSAGE
 from tests.conftest import REPO
 from tests.sources.test_cnn_filter_db import expected_filters, ragged_models, rewrite_meta, set_ids

@@ -12,8 +12,8 @@ import torch
 from filterlake.errors import CheckpointError
 from filterlake.ingest import ingest, ingest_file
 from filterlake.lake import writer as writer_mod
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from filterlake.sources.discover import discover
 from tests.conftest import manifest_rows
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from filterlake.extract import iter_filters, model_shape
 from filterlake.ingest import ingest
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from filterlake.readers import open_checkpoint
 from filterlake.vocab import INGESTED, PRESENT
 from tests.readers.test_keras_sharded import SPLIT, THREE, write_sharded_folder, write_sharded_keras

@@ -16,11 +16,11 @@ import pytest
 import filterlake.lake.compact as compact_module
 from filterlake.derived.analyze import analyze
 from filterlake.ingest import ingest
+from filterlake.lake.check import check_lake
 from filterlake.lake.compact import compact, maybe_compact, per_model_files
 from filterlake.lake.duck import connect
 from filterlake.lake.init_sql import view_names
 from filterlake.lake.layout import committed_ids, compacted_part, model_file, table_dir
-from filterlake.lake.maintenance import check_lake
 from filterlake.lake.writer import remove_model, update_model_row
 from filterlake.vocab import PRESENT
 from tests.conftest import REPO

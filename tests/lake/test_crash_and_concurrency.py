@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from tests.conftest import REPO, manifest_rows
 
 TOTAL_FILTERS = sum(

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from filterlake.derived.analyze import analyze
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
 from filterlake.lake.files import read_table
 from filterlake.lake.layout import basis_file, state_file, stats_file, table_files
-from filterlake.lake.maintenance import analysis_running, check_lake
+from filterlake.lake.maintenance import analysis_running
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from filterlake.ingest import ingest
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
 from filterlake.lake.files import lake_version, read_table
 from filterlake.lake.layout import committed_ids, layers_file, model_file, version_file
-from filterlake.lake.maintenance import check_lake
 from filterlake.lake.schema import LAKE_VERSION
 from tests.cli.test_cli import FILTERLAKE
 from tests.cli.test_environment import in_namespace

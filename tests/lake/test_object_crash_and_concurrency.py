@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
-from filterlake.lake.maintenance import check_lake
 from filterlake.lake.object_check import dead_stages
 from tests.conftest import manifest_rows
 from tests.lake.s3_endpoint import Forwarder

@@ -16,10 +16,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
+from filterlake.lake.check import check_lake
 from filterlake.lake.duck import connect
 from filterlake.lake.layout import filters_part, layers_file, model_file
 from filterlake.lake.location import ROOT, ObjectLake, parse_lake
-from filterlake.lake.maintenance import check_lake
 from filterlake.lake.rows import model_row
 from tests.conftest import REPO, manifest_rows
 from tests.lake.s3_endpoint import CREDENTIALS, free_port, moto_server, s3_client

@@ -14,8 +14,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from filterlake.lake import writer as writer_mod
+from filterlake.lake.check import check_lake
 from filterlake.lake.layout import committed_ids, filters_dir, layers_file, model_file
-from filterlake.lake.maintenance import check_lake, leftovers, repair
+from filterlake.lake.maintenance import leftovers, repair
 from filterlake.lake.writer import ModelWriter
 
 
