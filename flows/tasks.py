@@ -25,6 +25,8 @@ from prefect.states import State
 from filterlake.errors import FilterlakeError, SourceError, TransientSourceError
 from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
 from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
+from filterlake.lake.layout import resolve_lake
+from filterlake.lake.location import parse_lake
 from filterlake.sources.discover import Source, discover_all
 from filterlake.vocab import FAILED
 from flows import REPORTED_RUNS
@@ -87,7 +89,7 @@ def _discover(args: tuple[list[str], list[Path]]):
 def repair_lake(lake: str) -> dict[str, int]:
     """Remove what interrupted writes left in the lake (stale staging folders, orphan partitions)."""
     with reported_by_the_flow():
-        return prepare_lake(Path(lake))
+        return prepare_lake(parse_lake(lake))
 
 
 def is_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -110,6 +112,12 @@ def fetch_source(source: Source) -> str:
         return str(fetch(source))
 
 
+def lake_key(lake: str) -> str:
+    """A lake as the flows name it: an absolute folder, or its s3:// URI."""
+    found = parse_lake(lake)
+    return str(found.resolve() if isinstance(found, Path) else found)
+
+
 def ingest_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str:
     """Cache key of `ingest_checkpoint`: the local file's identity (path, inode, size, mtime, ctime: any rewrite
     or replacement changes it), the lake folder and the metadata to apply (so edits apply).
@@ -122,7 +130,7 @@ def ingest_cache_key(context: TaskRunContext | None, parameters: dict[str, Any])
     meta = json.dumps(parameters.get("meta") or {}, sort_keys=True, default=str)
     ident = (
         f"{path}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|"
-        f"{Path(parameters['lake']).resolve()}|{meta}"
+        f"{lake_key(parameters['lake'])}|{meta}"
     )
     return "filterlake-ingest-" + hashlib.sha256(ident.encode()).hexdigest()
 
@@ -137,7 +145,7 @@ def ingest_checkpoint(
 ) -> dict[str, Any]:
     """Identify (hash and open, once) and load one fetched checkpoint; no retries for bad files."""
     with reported_by_the_flow():
-        outcome = load(identify(Path(path), source_uri, expected_sha256), Path(lake), meta)
+        outcome = load(identify(Path(path), source_uri, expected_sha256), parse_lake(lake), meta)
     return {**outcome.as_row(), "model_id": outcome.model_id}
 
 
@@ -145,7 +153,7 @@ def ingest_checkpoint(
 def import_dataset(path: str, lake: str, meta_only: bool) -> dict[str, Any]:
     """Import every model of the dataset.h5 (the same stage function as `filterlake import cnn-filter-db`)."""
     with reported_by_the_flow():
-        result = import_cnn_filter_db(Path(path), Path(lake), meta_only)
+        result = import_cnn_filter_db(Path(path), resolve_lake(lake), meta_only)  # a local lake only, for now
     return {
         "line": result.summary_line(),
         "models": [{**o.as_row(), "model_id": o.model_id} for o in result.outcomes],
