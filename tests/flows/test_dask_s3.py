@@ -45,9 +45,9 @@ def test_the_flow_on_the_cluster_ingests_into_s3_the_lake_of_filterlake_ingest(
     s3_cluster,
     s3_lake,
     s3_env,
-    catalog,
-    reference,
-    tmp_path,  # noqa: F811
+    catalog,  # noqa: F811 (the module fixture of test_dask.py, imported above)
+    reference,  # noqa: F811
+    tmp_path,
 ):
     from flows.ingest import ingest_flow, run_summary
 
