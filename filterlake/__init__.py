@@ -18,7 +18,7 @@ _API = {
     "analyze": "filterlake.derived.analyze",
     "build_report": "filterlake.report",
     "connect": "filterlake.lake.duck",
-    "check_lake": "filterlake.lake.maintenance",
+    "check_lake": "filterlake.lake.check",
     "QualityParams": "filterlake.numeric.params",
 }
 __all__ = [

@@ -253,6 +253,12 @@ def test_make_cluster_runs_the_readme_commands_and_stops_every_process_on_ctrl_c
         "FILTERLAKE_CACHE": str(tmp_path / "c"),
     }
     env.pop("PREFECT_API_URL", None)
+    for name in (
+        "MAKELEVEL",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ):  # under `make test` a nested make prints its folder first
+        env.pop(name, None)
     make = subprocess.Popen(
         start.split(), cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True
     )
