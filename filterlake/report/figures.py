@@ -139,6 +139,22 @@ def basis_images(path: Path, components: np.ndarray, evr: np.ndarray, mean: np.n
         return save(fig, path)
 
 
+def _component_panel(ax, k: int, evr: np.ndarray, xlim: tuple[float, float]) -> None:
+    """Title, x ticks and label of the panel of component c<k> in the density figures."""
+    ax.set_title(f"c{k} ({evr[k] * 100:.1f}% EVR)", fontsize=10)
+    ax.set_xticks([-2, 0, 2] if xlim == (-3, 3) else ax.get_xticks())
+    ax.set_xlabel("coefficient")
+    ax.tick_params(axis="y", length=0)
+
+
+def _domain_legend(fig: Figure, legend: dict[str, str], alpha: float) -> None:
+    """The domain colours of a density figure, below it."""
+    handles = [Patch(color=c, alpha=alpha, label=fit(d)) for d, c in legend.items()]
+    fig.legend(
+        handles=handles, loc="outside lower center", ncol=min(len(handles), 7), frameon=False, title="domain"
+    )
+
+
 def ridges(
     path: Path,
     labels: list[str],
@@ -168,22 +184,12 @@ def ridges(
                 ax.plot(x, y, color="black", lw=0.5, zorder=2 * i + 1)
             ax.set_xlim(*xlim)
             ax.set_ylim(-0.2, n + 1.0)
-            ax.set_title(f"c{k} ({evr[k] * 100:.1f}% EVR)", fontsize=10)
-            ax.set_xticks([-2, 0, 2] if xlim == (-3, 3) else ax.get_xticks())
-            ax.set_xlabel("coefficient")
+            _component_panel(ax, k, evr, xlim)
             ax.axvline(0, color="grey", lw=0.5, ls=":", zorder=0)
             ax.spines["left"].set_visible(k == 0)
-            ax.tick_params(axis="y", length=0)
         axes[0].set_yticks(np.arange(n)[::-1] + 0.3, [fit(label) for label in labels], fontsize=9)
         axes[0].set_ylabel("density (each ridge scaled to its peak)")
-        handles = [Patch(color=c, alpha=0.7, label=fit(d)) for d, c in legend.items()]
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncol=min(len(handles), 7),
-            frameon=False,
-            title="domain",
-        )
+        _domain_legend(fig, legend, 0.7)
         if title:
             fig.suptitle(fit(title, 120, 2))
         return save(fig, path)
@@ -225,20 +231,10 @@ def density_rows(
                 extent=(*xlim, n, 0),
                 interpolation="nearest",
             )
-            ax.set_title(f"c{k} ({evr[k] * 100:.1f}% EVR)", fontsize=10)
-            ax.set_xticks([-2, 0, 2] if xlim == (-3, 3) else ax.get_xticks())
-            ax.set_xlabel("coefficient")
-            ax.tick_params(axis="y", length=0)
+            _component_panel(ax, k, evr, xlim)
         axes[0].set_yticks([])
         fig.colorbar(image, ax=list(axes), shrink=0.6, fraction=0.02, label="density / its row's peak")
-        handles = [Patch(color=c, alpha=0.9, label=fit(d)) for d, c in legend.items()]
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncol=min(len(handles), 7),
-            frameon=False,
-            title="domain",
-        )
+        _domain_legend(fig, legend, 0.9)
         return save(fig, path)
 
 
