@@ -1,12 +1,20 @@
-"""Locate the repository's `schemas/` and `sql/` folders (shipped inside the wheel as package data)."""
+"""Locate the repository's `schemas/` and `sql/` folders (shipped inside the wheel as package data), and the
+cache folder of downloads and working copies."""
 
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_dir() -> Path:
+    """The cache of downloads, built baselines and object lakes' working copies: `$FILTERLAKE_CACHE`, else
+    `./.cache`."""
+    return Path(os.environ.get("FILTERLAKE_CACHE") or ".cache")
 
 
 def resource_dir(name: str) -> Path:

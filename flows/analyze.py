@@ -1,8 +1,9 @@
 """The analysis flow: `filterlake analyze` with its per-model work as Prefect tasks on a task runner.
 
 Layer statistics and histograms are computed per model, one `derive_model` task each, on the run's task runner
-(a Dask cluster with `--dask`, flows/runners.py), and each task writes its model's files itself: the lake must
-be a folder every worker sees at the same path. The basis (one reduction over the stored sufficient statistics)
+(a Dask cluster with `--dask`, flows/runners.py), and each task writes its model's files itself: a local lake
+must be a folder every worker sees at the same path; an `s3://` lake is derived in each machine's working copy
+and pushed to the bucket (derived/object_lake.py). The basis (one reduction over the stored sufficient statistics)
 and the shifts (from the stored histograms) are computed in the flow's own process, so the derived tables are
 the ones `filterlake analyze` writes, number for number.
 
@@ -15,6 +16,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import flow, task
@@ -24,7 +26,7 @@ from prefect.task_runners import TaskRunner
 from filterlake.derived.analyze import analyze
 from filterlake.derived.per_model import WORKERS, ModelMap, blas_threads
 from filterlake.errors import FilterlakeError
-from filterlake.lake.layout import resolve_lake
+from filterlake.lake.location import parse_lake
 from filterlake.numeric.presets import PRESETS
 from flows.ingest import positive_int, refresh_line
 from flows.refresh import analysis_summary
@@ -66,8 +68,9 @@ def analyze_flow(
     `concurrency` threads); returns what was refreshed (flows/refresh.py's summary)."""
     with reported_by_the_flow(), task_runner(dask, concurrency) as runner:  # main prints the one line
         try:
+            found = parse_lake(lake)
             analysis = analyze(
-                resolve_lake(lake).resolve(),
+                found.resolve() if isinstance(found, Path) else found,
                 preset,
                 tuple(group_by or ["domain"]),
                 model_map=submitting(runner),
@@ -85,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics and histograms of each model as a task on the task runner. Prints what was refreshed; "
         "exit 1 when the analysis failed. Without PREFECT_API_URL a temporary local Prefect server is started.",
     )
-    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    parser.add_argument(
+        "--lake",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="lake folder or object-store prefix (default: $FILTERLAKE_LAKE or ./lake)",
+    )
     parser.add_argument(
         "--preset", choices=sorted(PRESETS), default="medical", help="the analysis preset (default: medical)"
     )

@@ -35,7 +35,7 @@ from prefect.states import Completed, Failed, State
 
 from filterlake.errors import FilterlakeError
 from filterlake.lake.layout import is_committed
-from filterlake.lake.location import ObjectLake, parse_lake
+from filterlake.lake.location import parse_lake
 from filterlake.sources.discover import Source
 from filterlake.vocab import CACHED, FAILED, INGESTED, STATUSES, UPDATED
 from flows.memory import FailureMemory, is_own_fault
@@ -227,12 +227,7 @@ def ingest_flow(
     failures = [row for row in rows if row["status"] == FAILED]
     refreshed = None
     refresh_failure = None
-    on_store = isinstance(parse_lake(lake_dir), ObjectLake)
-    if on_store and refresh and (counts[INGESTED] or counts[UPDATED]):
-        notes.append(
-            f"{lake_dir}: the analysis tables of an s3:// lake are not refreshed (not supported yet)"
-        )
-    elif refresh and (counts[INGESTED] or counts[UPDATED]):
+    if refresh and (counts[INGESTED] or counts[UPDATED]):
         state = refresh_flow(lake_dir, return_state=True)
         refreshed = state.result(raise_on_failure=False)
         if state.is_failed():

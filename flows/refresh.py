@@ -17,6 +17,7 @@ from prefect.logging import get_run_logger
 
 from filterlake.errors import FilterlakeError
 from filterlake.lake.check import check_lake
+from filterlake.lake.location import parse_lake
 from flows.tasks import reported_by_the_flow
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def refresh_flow(lake: str) -> dict[str, Any]:
                 raise FilterlakeError("lake check failed: " + "; ".join(report.problems)) from None
             return {"action": "check", "models": report.models, "filters": report.filters}
         try:
-            analysis = analyze(Path(lake))
+            analysis = analyze(parse_lake(lake))
         except FilterlakeError as exc:  # its message says why; its frames would keep DuckDB objects alive
             raise exc.with_traceback(None) from None
     return analysis_summary(analysis)

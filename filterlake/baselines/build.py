@@ -25,7 +25,7 @@ from filterlake.baselines.architectures import (
 )
 from filterlake.errors import FilterlakeError
 from filterlake.ingest.pipeline import Outcome, ingest_file, prepare_lake
-from filterlake.sources.fetch import cache_dir
+from filterlake.resources import cache_dir
 from filterlake.sources.metadata import split, validate
 from filterlake.vocab import FAILED, UNTRAINED
 

@@ -198,13 +198,13 @@ def run_analysis(args: argparse.Namespace):
     """The incremental analysis the options ask for, with a progress bar per stage."""
     from filterlake.cli.progress import stages
     from filterlake.derived.analyze import analyze
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
     from filterlake.numeric.params import QualityParams
 
     with stages(getattr(args, "quiet", False)) as bar:
         extra = {"permutations": args.permutations, "seed": args.seed} if args.command == "analyze" else {}
         return analyze(
-            resolve_lake(args.lake),
+            parse_lake(args.lake),
             args.preset,
             tuple(args.group_by),
             args.basis_on,
@@ -219,9 +219,12 @@ def run_analysis(args: argparse.Namespace):
 
 def cmd_basis(args: argparse.Namespace) -> int:
     from filterlake.derived.basis import export_basis
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.derived.object_lake import local_copy
+    from filterlake.lake.location import ObjectLake, parse_lake
 
-    print(f"basis written to {export_basis(resolve_lake(args.lake), args.out)}")
+    lake = parse_lake(args.lake)
+    folder = local_copy(lake, filters=False) if isinstance(lake, ObjectLake) else lake
+    print(f"basis written to {export_basis(folder, args.out)}")
     return 0
 
 
@@ -241,7 +244,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         f"({analysis.spec.lo:.4g}, {analysis.spec.hi:.4g}), {analysis.preset.weights} weights"
     )
     for column, path in analysis.shifts.items():
-        print(f"shifts by {column}: {path}")
+        print(f"shifts by {column}: {analysis.where(path)}")
     for model_id in analysis.unreadable:
         print(
             f"note: model {model_id[:12]} left out: its models row cannot be read (`filterlake check` names "
@@ -319,13 +322,13 @@ def cmd_shift(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Analyse what the report needs, build it in --out and print where it is and its key numbers."""
     from filterlake.cli.progress import stages
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
     from filterlake.numeric.params import QualityParams
     from filterlake.report.compose import analyze_and_report
 
     with stages(args.quiet) as bar:
         report = analyze_and_report(
-            resolve_lake(args.lake),
+            parse_lake(args.lake),
             Path(args.out),
             tuple(args.group_by),
             args.preset,

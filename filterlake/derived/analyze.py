@@ -18,6 +18,7 @@ from filterlake.derived.comparisons import PERMUTATIONS, SEED, store_comparisons
 from filterlake.derived.duplicates import DuplicateSet, counted_models, duplicate_sets
 from filterlake.derived.histograms import KDE_SPEC, HistSpec, refresh_histograms, refresh_in_one_read
 from filterlake.derived.layer_stats import refresh_layer_stats
+from filterlake.derived.object_lake import analysed_in_copy
 from filterlake.derived.per_model import ModelMap, map_models
 from filterlake.derived.phenomena import store_phenomena
 from filterlake.derived.shifts import grouped_counts, pair_table, shift_table, store_shifts
@@ -26,6 +27,7 @@ from filterlake.lake.compact import maybe_compact
 from filterlake.lake.duck import connect
 from filterlake.lake.files import write_json_atomic
 from filterlake.lake.layout import committed_ids, require_lake, state_file
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.maintenance import analysis_running, prune_old_bases, readable_models, repair
 from filterlake.lake.migrate import migrate
 from filterlake.lake.rows import model_rows
@@ -61,6 +63,11 @@ class Analysis:
         None  # per-layer D from the untrained baselines (derived/baseline_shifts.py)
     )
     kde_spec: HistSpec = KDE_SPEC  # the fine histograms behind the density plots
+    origin: ObjectLake | None = None  # the object lake whose working copy `lake` is
+
+    def where(self, path: Path) -> str:
+        """Where a file of this analysis is, as the user names the lake (an s3:// URL for an object lake)."""
+        return self.origin.url(path.relative_to(self.lake)) if self.origin is not None else str(path)
 
     def weights(self):
         return self.preset.weights_for(self.basis)
@@ -84,7 +91,7 @@ def _global_spec(lake: Path, basis_id: str, preset: Preset, model_ids: Collectio
 
 
 def analyze(
-    lake: Path,
+    lake: Path | ObjectLake,
     preset: str = "medical",
     group_by: tuple[str, ...] = ("domain",),
     basis_on: str | None = None,
@@ -96,6 +103,7 @@ def analyze(
     merge_duplicates: bool = True,
     basis_file: Path | None = None,
     model_map: ModelMap = map_models,
+    compact: bool = True,
 ) -> Analysis:
     """Update layer_stats, the basis, the preset's histograms, the shifts of each grouping and the stored
     comparisons (a medical vs non-medical test with `permutations` and `seed`); return the state.
@@ -107,7 +115,30 @@ def analyze(
     used as it is instead of one fitted here, so layer statistics and histograms come from one read.
 
     `model_map` runs the per-model work (layer statistics, histograms; per_model.ModelMap), threads by default;
-    the basis and the shifts are computed here, from the stored statistics and histograms."""
+    the basis and the shifts are computed here, from the stored statistics and histograms.
+
+    An object lake is analysed in its working copy (derived/object_lake.py), which is never compacted, and the
+    derived files are pushed back to the bucket; `Analysis.lake` is then the copy's folder. `compact` folds
+    per-model files into the compacted parts past lake/compact.py's threshold."""
+    if isinstance(lake, ObjectLake):
+        with analysed_in_copy(lake, model_map) as (root, mapped):
+            analysis = analyze(
+                root,
+                preset,
+                group_by,
+                basis_on,
+                params,
+                on_stage,
+                on_model,
+                permutations,
+                seed,
+                merge_duplicates,
+                basis_file,
+                model_map=mapped,
+                compact=False,
+            )
+        analysis.origin = lake
+        return analysis
     if preset not in PRESETS:
         raise FilterlakeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
@@ -197,7 +228,8 @@ def analyze(
         analysis.phenomena = store_phenomena(analysis)
         analysis.baseline_shifts = store_baseline_shifts(analysis)
     prune_old_bases(lake)  # what no analysis needs any more: the files of earlier bases
-    maybe_compact(lake)  # past lake/compact.py's threshold of per-model files, into the compacted parts
+    if compact:
+        maybe_compact(lake)  # past lake/compact.py's threshold of per-model files, into the compacted parts
     return analysis
 
 

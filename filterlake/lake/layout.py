@@ -39,8 +39,8 @@ def resolve_lake(lake: str | Path | None) -> Path:
     found = parse_lake(lake)
     if isinstance(found, ObjectLake):
         raise LakeError(
-            f"{found.uri}: this command does not support an s3:// lake yet (ingest, models, sql, check and "
-            "remove do); copy the lake to a folder to analyse it"
+            f"{found.uri}: this command does not support an s3:// lake yet (ingest, models, sql, check, "
+            "remove, analyze, shift, report and basis do); copy the lake to a folder for it"
         )
     return found
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from filterlake.errors import LakeError
 from filterlake.lake import objects
 from filterlake.lake.check import CheckReport, named_problems
-from filterlake.lake.layout import filters_dir, layers_file, model_file, table_dir
+from filterlake.lake.layout import PER_MODEL_DERIVED, filters_dir, layers_file, model_file, table_dir
 from filterlake.lake.location import ROOT, ObjectLake, fsspec_filesystem, orphan_grace_seconds
 from filterlake.lake.maintenance import pid_alive, schema_mismatch
 from filterlake.lake.object_commit import STAGE_PREFIX, committed_ids, read_parquet_bytes, remove_objects
@@ -27,12 +27,12 @@ from filterlake.vocab import is_meta_only
 
 
 def orphans(lake: ObjectLake) -> tuple[list[str], list[str]]:
-    """(orphan objects older than the grace period, younger ones): layers and filters objects whose model
-    has no models row, as paths relative to the lake."""
+    """(orphan objects older than the grace period, younger ones): layers, filters and per-model derived
+    objects whose model has no models row, as paths relative to the lake."""
     ids = committed_ids(lake)
     cutoff = datetime.now(UTC) - timedelta(seconds=orphan_grace_seconds())
     old, young = [], []
-    for table in ("layers", "filters"):
+    for table in ("layers", "filters", *PER_MODEL_DERIVED):
         for relative, modified in objects.listing(lake, table_dir(ROOT, table)).items():
             path = Path(relative)
             model_id = path.parent.name.removeprefix("model_id=") if table == "filters" else path.stem

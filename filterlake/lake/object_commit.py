@@ -143,13 +143,25 @@ def update_model_row(lake: ObjectLake, model_id: str, update: Callable[[dict], d
     raise LakeError(f"{lake.url(key)}: {MERGE_ATTEMPTS} concurrent metadata merges in a row; try again")
 
 
+def derived_folders(lake: ObjectLake) -> list[str]:
+    """The folders of the per-model derived tables in the lake: `layer_stats`, and one per basis (and spec)
+    of `histograms` and `extents` (delimited listings: no listing of a whole table)."""
+    found = [str(table_dir(ROOT, "layer_stats"))]
+    for basis in objects.folders(lake, table_dir(ROOT, "histograms")):
+        found += objects.folders(lake, basis)
+    return found + objects.folders(lake, table_dir(ROOT, "extents"))
+
+
 def remove_model(lake: ObjectLake, model_id: str) -> bool:
-    """Remove a committed model: its models row first (readers stop seeing it at once), then its layers and
-    filters objects; False when the lake does not hold it."""
+    """Remove a committed model: its models row first (readers stop seeing it at once), then its layers,
+    filters and per-model derived objects; False when the lake does not hold it."""
     if not is_committed(lake, model_id):
         return False
     objects.delete(lake, model_file(ROOT, model_id))
-    remove_objects(lake, [layers_file(ROOT, model_id), *objects.listing(lake, filters_dir(ROOT, model_id))])
+    derived = [f"{folder}/{model_id}.parquet" for folder in derived_folders(lake)]
+    remove_objects(
+        lake, [layers_file(ROOT, model_id), *objects.listing(lake, filters_dir(ROOT, model_id)), *derived]
+    )
     return True
 
 

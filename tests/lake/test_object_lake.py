@@ -249,7 +249,7 @@ def test_a_missing_bucket_rejected_credentials_and_an_unreachable_endpoint_are_o
             assert line.startswith(
                 "filterlake: error: s3://guarded/lake: access denied (credentials rejected"
             )
-    line = one_line_error(cli("analyze", "--lake", "s3://some-bucket/lake", env=env))
+    line = one_line_error(cli("compact", "--lake", "s3://some-bucket/lake", env=env))
     assert "s3://some-bucket/lake: this command does not support an s3:// lake yet" in line
     assert one_line_error(cli("models", "--lake", "gs://x/y", env=env)).endswith(
         "unsupported lake location (give a folder, file:///PATH or s3://BUCKET/PREFIX)"
