@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from filterlake.lake.location import OBJECT_LAKE_COMMANDS
+
 
 def count(minimum: int):
     """argparse type: an integer of at least `minimum`."""
@@ -37,7 +39,7 @@ def _lake_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--lake",
         metavar="DIR",
-        help="lake folder or file:///PATH, or s3://BUCKET/PREFIX for ingest, models, sql, check and remove "
+        help=f"lake folder or file:///PATH, or s3://BUCKET/PREFIX for {', '.join(OBJECT_LAKE_COMMANDS)} "
         "(endpoint and credentials from the AWS environment; default: $FILTERLAKE_LAKE or ./lake)",
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from filterlake.lake.location import ObjectLake, parse_lake
+from filterlake.lake.location import OBJECT_LAKE_COMMANDS, ObjectLake, parse_lake
 from filterlake.lake.schema import TABLES, table_glob
 
 STAGING = "_staging"  # per-process staging folders of writes in progress
@@ -39,8 +39,8 @@ def resolve_lake(lake: str | Path | None) -> Path:
     found = parse_lake(lake)
     if isinstance(found, ObjectLake):
         raise LakeError(
-            f"{found.uri}: this command does not support an s3:// lake yet (ingest, models, sql, check, "
-            "remove, analyze, shift, report and basis do); copy the lake to a folder for it"
+            f"{found.uri}: this command does not support an s3:// lake yet ({', '.join(OBJECT_LAKE_COMMANDS)} "
+            "do); copy the lake to a folder for it"
         )
     return found
 

@@ -165,31 +165,60 @@ def test_per_model_tasks_run_in_the_worker_processes(cluster):
     assert {pid for _, pid in ran} <= workers and os.getpid() not in workers
 
 
-def test_a_worker_killed_during_an_ingest_still_ends_in_the_exact_lake(cluster, catalog, reference, tmp_path):
-    from filterlake.lake.check import check_lake
-
-    pids = cluster.run(os.getpid)
+def killing_a_worker_in_flight(client, task: str) -> threading.Thread:
+    """A started thread that SIGKILLs the worker process of the first `task` task the scheduler has given a
+    worker; join it, then find the killed pid in its `killed` list (empty when no such task was seen)."""
+    pids = client.run(os.getpid)
     killed: list[int] = []
 
     def kill_one_in_flight() -> None:
         deadline = time.monotonic() + 60
         while not killed and time.monotonic() < deadline:
-            for worker, keys in cluster.processing().items():
-                if any("ingest_checkpoint" in str(key) for key in keys):
+            for worker, keys in client.processing().items():
+                if any(task in str(key) for key in keys):
                     os.kill(pids[worker], signal.SIGKILL)
                     killed.append(pids[worker])
                     return
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_one_in_flight)
+    killer.killed = killed  # type: ignore[attr-defined]
     killer.start()
+    return killer
+
+
+def test_a_worker_killed_during_an_ingest_still_ends_in_the_exact_lake(cluster, catalog, reference, tmp_path):
+    from filterlake.lake.check import check_lake
+
+    killer = killing_a_worker_in_flight(cluster, "ingest_checkpoint")
     summary = _ingest(cluster, catalog, tmp_path / "lake")
     killer.join()
-    assert killed, "no ingest task was seen in flight"
+    assert killer.killed, "no ingest task was seen in flight"
     assert summary["failures"] == [] and summary["counts"]["ingested"] == len(SUBSET)
     assert check_lake(tmp_path / "lake").ok
     assert_same_tables(tmp_path / "lake", reference, BASE)
     cluster.wait_for_workers(2, timeout=60)  # the nanny restarts the killed one for the next tests
+
+
+def test_a_worker_killed_during_an_analysis_still_ends_in_the_exact_lake(
+    cluster, cluster_lake, reference, tmp_path
+):
+    from filterlake.lake.check import check_lake
+    from flows.analyze import analyze_flow
+
+    lake = tmp_path / "lake"
+    shutil.copytree(cluster_lake, lake)
+    for table in DERIVED:  # the lake as ingested: every derived table is computed in this run
+        shutil.rmtree(lake / TABLES[table]["path"].split("/")[0], ignore_errors=True)
+    (lake / "analysis.json").unlink(missing_ok=True)
+    killer = killing_a_worker_in_flight(cluster, "derive")
+    summary = analyze_flow(lake=str(lake), dask=cluster.scheduler.address)
+    killer.join()
+    assert killer.killed, "no derive task was seen in flight"
+    assert summary["layer_stats"]["computed"] == len(SUBSET)
+    assert check_lake(lake).ok
+    assert_same_tables(lake, reference, BASE + DERIVED)
+    cluster.wait_for_workers(2, timeout=60)
 
 
 def _free_port() -> int:

@@ -1,5 +1,5 @@
-"""The ingestion flow on a real Dask cluster writing into a real S3 endpoint (`moto_server`): the bucket ends
-holding exactly the lake `filterlake ingest` writes into a folder, object for object."""
+"""The flows on a real Dask cluster writing into a real S3 endpoint (`moto_server`): the bucket ends holding
+exactly the lake `filterlake ingest` and `filterlake analyze` write into a folder, table for table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.flows.test_dask import BASE, SUBSET, assert_same_tables, catalog, reference, rows  # noqa: F401
+from tests.flows.test_dask import BASE, DERIVED, SUBSET, assert_same_tables, catalog, reference, rows  # noqa: F401
 from tests.lake.s3_endpoint import CREDENTIALS, s3_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.s3]
@@ -41,29 +41,38 @@ def download(lake, endpoint: str, into: Path) -> Path:
     return into
 
 
-def test_the_flow_on_the_cluster_ingests_into_s3_the_lake_of_filterlake_ingest(
+def test_the_flows_on_the_cluster_ingest_and_analyse_into_s3_the_lake_of_filterlake_ingest_and_analyze(
     s3_cluster,
     s3_lake,
     s3_env,
     catalog,  # noqa: F811 (the module fixture of test_dask.py, imported above)
     reference,  # noqa: F811
     tmp_path,
+    monkeypatch,
 ):
+    from flows.analyze import analyze_flow
     from flows.ingest import ingest_flow, run_summary
 
+    monkeypatch.setenv("FILTERLAKE_CACHE", str(tmp_path / "cache"))  # the working copy of the analysis
     state = ingest_flow(
-        catalogs=[str(catalog)], lake=s3_lake.uri, dask=s3_cluster.scheduler.address, return_state=True
+        catalogs=[str(catalog)],
+        lake=s3_lake.uri,
+        refresh=False,
+        dask=s3_cluster.scheduler.address,
+        return_state=True,
     )
     assert state.is_completed(), state.message
     summary = run_summary(state)
     assert summary["lake"] == s3_lake.uri and summary["counts"]["ingested"] == len(SUBSET)
-    assert summary["failures"] == [] and summary["refresh"] is None
-    assert summary["notes"] == [
-        f"{s3_lake.uri}: the analysis tables of an s3:// lake are not refreshed (not supported yet)"
-    ]
+    assert summary["failures"] == [] and summary["refresh"] is None and summary["notes"] == []
     copy = download(s3_lake, s3_env, tmp_path / "copy")
     assert_same_tables(copy, reference, BASE)
     assert len(rows(copy, "models")) == len(SUBSET)
+    analysed = analyze_flow(lake=s3_lake.uri, dask=s3_cluster.scheduler.address)
+    assert analysed["layer_stats"]["computed"] == analysed["histograms"]["computed"] == len(SUBSET)
+    copy = download(s3_lake, s3_env, tmp_path / "analysed")
+    assert_same_tables(copy, reference, BASE + DERIVED)
+    assert rows(copy, "shifts") and rows(copy, "medical_test")
     again = run_summary(
         ingest_flow(
             catalogs=[str(catalog)], lake=s3_lake.uri, dask=s3_cluster.scheduler.address, return_state=True
