@@ -180,10 +180,12 @@ def delete(lake: ObjectLake, relative: str | PurePosixPath) -> None:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What a listing says of one object: its size and when it was last written."""
+    """What a listing says of one object: its size, when it was last written, and its ETag (the MD5 of its
+    bytes for a single PUT; quotes removed)."""
 
     size: int
     modified: datetime
+    etag: str = ""
 
     @property
     def modified_ns(self) -> int:
@@ -204,7 +206,10 @@ def inventory(lake: ObjectLake, relative: str | PurePosixPath) -> dict[str, Obje
         found = {}
         for page in client().get_paginator("list_objects_v2").paginate(Bucket=lake.bucket, Prefix=start):
             found.update(
-                {o["Key"][cut:]: ObjectInfo(o["Size"], o["LastModified"]) for o in page.get("Contents", [])}
+                {
+                    o["Key"][cut:]: ObjectInfo(o["Size"], o["LastModified"], o["ETag"].strip('"'))
+                    for o in page.get("Contents", [])
+                }
             )
         return found
 
@@ -227,7 +232,7 @@ def head(lake: ObjectLake, relative: str | PurePosixPath) -> ObjectInfo | None:
             if _status(exc) == 404:
                 return None
             raise
-        return ObjectInfo(answer["ContentLength"], answer["LastModified"])
+        return ObjectInfo(answer["ContentLength"], answer["LastModified"], answer["ETag"].strip('"'))
 
     return call(lake, relative, ask)
 
@@ -259,7 +264,7 @@ def download(lake: ObjectLake, relative: str | PurePosixPath, target: Path) -> O
         answer = client().get_object(Bucket=lake.bucket, Key=lake.key(relative))
         with open(tmp, "wb") as out:
             out.writelines(answer["Body"].iter_chunks(1 << 20))
-        return ObjectInfo(answer["ContentLength"], answer["LastModified"])
+        return ObjectInfo(answer["ContentLength"], answer["LastModified"], answer["ETag"].strip('"'))
 
     try:
         info = call(lake, relative, fetch)

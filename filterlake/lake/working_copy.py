@@ -8,8 +8,8 @@ reading each model's filters from local disk at every pass. The copy is a cache 
 default `./.cache`, one folder per endpoint, bucket and prefix): deleting it loses nothing.
 
 The rules:
-- *Current*: a file is current when its size and mtime equal the object's size and LastModified (a pull sets
-  the mtime; a push sets it from a HEAD after the PUT), so an unchanged object is never downloaded again.
+- *Current*: a file is current when it has the object's size and MD5 (its ETag); a filters object, when it
+  has its size and LastModified as mtime (`current`). An unchanged object is never downloaded again.
 - *Pull*: objects of committed models only (an orphan of an interrupted write is never copied); a model removed
   from the bucket leaves the copy with all its files.
 - *Push*: derived files only, a per-model one only for a committed model. An object the pull saw and the
@@ -22,14 +22,16 @@ The rules:
 
 from __future__ import annotations
 
-import os
+import contextlib
+import hashlib
+import re
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from filterlake.errors import LakeError
 from filterlake.lake import objects
 from filterlake.lake.layout import (
     GLOBS,
@@ -78,6 +80,10 @@ def model_of(relative: str, table: str | None) -> str | None:
     return path.parent.name.removeprefix("model_id=") if table == "filters" else path.stem
 
 
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
 @dataclass(frozen=True)
 class Pulled:
     """What a pull did: files downloaded and removed, and every derived object it saw (for `push`)."""
@@ -95,12 +101,21 @@ class WorkingCopy:
     root: Path
 
     def current(self, relative: str, info: ObjectInfo) -> bool:
-        """Whether the local file of an object is the object (same size, mtime = its LastModified)."""
+        """Whether the local file of an object is the object: the same size and the same bytes, by the MD5
+        its ETag is (an object's LastModified counts whole seconds: a models row merged twice in one second
+        differs). The large filters objects, rewritten only by `ingest --force`, are compared by size and
+        mtime (a pull sets it to the object's LastModified), as is an object whose ETag is no MD5 (multipart
+        or encrypted)."""
+        path = self.root / relative
         try:
-            st = (self.root / relative).stat()
+            st = path.stat()
         except OSError:
             return False
-        return st.st_size == info.size and st.st_mtime_ns == info.modified_ns
+        if st.st_size != info.size:
+            return False
+        if table_of(relative) == "filters" or not re.fullmatch(r"[0-9a-f]{32}", info.etag):
+            return st.st_mtime_ns == info.modified_ns
+        return _md5(path) == info.etag
 
     def fetch(self, found: dict[str, ObjectInfo]) -> int:
         """Download the objects of `found` whose local file is not current; how many."""
@@ -146,6 +161,9 @@ class WorkingCopy:
         ]
         for path in paths:
             path.unlink(missing_ok=True)
+        for m in gone:
+            with contextlib.suppress(OSError):
+                filters_dir(self.root, m).rmdir()
         return len(paths)
 
     def model_objects(self, model_id: str, folders: Iterable[str]) -> dict[str, ObjectInfo]:
@@ -165,9 +183,8 @@ class WorkingCopy:
     def push_files(
         self, paths: Collection[Path], remote: dict[str, ObjectInfo] | None = None
     ) -> dict[str, tuple[ObjectInfo, bool]]:
-        """PUT these local files of the copy whose object differs (size or mtime; the objects from `remote`, a
-        listing, else a HEAD each), then set each uploaded file's mtime to its object's LastModified; returns
-        each file's object and whether it was uploaded."""
+        """PUT these local files of the copy whose object differs (the objects from `remote`, a listing, else a
+        HEAD each); returns each file's object and whether it was uploaded."""
 
         def upload(path: Path) -> tuple[str, ObjectInfo, bool]:
             relative = path.relative_to(self.root).as_posix()
@@ -175,11 +192,7 @@ class WorkingCopy:
             if info is not None and self.current(relative, info):
                 return relative, info, False
             objects.put(self.lake, relative, path)
-            stored = objects.head(self.lake, relative)
-            if stored is None:
-                raise LakeError(f"{self.lake.url(relative)}: gone right after its PUT (removed meanwhile?)")
-            os.utime(path, ns=(stored.modified_ns, stored.modified_ns))
-            return relative, stored, True
+            return relative, ObjectInfo(path.stat().st_size, datetime.now(UTC), _md5(path)), True
 
         with ThreadPoolExecutor(TRANSFERS, thread_name_prefix="filterlake-push") as pool:
             return {key: (info, put) for key, info, put in pool.map(upload, sorted(paths))}
