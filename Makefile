@@ -59,8 +59,8 @@ serve: setup  ## serve the ingestion flow every INTERVAL seconds over WATCH (def
 # only starts processes of an existing venv (`make setup` makes one), and never reinstalls it.
 WORKERS ?= 2
 
-cluster:  ## a local Prefect server, a Dask scheduler and WORKERS (default 2) Dask workers for --dask, until Ctrl-C
-	$(PY) -m flows.cluster --workers $(WORKERS)
+cluster:  ## a local Prefect server, a Dask scheduler and WORKERS (default 2) Dask workers for --dask (S3=1: and an S3 endpoint), until Ctrl-C
+	$(PY) -m flows.cluster --workers $(WORKERS)$(if $(S3), --s3)
 
 # Benchmarks (bench/): each stage's throughput against this machine's own limit, measured in the same run.
 bench: setup  ## CI-sized benchmark (~6 min): 200k filters at x1 and x10, 1,000 small models for regrouping, 1 vs 2 Dask workers
