@@ -160,7 +160,7 @@ def test_the_readme_commands_for_s3_run_verbatim(tmp_path, s3_env, monkeypatch):
     assert len(counted) >= 4, outputs  # sql, polars, pyarrow and duckdb each print the count
     layers = sum(int(r["shape_only_layers"]) for r in manifest_rows() if r["path"].startswith("mtcnn/"))
     analysed = connect(ObjectLake(bucket, "lake")).execute("SELECT count(*) FROM layer_stats").fetchone()[0]
-    assert analysed == layers and any(re.search(rf"^ +{layers} ", o, flags=re.M) for o in outputs)
+    assert analysed == layers and any(re.search(rf"^ +{layers} ", o, flags=re.MULTILINE) for o in outputs)
 
 
 def test_concurrent_metadata_merges_lose_nothing(s3_lake, corpus):
