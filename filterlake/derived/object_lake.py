@@ -57,19 +57,21 @@ def _named(exc: FilterlakeError, copy: WorkingCopy) -> FilterlakeError:
 def local_copy(lake: ObjectLake, filters: bool = True) -> Path:
     """The working copy of `lake`, pulled (with the filters when `filters`): a lake folder to read."""
     copy = working_copy(lake)
-    copy.pull(filters)
+    with copy.exclusive():
+        copy.pull(filters)
     return copy.root
 
 
 @contextlib.contextmanager
 def analysed_in_copy(lake: ObjectLake, model_map: ModelMap) -> Iterator[tuple[Path, ModelMap]]:
-    """(working copy folder, ModelMap) to analyse `lake` with: the copy is pulled first (without filters: each
-    model's come with its task) and the derived files the block wrote are pushed when it ends without an error.
-    A FilterlakeError names the lake's URI, not the copy's folder."""
+    """(working copy folder, ModelMap) to analyse `lake` with, the copy held by this analysis alone: it is pulled
+    first (without filters: each model's come with its task) and the derived files the block wrote are pushed
+    when it ends without an error. A FilterlakeError names the lake's URI, not the copy's folder."""
     copy = working_copy(lake)
-    pulled = copy.pull(filters=False)
-    try:
-        yield copy.root, in_working_copy(copy, model_map)
-    except FilterlakeError as exc:
-        raise _named(exc, copy) from None
-    copy.push(pulled.seen)
+    with copy.exclusive():
+        pulled = copy.pull(filters=False)
+        try:
+            yield copy.root, in_working_copy(copy, model_map)
+        except FilterlakeError as exc:
+            raise _named(exc, copy) from None
+        copy.push(pulled.seen)

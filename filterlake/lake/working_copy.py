@@ -16,16 +16,17 @@ The rules:
   analysis removed (the files of a pruned basis, of a removed model) is deleted from the bucket; an object
   another writer PUT after the pull is never deleted.
 - *Sharing*: processes of one machine may share a copy (a LocalCluster's workers and the driver): every file
-  lands by a rename, and the local lake's locks work on it as on any lake folder. Analyses of one bucket on
+  lands by a rename, and one analysis at a time holds the copy (`exclusive`). Analyses of one bucket on
   different machines each PUT whole, deterministic files; the last `analysis.json` names the current basis.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from filterlake.lake.layout import (
 from filterlake.lake.location import ROOT, ObjectLake, endpoint_url
 from filterlake.lake.objects import ObjectInfo
 from filterlake.lake.schema import DERIVED_TABLES
+from filterlake.lake.writer import flock
 from filterlake.resources import cache_dir
 
 TRANSFERS = 8  # objects downloaded or uploaded at once
@@ -116,6 +118,13 @@ class WorkingCopy:
         if table_of(relative) == "filters" or not re.fullmatch(r"[0-9a-f]{32}", info.etag):
             return st.st_mtime_ns == info.modified_ns
         return _md5(path) == info.etag
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the copy for one analysis at a time on this machine (an flock beside the copy): a pull while
+        another analysis runs would put the bucket's older state file over the one it is about to push."""
+        with flock(self.root.parent / f".{self.root.name}.lock", fcntl.LOCK_EX):
+            yield
 
     def fetch(self, found: dict[str, ObjectInfo]) -> int:
         """Download the objects of `found` whose local file is not current; how many."""

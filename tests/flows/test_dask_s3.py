@@ -47,6 +47,7 @@ def test_the_flows_on_the_cluster_ingest_and_analyse_into_s3_the_lake_of_filterl
     s3_env,
     catalog,  # noqa: F811 (the module fixture of test_dask.py, imported above)
     reference,  # noqa: F811
+    corpus,
     tmp_path,
     monkeypatch,
 ):
@@ -79,3 +80,13 @@ def test_the_flows_on_the_cluster_ingest_and_analyse_into_s3_the_lake_of_filterl
         )
     )
     assert again["counts"]["ingested"] == 0 and again["failures"] == []  # present or cached: nothing twice
+    one_more = run_summary(  # a new checkpoint: the flow's refresh analyses the bucket incrementally
+        ingest_flow(
+            sources=[str(corpus / "vdsr" / "model_epoch_50.pth")],
+            lake=s3_lake.uri,
+            dask=s3_cluster.scheduler.address,
+            return_state=True,
+        )
+    )
+    assert one_more["counts"]["ingested"] == 1 and one_more["failures"] == []
+    assert one_more["refresh"]["layer_stats"] == {"computed": 1, "reused": len(SUBSET), "removed": 0}
