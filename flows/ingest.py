@@ -227,7 +227,7 @@ def ingest_flow(
     failures = [row for row in rows if row["status"] == FAILED]
     refreshed = None
     refresh_failure = None
-    if refresh and (counts[INGESTED] or counts[UPDATED]):
+    if refresh and (counts[INGESTED] or counts[UPDATED] or not _analysed(lake_dir)):
         state = refresh_flow(lake_dir, return_state=True)
         refreshed = state.result(raise_on_failure=False)
         if state.is_failed():
@@ -263,6 +263,17 @@ def ingest_flow(
         error = IngestFailed(failed, summary)
         return Failed(message=str(error), data=error)
     return Completed(message=failed if failures else summary_lines(summary)[0], data=summary)
+
+
+def _analysed(lake: str | None) -> bool:
+    """Whether the lake's analysis tables are current (`derived.analyze.is_current`), so that a run after one
+    killed before its refresh ended still refreshes; False when it cannot be told (the refresh says why)."""
+    from filterlake.derived.analyze import is_current
+
+    try:
+        return is_current(parse_lake(lake))
+    except FilterlakeError:
+        return False
 
 
 def _bare_reason(row: dict[str, Any]) -> str:
@@ -301,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lake",
         metavar="DIR|s3://BUCKET/PREFIX",
-        help="lake folder, or an S3-compatible bucket (AWS environment variables; no refresh of the analysis "
-        "tables there yet) (default: $FILTERLAKE_LAKE or ./lake)",
+        help="lake folder, or a prefix of an S3-compatible bucket (endpoint and credentials from the AWS "
+        "environment variables) (default: $FILTERLAKE_LAKE or ./lake)",
     )
     parser.add_argument(
         "--catalog", action="append", default=[], metavar="FILE", help="catalog file to ingest (repeatable)"

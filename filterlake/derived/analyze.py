@@ -28,9 +28,15 @@ from filterlake.lake.duck import connect
 from filterlake.lake.files import write_json_atomic
 from filterlake.lake.layout import committed_ids, require_lake, state_file
 from filterlake.lake.location import ObjectLake
-from filterlake.lake.maintenance import analysis_running, prune_old_bases, readable_models, repair
+from filterlake.lake.maintenance import (
+    analysis_running,
+    prune_old_bases,
+    read_state,
+    readable_models,
+    repair,
+)
 from filterlake.lake.migrate import migrate
-from filterlake.lake.rows import model_rows
+from filterlake.lake.rows import model_rows, models_version
 from filterlake.numeric.basis import Basis
 from filterlake.numeric.params import DEFAULT_QUALITY, QualityParams
 from filterlake.numeric.presets import PRESETS, Preset
@@ -149,6 +155,7 @@ def analyze(
     require_lake(lake)
     repair(lake)  # what dead writers left (nothing to do, and nothing written, on a sound lake)
     migrate(lake)  # an older lake's files gain the current columns
+    version = models_version(lake)  # before the snapshot: a commit in between makes the state look stale
     # every stage sees these models, whatever ingests commit meanwhile; a damaged models row is left out
     snapshot, unreadable = readable_models(lake, committed_ids(lake))
     meta_only = _meta_only(lake, snapshot)
@@ -213,7 +220,6 @@ def analyze(
         analysis.unreadable = sorted(unreadable)
         analysis.meta_only = sorted(meta_only)
         analysis.duplicates = duplicates
-        _write_state(lake, analysis, basis_on)
         for (
             column
         ) in group_by:  # the connection above still fits: shifts read models, layers and histogram files
@@ -227,6 +233,7 @@ def analyze(
         analysis.comparisons = store_comparisons(analysis, permutations, seed)
         analysis.phenomena = store_phenomena(analysis)
         analysis.baseline_shifts = store_baseline_shifts(analysis)
+        _write_state(lake, analysis, basis_on, version)  # last: the analysis is complete
     prune_old_bases(lake)  # what no analysis needs any more: the files of earlier bases
     if compact:
         maybe_compact(lake)  # past lake/compact.py's threshold of per-model files, into the compacted parts
@@ -257,14 +264,24 @@ def store_group_shifts(
     return store_shifts(lake, pairs, group_by, analysis.preset.name, analysis.basis_id)
 
 
-def _write_state(lake: Path, analysis: Analysis, basis_on: str | None) -> None:
+def _write_state(lake: Path, analysis: Analysis, basis_on: str | None, models: str) -> None:
     state = {
         "basis_id": analysis.basis_id,
         "basis_on": basis_on,
         "preset": analysis.preset.name,
         "spec": analysis.spec.key,
+        "models": models,  # lake/rows.models_version when the analysis began
     }
     write_json_atomic(state, state_file(lake))
+
+
+def is_current(lake: Path | ObjectLake) -> bool:
+    """Whether an analysis completed over exactly the lake's models rows as they are now (no commit, removal
+    or metadata merge since), or the lake holds no model to analyse; a flow's refresh is needed otherwise."""
+    if not committed_ids(lake):
+        return True
+    state = read_state(lake)
+    return state is not None and state.get("models") == models_version(lake)
 
 
 def _meta_only(lake: Path, model_ids: Collection[str]) -> set[str]:

@@ -168,12 +168,27 @@ def _model_of(path: Path, table: str) -> str | None:
     return path.stem if table in PER_MODEL_DERIVED and COMPACTED not in path.parts else None
 
 
+def read_state(lake: Path | ObjectLake) -> dict | None:
+    """What the last complete analysis used (its state file, `analysis.json`: basis, preset, spec, the models
+    version it saw), or None when the lake was never analysed or the file cannot be read."""
+    try:
+        if isinstance(lake, ObjectLake):
+            from filterlake.lake import objects
+            from filterlake.lake.location import ROOT
+
+            found = objects.get(lake, state_file(ROOT))
+            state = json.loads(found[0]) if found is not None else None
+        else:
+            state = json.loads(state_file(lake).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
 def current_basis(lake: Path) -> str | None:
     """The basis of the last analysis (its state file), or None when the lake was never analysed."""
-    try:
-        return json.loads(state_file(lake).read_text())["basis_id"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    basis = (read_state(lake) or {}).get("basis_id")
+    return basis if isinstance(basis, str) else None
 
 
 def _basis_of(path: Path, table: str) -> str | None:

@@ -158,6 +158,32 @@ def model_rows(lake: Path, model_ids: Sequence[str], columns: Sequence[str]) -> 
     return rows
 
 
+def models_version(lake: Path | ObjectLake) -> str:
+    """A digest of the lake's `models` rows as stored: their files' names and MD5s (an object's ETag). Any
+    commit, removal or metadata merge changes it; a working copy has the version of its bucket (its models
+    files are the objects, byte for byte). Compacting a local lake changes it too."""
+    import hashlib
+
+    from filterlake.lake.layout import table_dir
+
+    if isinstance(lake, ObjectLake):
+        from filterlake.lake import objects
+        from filterlake.lake.location import ROOT
+
+        folder = table_dir(ROOT, "models")
+        listed = objects.inventory(lake, folder)
+        entries = [f"{Path(k).name} {v.etag}" for k, v in listed.items() if Path(k).parent == folder]
+    else:
+        folder = table_dir(lake, "models")
+        files = [*folder.glob("*.parquet"), compacted_part(folder)]
+        entries = [
+            f"{path.relative_to(folder)} {hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()}"
+            for path in files
+            if path.is_file()
+        ]
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
+
+
 def folder_select(lake: Path, folder: Path) -> tuple[str | None, list]:
     """A DuckDB SELECT (and its parameters) of the rows of one per-model folder, by the rules above, with the
     files resolved now (its per-model files and the counted models of its compacted part); None when the
