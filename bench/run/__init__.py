@@ -59,7 +59,20 @@ LocalCluster of 1 and then of 2 worker processes of one thread each, behind a te
 flow is timed once the workers are up and have imported the readers, and the speed-up is the ratio of the two
 times (informational, no target).
 
+With `--object-store-filters N` (default: `--scale-out-filters`, so `make bench` runs it; 0: skipped), the
+**object-store** stage (`object_store`): a zoo of N filters ingested (`filterlake.ingest.ingest`, in
+`--ingest-workers` processes) and then analysed (`filterlake.derived.analyze.analyze(lake, "medical",
+("domain",))`) once into a lake folder and once into `s3://filterlake-bench/lake` on a real S3 endpoint, a
+`moto_server` started on 127.0.0.1 for the stage (objects in memory, no network: what it measures is
+filterlake's own cost of an object lake, its commit protocol's requests and the analysis's working copy). Both
+children get the same AWS environment and a fresh `FILTERLAKE_CACHE` in the work folder (the working copy,
+removed after); each run is checked exact (every model of the manifest ingested with all its filters, layer
+statistics computed for every model). It reports both runs' ingest and analysis times and the ratios S3 / local
+of each (informational, no target).
+
 Modules: `cli` (the command line and the whole run), `scales` (one scale's zoo, stages and metrics), `stages`
-and `limits` (what the child processes time), `peers` (the two peers), `import_stage` (the CNN Filter DB import and its limit), `scale_out` (the flows on 1 and 2 Dask workers), `measure` (the child process, its RSS and times), `machine`
-(what it ran on), `judge` (targets, extrapolation), `tables` (the printed tables).
+and `limits` (what the child processes time), `peers` (the two peers), `import_stage` (the CNN Filter DB
+import and its limit), `scale_out` (the flows on 1 and 2 Dask workers), `object_store` (local disk vs an S3
+endpoint), `measure` (the child process, its RSS and times), `machine` (what it ran on), `judge` (targets,
+extrapolation), `tables` (the printed tables).
 """

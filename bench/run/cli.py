@@ -17,6 +17,7 @@ from bench.paths import OUT
 from bench.run.import_stage import import_line, measure_import
 from bench.run.judge import TARGETS, extrapolate, judge
 from bench.run.machine import machine
+from bench.run.object_store import measure_object_store, object_store_line
 from bench.run.scale_out import measure_scale_out, scale_out_line
 from bench.run.scales import measure_regroup, measure_scale
 from bench.run.stages import STAGES
@@ -50,6 +51,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "import_filters": args.import_filters,
             "peer_filters": args.peer_filters,
             "scale_out_filters": args.scale_out_filters,
+            "object_store_filters": args.object_store_filters,
         },
         "targets_definition": TARGETS,
         "scales": [],
@@ -62,12 +64,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         results["import"] = measure_import(args, work, log)
     if args.scale_out_filters:
         results["scale_out"] = measure_scale_out(args, work, log)
+    if args.object_store_filters:
+        results["object_store"] = measure_object_store(args, work, log)
     results["targets"] = judge(results)
     results["extrapolation"] = extrapolate(results)
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     text = table(results) + (f"\n\n{import_line(results['import'])}" if results.get("import") else "")
     text += f"\n\n{scale_out_line(results['scale_out'])}" if results.get("scale_out") else ""
+    text += f"\n\n{object_store_line(results['object_store'])}" if results.get("object_store") else ""
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +148,15 @@ def main(argv: list[str] | None = None) -> int:
         help="filters of the zoo the Prefect flows ingest and analyse on a Dask cluster of 1 and of 2 worker "
         "processes, for their speed-up (default 0: skip)",
     )
+    parser.add_argument(
+        "--object-store-filters",
+        type=int,
+        help="filters of the zoo ingested and analysed into a lake folder and into an s3:// lake on a local "
+        "moto_server, for the ratios S3 / local of both times (default: --scale-out-filters; 0: skip)",
+    )
     args = parser.parse_args(argv)
     args.regroup_filters = args.regroup_filters or args.filters
+    if args.object_store_filters is None:
+        args.object_store_filters = args.scale_out_filters
     benchmark(args)
     return 0

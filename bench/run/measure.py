@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,18 @@ def disk_usage(path: Path) -> int:
     return total
 
 
-def run_stage(name: str, *args: str | Path) -> dict[str, Any]:
-    """Run one stage in a child process; its result plus the child's peak RSS (wait4) and wall time."""
+def run_stage(
+    name: str, *args: str | Path, env: dict[str, str] | None = None, unset: Collection[str] = ()
+) -> dict[str, Any]:
+    """Run one stage in a child process; its result plus the child's peak RSS (wait4) and wall time. The child
+    inherits this process's environment with `env` added and the variables named in `unset` removed."""
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("r", suffix=".json", dir=OUT, delete=False) as tmp:
         result_file = Path(tmp.name)
     cmd = [sys.executable, "-m", "bench.run", "stage", name, *map(str, args), "--result", str(result_file)]
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
+    environment = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=environment)
     _pid, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start

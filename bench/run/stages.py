@@ -13,6 +13,7 @@ from typing import Any
 from bench.run.import_stage import stage_import, stage_limit_import
 from bench.run.limits import stage_limit_ingest, stage_limit_scan
 from bench.run.measure import disk_usage, warm_up
+from bench.run.object_store import stage_object_store
 from bench.run.peers import stage_peer_notebook, stage_peer_tcq
 from bench.run.scale_out import stage_scale_out
 
@@ -178,4 +179,5 @@ STAGES: dict[str, Callable[..., dict[str, Any]]] = {
     "peer-notebook": stage_peer_notebook,
     "peer-tcq": stage_peer_tcq,
     "scale-out": stage_scale_out,
+    "object-store": stage_object_store,
 }
