@@ -1,7 +1,8 @@
 """The analysis of an s3:// lake (derived/object_lake.py) against a real `moto_server`: every derived table in
 the bucket equals the one `filterlake analyze` writes into a local lake of the same checkpoints, row for row;
 incremental on a second run and on another machine's empty copy; models derived by "another machine"; a
-removed model; and an analysis killed at any moment then run again ends with the same bucket."""
+removed model; an analysis killed at any moment then run again ends with the same bucket; the endpoint going
+away during an analysis."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -23,7 +25,7 @@ from filterlake.lake.working_copy import working_copy
 from tests.conftest import REPO
 from tests.flows.test_dask import BASE, DERIVED, assert_same_tables, catalog, rows  # noqa: F401
 from tests.flows.test_dask_s3 import download
-from tests.lake.s3_endpoint import s3_client
+from tests.lake.s3_endpoint import Forwarder, s3_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3]
 
@@ -137,4 +139,43 @@ def test_an_analysis_killed_at_any_moment_then_run_again_ends_with_the_same_buck
     started.wait()
     done = subprocess.run(analyze_command(ingested), cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    assert_same_tables(bucket(ingested, tmp_path / "after"), local, BASE + DERIVED)
+
+
+@pytest.mark.parametrize(("outage", "retries"), [(4.0, 60), (120.0, 1)])
+def test_the_endpoint_down_during_an_analysis_is_retried_or_fails_in_one_line_and_loses_nothing(
+    outage, retries, ingested, local, tmp_path
+):
+    """The endpoint goes away 2 s into an analysis (a forwarder in front of moto_server is stopped): back
+    within the retries, the analysis ends as usual; down longer, it fails in one line naming the lake, and the
+    next run ends with the bucket of one run."""
+    forwarder = Forwarder(urlparse(os.environ["AWS_ENDPOINT_URL"]).port)
+    forwarder.start()
+    env = {**os.environ, "AWS_ENDPOINT_URL": forwarder.endpoint, "FILTERLAKE_S3_RETRY_SECONDS": str(retries)}
+    try:
+        proc = subprocess.Popen(
+            analyze_command(ingested), cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
+        )
+        time.sleep(2.0)
+        forwarder.stop()
+        deadline = time.monotonic() + outage
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        forwarder.start()
+        stderr = proc.communicate(timeout=600)[1]
+        if retries > outage:
+            assert proc.returncode == 0, stderr
+        else:
+            lines = stderr.strip().splitlines()
+            assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in stderr, stderr
+            assert (
+                lines[0].startswith(f"filterlake: error: {ingested.uri}")  # the lake or one of its objects
+                and "after 1 s of retries" in stderr
+            )
+            again = subprocess.run(
+                analyze_command(ingested), cwd=REPO, env=env, capture_output=True, check=False
+            )
+            assert again.returncode == 0, again.stderr
+    finally:
+        forwarder.stop()
     assert_same_tables(bucket(ingested, tmp_path / "after"), local, BASE + DERIVED)
