@@ -31,7 +31,7 @@ from filterlake.numeric.presets import PRESETS
 from flows.ingest import positive_int, refresh_line
 from flows.refresh import analysis_summary
 from flows.runners import DASK_HELP, dask_address, refuse_unusable, task_runner
-from flows.tasks import reported_by_the_flow
+from flows.tasks import add_lake_argument, reported_by_the_flow
 
 T = TypeVar("T")
 
@@ -88,11 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics and histograms of each model as a task on the task runner. Prints what was refreshed; "
         "exit 1 when the analysis failed. Without PREFECT_API_URL a temporary local Prefect server is started.",
     )
-    parser.add_argument(
-        "--lake",
-        metavar="DIR|s3://BUCKET/PREFIX",
-        help="lake folder or object-store prefix (default: $FILTERLAKE_LAKE or ./lake)",
-    )
+    add_lake_argument(parser)
     parser.add_argument(
         "--preset", choices=sorted(PRESETS), default="medical", help="the analysis preset (default: medical)"
     )

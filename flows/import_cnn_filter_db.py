@@ -19,11 +19,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
-from filterlake.lake.layout import resolve_lake
+from filterlake.lake.location import parse_lake
 from filterlake.vocab import INGESTED
 from flows.ingest import refresh_line
 from flows.refresh import refresh_flow
-from flows.tasks import import_dataset
+from flows.tasks import add_lake_argument, import_dataset
 
 
 @flow(name="filterlake-import-cnn-filter-db")
@@ -31,7 +31,8 @@ def import_cnn_filter_db_flow(
     path: str, lake: str | None = None, meta_only: bool = False, refresh: bool = True
 ) -> dict[str, Any]:
     """Import CNN Filter DB's dataset.h5 into the lake; refresh the analysis when models with filters are new."""
-    lake_dir = resolve_lake(lake).resolve()
+    found = parse_lake(lake)
+    lake_dir = found.resolve() if isinstance(found, Path) else found
     summary = import_dataset(str(Path(path).resolve()), str(lake_dir), meta_only)
     new = any(row["status"] == INGESTED for row in summary["models"])
     summary["refresh"] = refresh_flow(str(lake_dir)) if refresh and new and not meta_only else None
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "one line per failed model.",
     )
     parser.add_argument("path", metavar="PATH", help="the dataset.h5 file")
-    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    add_lake_argument(parser)
     parser.add_argument(
         "--meta-only", action="store_true", help="only the models and layers rows, no filters"
     )

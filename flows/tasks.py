@@ -7,6 +7,7 @@ checksum) ends Failed with that one-line message and logs nothing itself: the fl
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
@@ -25,11 +26,21 @@ from prefect.states import State
 from filterlake.errors import FilterlakeError, SourceError, TransientSourceError
 from filterlake.ingest import Outcome, fetch, identify, load, prepare_lake
 from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
-from filterlake.lake.layout import resolve_lake
 from filterlake.lake.location import parse_lake
 from filterlake.sources.discover import Source, discover_all
 from filterlake.vocab import FAILED
 from flows import REPORTED_RUNS
+
+
+def add_lake_argument(parser: argparse.ArgumentParser) -> None:
+    """`--lake` of the flows that take a local or an object lake (one help text for all of them)."""
+    parser.add_argument(
+        "--lake",
+        metavar="DIR|s3://BUCKET/PREFIX",
+        help="lake folder, or a prefix of an S3-compatible bucket (endpoint and credentials from the AWS "
+        "environment variables) (default: $FILTERLAKE_LAKE or ./lake)",
+    )
+
 
 FETCH_RETRY_DELAYS = [1, 5, 15]  # seconds before the 1st, 2nd and 3rd retry of a transient network failure
 
@@ -153,7 +164,7 @@ def ingest_checkpoint(
 def import_dataset(path: str, lake: str, meta_only: bool) -> dict[str, Any]:
     """Import every model of the dataset.h5 (the same stage function as `filterlake import cnn-filter-db`)."""
     with reported_by_the_flow():
-        result = import_cnn_filter_db(Path(path), resolve_lake(lake), meta_only)  # a local lake only, for now
+        result = import_cnn_filter_db(Path(path), parse_lake(lake), meta_only)
     return {
         "line": result.summary_line(),
         "models": [{**o.as_row(), "model_id": o.model_id} for o in result.outcomes],

@@ -72,14 +72,14 @@ def cmd_import_cnn_filter_db(args: argparse.Namespace) -> int:
 
     from filterlake.cli.progress import progress_bar
     from filterlake.ingest.cnn_filter_db import import_cnn_filter_db
-    from filterlake.lake.layout import resolve_lake
+    from filterlake.lake.location import parse_lake
 
     err = Console(stderr=True, soft_wrap=True)
     with progress_bar(args.quiet, "import", rate=True) as progress:  # filters/s (models/s with --meta-only)
         task = progress.add_task("reading meta", total=None)
         result = import_cnn_filter_db(
             Path(args.path),
-            resolve_lake(args.lake),
+            parse_lake(args.lake),
             args.meta_only,
             on_start=lambda models, filters: progress.update(
                 task, total=models if args.meta_only else filters, description=""

@@ -45,6 +45,7 @@ from filterlake.errors import CheckpointError, LakeError, SourceError, describe_
 from filterlake.ingest.pipeline import Outcome, prepare_lake
 from filterlake.ingest.records import finite_stats
 from filterlake.lake.layout import is_committed
+from filterlake.lake.location import ObjectLake
 from filterlake.lake.rows import model_row
 from filterlake.lake.writer import open_writer, remove_model
 from filterlake.numeric.weights_digest import LayerDigest, weights_sha256
@@ -108,7 +109,7 @@ def lake_model_id(version: str, model: DatasetModel) -> str:
 
 def import_cnn_filter_db(
     path: Path,
-    lake: Path,
+    lake: Path | ObjectLake,
     meta_only: bool = False,
     on_start: Callable[[int, int], None] | None = None,
     on_filters: Callable[[int], None] | None = None,
@@ -144,7 +145,7 @@ def import_cnn_filter_db(
     return result
 
 
-def _wanted(lake: Path, model_id: str, meta_only: bool) -> bool:
+def _wanted(lake: Path | ObjectLake, model_id: str, meta_only: bool) -> bool:
     """Whether to write the model: not in the lake yet, or there as metadata only and now imported whole."""
     row = model_row(lake, model_id, ["extra"])
     if row is None:
@@ -191,7 +192,7 @@ def _load(
     dataset: Dataset,
     model: DatasetModel,
     model_id: str,
-    lake: Path,
+    lake: Path | ObjectLake,
     meta_only: bool,
     on_filters: Callable[[int], None] | None,
 ) -> int:
@@ -329,7 +330,7 @@ def _model_row(
 
 
 def import_source(
-    source: Source, lake: Path, on_result: Callable[[Outcome], None] | None = None
+    source: Source, lake: Path | ObjectLake, on_result: Callable[[Outcome], None] | None = None
 ) -> list[Outcome]:
     """A catalog's `cnn_filter_db` entry (with its `meta_only`): the outcome of each model of the dataset, or
     one failed outcome naming the file when it cannot be read (or the entry is invalid)."""

@@ -17,7 +17,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 # the commands that take an s3:// lake (the others refuse one in a line naming these)
-OBJECT_LAKE_COMMANDS = ("ingest", "models", "sql", "check", "remove", "analyze", "shift", "report", "basis")
+OBJECT_LAKE_COMMANDS = (
+    "ingest",
+    "import",
+    "models",
+    "sql",
+    "check",
+    "remove",
+    "analyze",
+    "shift",
+    "report",
+    "basis",
+)
 ROOT = Path()  # layout.py's functions called on ROOT give a table file's path relative to the lake
 RETRY_SECONDS = "FILTERLAKE_S3_RETRY_SECONDS"  # how long transient endpoint errors are retried (default 30)
 ORPHAN_GRACE_SECONDS = "FILTERLAKE_S3_ORPHAN_GRACE_SECONDS"  # age before an orphan object is removed (3600)
