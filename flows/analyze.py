@@ -7,7 +7,7 @@ and pushed to the bucket (derived/object_lake.py). The basis (one reduction over
 and the shifts (from the stored histograms) are computed in the flow's own process, so the derived tables are
 the ones `filterlake analyze` writes, number for number.
 
-Run once: `python -m flows.analyze [--lake DIR] [--dask ADDRESS|local:N] [--preset NAME] [--group-by COL...]`.
+Run once: `python -m flows.analyze [--lake DIR|s3://BUCKET/PREFIX] [--dask ADDRESS|local:N] [--preset NAME] [--group-by COL...]`.
 """
 
 from __future__ import annotations

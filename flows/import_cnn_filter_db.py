@@ -6,7 +6,7 @@ resumed by the next one (models already in the lake are skipped without reading 
 never cached and never retried on its own. A model that fails is named in the summary; the run still ends
 Completed. A file that cannot be read fails the run with its one-line reason.
 
-Run once: `python -m flows.import_cnn_filter_db PATH [--lake DIR] [--meta-only] [--no-refresh]`.
+Run once: `python -m flows.import_cnn_filter_db PATH [--lake DIR|s3://BUCKET/PREFIX] [--meta-only] [--no-refresh]`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ sources report status `cached`.
 With `failure_memory` (flows.serve passes it), local sources that failed because of what they are are skipped
 by later runs until they change (flows/memory.py); with `print_summary` the run prints counts and failures.
 
-Run once: `python -m flows.ingest SOURCE... [--lake DIR] [--catalog FILE] [--concurrency N | --dask ADDRESS]`.
+Run once: `python -m flows.ingest SOURCE... [--lake DIR|s3://BUCKET/PREFIX] [--catalog FILE] [--concurrency N | --dask ADDRESS]`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Serve the ingestion flow on a schedule over a drop folder, until stopped.
 
-`python -m flows.serve --watch DIR [--lake DIR] [--interval SECONDS | --cron EXPR]` creates the deployment
+`python -m flows.serve --watch DIR [--lake DIR|s3://BUCKET/PREFIX] [--interval SECONDS | --cron EXPR]` creates the deployment
 `filterlake-ingest/<name>` with the folder and lake as parameters and runs its scheduled runs (one at a time).
 Each run prints its counts and one line per failure to stdout. A local file that failed because of what it is
 (a bad checkpoint, a bad sidecar, an empty folder) is remembered in $PREFECT_HOME/filterlake-serve/<name>.json
@@ -32,8 +32,9 @@ from prefect.client.schemas.schedules import CronSchedule
 from prefect.runner import Runner
 from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
-from filterlake.lake.layout import resolve_lake
+from filterlake.lake.location import parse_lake
 from flows.ingest import ingest_flow, positive_int
+from flows.tasks import add_lake_argument
 
 DEFAULT_INTERVAL = 60.0
 
@@ -177,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--watch", required=True, metavar="DIR", help="drop folder to ingest (created when missing)"
     )
-    parser.add_argument("--lake", metavar="DIR", help="lake folder (default: $FILTERLAKE_LAKE or ./lake)")
+    add_lake_argument(parser)
     when = parser.add_mutually_exclusive_group()
     when.add_argument(
         "--interval",
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_scheduler()
     watch = Path(args.watch).resolve()
     watch.mkdir(parents=True, exist_ok=True)
-    lake = resolve_lake(args.lake).resolve()
+    found = parse_lake(args.lake)
+    lake = found.resolve() if isinstance(found, Path) else found
     memory = PREFECT_HOME.value() / "filterlake-serve" / f"{args.name}.json"
     interval = None if args.cron else args.interval or DEFAULT_INTERVAL
     for signum in (signal.SIGTERM, signal.SIGHUP):

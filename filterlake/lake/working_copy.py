@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 from filterlake.lake import objects
 from filterlake.lake.layout import (
     GLOBS,
-    PER_MODEL_DERIVED,
+    PER_MODEL_TABLES,
     STATE,
     VERSION,
     filters_dir,
@@ -52,7 +52,7 @@ from filterlake.lake.writer import flock
 from filterlake.resources import cache_dir
 
 TRANSFERS = 8  # objects downloaded or uploaded at once
-PER_MODEL = ("models", "layers", "filters", *PER_MODEL_DERIVED)
+PER_MODEL = (*PER_MODEL_TABLES, "filters")  # the tables whose objects belong to one model each
 ROOT_FILES = (STATE, VERSION)  # the lake's own state files, besides the tables
 
 

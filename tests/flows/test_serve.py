@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from filterlake.lake.layout import model_file
+from filterlake.lake.layout import is_committed
+from filterlake.lake.location import ObjectLake
 from tests.conftest import REPO, manifest_rows
 from tests.flows.conftest import BROKEN, flow_env
 
@@ -39,8 +40,9 @@ def _alive(pid: int, group: bool = False) -> bool:
 class Served:
     """`python -m flows.serve --interval 5` over `watch` in its own session; stdout and stderr in files."""
 
-    def __init__(self, tmp_path: Path, watch: Path):
-        self.lake, self.out, self.err = tmp_path / "lake", tmp_path / "serve.out", tmp_path / "serve.err"
+    def __init__(self, tmp_path: Path, watch: Path, lake: Path | ObjectLake | None = None):
+        self.lake = lake or tmp_path / "lake"
+        self.out, self.err = tmp_path / "serve.out", tmp_path / "serve.err"
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             argv = ["--watch", str(watch), "--lake", str(self.lake), "--interval", "5"]
             self.proc = subprocess.Popen(
@@ -91,16 +93,33 @@ class Served:
 
 
 def test_served_deployment_ingests_a_dropped_checkpoint_and_stops_on_sigterm(tmp_path, corpus):
+    served = serve_one_dropped_checkpoint(tmp_path, corpus)
+    assert served.err.read_text().rstrip().endswith("filterlake: stopped"), served.text()
+
+
+@pytest.mark.s3
+def test_served_deployment_ingests_and_analyses_into_an_s3_lake(tmp_path, corpus, s3_lake):
+    served = serve_one_dropped_checkpoint(tmp_path, corpus, s3_lake)
+    assert f"into {s3_lake.uri} every 5 s" in served.err.read_text(), served.text()
+    from filterlake.derived.analyze import is_current
+    from filterlake.lake.duck import connect
+
+    assert is_current(s3_lake), served.text()  # the run's refresh analysed the bucket
+    assert connect(s3_lake).execute("SELECT count(*) FROM layer_stats").fetchone()[0] == 3  # P-Net's layers
+
+
+def serve_one_dropped_checkpoint(tmp_path: Path, corpus: Path, lake: ObjectLake | None = None) -> Served:
+    """Serve a dropbox, drop P-Net into it, wait for its run's summary, stop with SIGTERM (exit 0)."""
     watch = tmp_path / "dropbox"
     model_id = next(r["sha256"] for r in manifest_rows() if r["path"] == PNET)
-    served = Served(tmp_path, watch)
+    served = Served(tmp_path, watch, lake)
     try:
 
         def dropped_and_ingested() -> bool:
             if watch.is_dir() and not (watch / "pnet.pt").exists():
                 shutil.copyfile(corpus / PNET, watch / ".pnet.pt.part")  # hidden while copying
                 os.replace(watch / ".pnet.pt.part", watch / "pnet.pt")
-            return model_file(served.lake, model_id).exists()
+            return is_committed(served.lake, model_id)
 
         served.wait_for(dropped_and_ingested, "ingestion")
         served.wait_for(lambda: "1 ingested" in served.out.read_text(), "summary line", 30)
@@ -108,7 +127,7 @@ def test_served_deployment_ingests_a_dropped_checkpoint_and_stops_on_sigterm(tmp
     finally:
         served.kill()
     assert code == 0, served.text()
-    assert served.err.read_text().rstrip().endswith("filterlake: stopped"), served.text()
+    return served
 
 
 def test_served_runs_print_counts_skip_a_bad_file_until_it_changes_and_stop_on_ctrl_c(
