@@ -156,12 +156,7 @@ def test_the_endpoint_down_during_an_analysis_is_retried_or_fails_in_one_line_an
         proc = subprocess.Popen(
             analyze_command(ingested), cwd=REPO, env=env, stderr=subprocess.PIPE, text=True
         )
-        time.sleep(2.0)
-        forwarder.stop()
-        deadline = time.monotonic() + outage
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
-        forwarder.start()
+        forwarder.outage(proc, after=2.0, seconds=outage)
         stderr = proc.communicate(timeout=600)[1]
         if retries > outage:
             assert proc.returncode == 0, stderr

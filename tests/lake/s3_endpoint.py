@@ -110,6 +110,16 @@ class Forwarder:
                 sock.close()
             self._sockets.clear()
 
+    def outage(self, proc: subprocess.Popen, after: float, seconds: float) -> None:
+        """`after` seconds into `proc`'s run, the endpoint goes away for `seconds` (or until `proc` ends), then
+        comes back on the same port."""
+        time.sleep(after)
+        self.stop()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        self.start()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:

@@ -5,7 +5,6 @@ an ingest runs (retried, or the sources failed by name with nothing half-visible
 from __future__ import annotations
 
 import os
-import time
 from urllib.parse import urlparse
 
 import pytest
@@ -55,12 +54,7 @@ def ingest_during_an_outage(lake, forwarder: Forwarder, corpus, outage: float):
     """Start an ingest of the corpus, stop the endpoint 3 s later for `outage` seconds (or until the ingest
     ends), then restart it; returns the ingest's process."""
     proc = start_ingest(lake, "--catalog", corpus / "MANIFEST.csv")
-    time.sleep(3.0)
-    forwarder.stop()
-    deadline = time.monotonic() + outage
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    forwarder.start()
+    forwarder.outage(proc, after=3.0, seconds=outage)
     return proc
 
 
